@@ -1,0 +1,6 @@
+//! jw: run Linux processes ("jobs") for remote users, each in its own cgroup
+//! and namespaces, over a mutual-TLS postcard protocol.
+//!
+//! The library holds everything; the binaries in `src/bin` are thin.
+
+pub mod protocol;

@@ -1,0 +1,501 @@
+//! The message catalogue of protocol.md, as postcard-encoded serde types.
+//!
+//! Field order is wire order: postcard writes struct fields one after the
+//! other with no names or tags, and enum variants as a varint index. So the
+//! order of fields and variants below is part of the protocol; adding,
+//! removing or reordering anything is a protocol version change (see the
+//! "Versioning" section of protocol.md). The test vectors in protocol.md pin
+//! the exact bytes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::MAX_CHUNK;
+
+/// The protocol version this code speaks. Sent in `Hello` and `Welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A job's identity: 128 random bits, shown as a UUID (version 4).
+///
+/// Unguessable on purpose: a job id is not a capability (authorization still
+/// applies), but it must not leak how many jobs exist or let one user probe
+/// for another's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(pub [u8; 16]);
+
+impl JobId {
+    /// Builds an id from 16 random bytes, setting the UUID v4 version and
+    /// variant bits so the text form is a well-formed UUID.
+    pub fn from_random(mut bytes: [u8; 16]) -> Self {
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        JobId(bytes)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({self})")
+    }
+}
+
+/// Why a job id given as text was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid job id {0:?}: expected 32 hex digits, optionally as a UUID with dashes")]
+pub struct ParseJobIdError(pub String);
+
+impl std::str::FromStr for JobId {
+    type Err = ParseJobIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseJobIdError(s.to_string());
+        let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
+        if hex.len() != 32 {
+            return Err(err());
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16).ok_or_else(err)?;
+            let lo = (pair[1] as char).to_digit(16).ok_or_else(err)?;
+            out[i] = (hi * 16 + lo) as u8;
+        }
+        Ok(JobId(out))
+    }
+}
+
+/// Every message a client sends. The first one on a connection is `Hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// Opens the session: the highest protocol version the client speaks.
+    Hello(Hello),
+    /// Opens stream `stream` with one request.
+    Request { stream: u32, request: Request },
+    /// Grants `bytes` more bytes of `Output` data on `stream`.
+    Credit { stream: u32, bytes: u32 },
+    /// Asks the server to end `stream` early; it answers `Error(cancelled)`
+    /// unless the stream already ended.
+    Cancel { stream: u32 },
+}
+
+/// Every message a server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The answer to `Hello`: the version both will use and who the server
+    /// thinks the client is.
+    Welcome(Welcome),
+    /// One event on an open stream.
+    Event { stream: u32, event: Event },
+    /// A connection-level error; the server closes the connection after it.
+    Fatal(ErrorInfo),
+}
+
+/// The client's greeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The highest protocol version the client speaks.
+    pub version: u32,
+    /// Free text naming the client software, for the server's log.
+    pub client: String,
+}
+
+/// The server's greeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The version both peers use from now on.
+    pub version: u32,
+    /// Free text naming the server software.
+    pub server: String,
+    /// The identity taken from the client certificate.
+    pub identity: Identity,
+    /// Limits this server enforces on the connection.
+    pub limits: ConnectionLimits,
+}
+
+/// Who the peer is, as the server read it from the client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Subject common name.
+    pub user: String,
+    /// Subject organization values, in certificate order.
+    pub groups: Vec<String>,
+    /// Whether one of the groups is the server's admin group.
+    pub admin: bool,
+}
+
+/// Limits a server announces in `Welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionLimits {
+    /// Largest frame payload the server accepts, in bytes.
+    pub max_frame: u32,
+    /// Most streams that may be open at once on this connection.
+    pub max_streams: u32,
+    /// Largest `data` in one `Output` event.
+    pub max_chunk: u32,
+}
+
+/// A request; each opens its own stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Start a job. Answer: `Started`.
+    Start(StartRequest),
+    /// Stop a job: SIGTERM, then after `grace_ms` kill everything in its
+    /// cgroup. Answer: `Status` with the final status once it has ended.
+    Stop { job: JobId, grace_ms: u32 },
+    /// Answer: `Status`.
+    Status { job: JobId },
+    /// Answer: zero or more `ListItem`, then `ListEnd`. `all` (every user's
+    /// jobs) needs the admin role.
+    List { all: bool },
+    /// Read output. Answer: `Output` events as credit allows, then `End`.
+    Logs(LogsRequest),
+    /// Wait for a job to end. Answer: `End`.
+    Wait { job: JobId },
+    /// Delete an ended job, its status and output. Answer: `Removed`.
+    Remove { job: JobId },
+}
+
+/// What to run, and within what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// An absolute path, or a name looked up on the job's fixed PATH.
+    pub command: String,
+    /// Arguments after the command (argv[1..]).
+    pub args: Vec<String>,
+    /// Variables added to the job's clean environment.
+    pub env: Vec<EnvVar>,
+    /// Absolute working directory inside the job; `None` means `/`.
+    pub workdir: Option<String>,
+    /// Resource limits; `None` fields take the server's defaults.
+    pub limits: Limits,
+    /// Which network the job sees.
+    pub network: Network,
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// Resource limits of a job. `None` means the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU bandwidth in thousandths of a core (500 = half a core).
+    pub cpu_millicores: Option<u32>,
+    /// Memory in bytes; swap is not allowed on top of it.
+    pub memory_bytes: Option<u64>,
+    /// Read bandwidth per block device, bytes per second.
+    pub io_read_bps: Option<u64>,
+    /// Write bandwidth per block device, bytes per second.
+    pub io_write_bps: Option<u64>,
+    /// Most processes and threads alive in the job at once.
+    pub pids: Option<u32>,
+    /// Most output bytes (stdout + stderr) kept; the rest is dropped and counted.
+    pub output_bytes: Option<u64>,
+}
+
+/// A job's network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Network {
+    /// Its own network namespace with only `lo`, up.
+    #[default]
+    None,
+    /// The host's network; the server must allow it.
+    Host,
+}
+
+/// Which output to read, from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    pub job: JobId,
+    /// `Some(offset)` reads stdout from that byte; `None` skips stdout.
+    pub stdout: Option<u64>,
+    /// `Some(offset)` reads stderr from that byte; `None` skips stderr.
+    pub stderr: Option<u64>,
+    /// Keep the stream open for new output until the job ends.
+    pub follow: bool,
+    /// Initial credit: `Output` data bytes the server may send before the
+    /// client grants more with `Credit`.
+    pub credit: u32,
+}
+
+/// Which of a job's two outputs a chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Something that happened on a stream. Terminal events end the stream:
+/// `Started`, `Status`, `ListEnd`, `End`, `Removed`, `Error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The job was started (its command was executed).
+    Started { job: JobId },
+    /// A job's status (answer to `Status` and `Stop`).
+    Status(JobInfo),
+    /// One job of a `List` answer. Not terminal.
+    ListItem(JobInfo),
+    /// The end of a `List` answer: how many `ListItem` were sent.
+    ListEnd { count: u32 },
+    /// A piece of output. Not terminal. Counts against the stream's credit.
+    Output(OutputChunk),
+    /// The end of `Logs` or `Wait`: the job's status at that moment (final
+    /// when the job has ended).
+    End(JobInfo),
+    /// The job and its output are gone.
+    Removed,
+    /// The request failed; the stream is over.
+    Error(ErrorInfo),
+}
+
+/// Bytes a job wrote to one of its outputs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    pub stream: OutputStream,
+    /// Byte offset of `data[0]` within that output.
+    pub offset: u64,
+    /// At most `max_chunk` bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl fmt::Debug for OutputChunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutputChunk")
+            .field("stream", &self.stream)
+            .field("offset", &self.offset)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
+impl OutputChunk {
+    /// Whether the chunk respects the protocol's chunk size limit.
+    pub fn within_limit(&self) -> bool {
+        self.data.len() <= MAX_CHUNK
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Its cgroup exists; its command has not been executed yet.
+    Starting,
+    /// Its command runs.
+    Running,
+    /// It ended: see `exit_code` or `signal`.
+    Exited,
+    /// It could not be started, or its supervision failed: see `error`.
+    Failed,
+    /// The server lost track of it (for example it was running when the
+    /// server crashed and could not be re-adopted).
+    Lost,
+}
+
+impl JobState {
+    /// Whether the job can still change (Starting or Running).
+    pub fn is_active(self) -> bool {
+        matches!(self, JobState::Starting | JobState::Running)
+    }
+
+    /// The lower-case name used in text and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Starting => "starting",
+            JobState::Running => "running",
+            JobState::Exited => "exited",
+            JobState::Failed => "failed",
+            JobState::Lost => "lost",
+        }
+    }
+}
+
+/// Everything known about a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: JobId,
+    /// The user who started it.
+    pub owner: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub state: JobState,
+    /// Exit code, when the command exited on its own.
+    pub exit_code: Option<i32>,
+    /// Signal number, when the command was killed by a signal.
+    pub signal: Option<i32>,
+    /// The kernel's OOM killer killed a process of the job.
+    pub oom_killed: bool,
+    /// A user asked to stop it.
+    pub stopped: bool,
+    /// Unix time in milliseconds.
+    pub started_at_ms: u64,
+    /// Unix time in milliseconds, once it has ended.
+    pub ended_at_ms: Option<u64>,
+    pub usage: Usage,
+    pub output: OutputInfo,
+    /// Why it failed or was lost, in words.
+    pub error: Option<String>,
+}
+
+/// Resource use read from the job's cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_user_us: u64,
+    pub cpu_system_us: u64,
+    pub memory_peak_bytes: u64,
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+    /// Processes in the job now (0 once it has ended).
+    pub pids_current: u32,
+}
+
+/// How much output a job has, and whether any was lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputInfo {
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Bytes the job wrote that were not kept (output cap or full disk).
+    pub dropped_bytes: u64,
+}
+
+/// An error: a machine-readable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorInfo {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+/// An error code. A plain number on the wire (not an enum) so that a peer
+/// that meets a code newer than itself can still decode the frame; it treats
+/// unknown codes like `internal`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// The request or frame is malformed or breaks a protocol rule.
+    pub const BAD_REQUEST: ErrorCode = ErrorCode(1);
+    /// The peer's identity is missing or unusable.
+    pub const UNAUTHENTICATED: ErrorCode = ErrorCode(2);
+    /// The identity is known but may not do this.
+    pub const PERMISSION_DENIED: ErrorCode = ErrorCode(3);
+    /// No such job, or not one this user may see.
+    pub const NOT_FOUND: ErrorCode = ErrorCode(4);
+    /// A limit was reached: streams, jobs per user, disk, processes.
+    pub const RESOURCE_EXHAUSTED: ErrorCode = ErrorCode(5);
+    /// The job is not in a state that allows this (e.g. removing a running job).
+    pub const FAILED_PRECONDITION: ErrorCode = ErrorCode(6);
+    /// The server does not support this version or feature.
+    pub const UNSUPPORTED: ErrorCode = ErrorCode(7);
+    /// The client cancelled the stream.
+    pub const CANCELLED: ErrorCode = ErrorCode(8);
+    /// The command could not be executed (missing, not executable, ...).
+    pub const EXEC_FAILED: ErrorCode = ErrorCode(9);
+    /// A bug or an unexpected system failure on the server.
+    pub const INTERNAL: ErrorCode = ErrorCode(10);
+
+    const NAMES: [(ErrorCode, &'static str); 10] = [
+        (Self::BAD_REQUEST, "bad_request"),
+        (Self::UNAUTHENTICATED, "unauthenticated"),
+        (Self::PERMISSION_DENIED, "permission_denied"),
+        (Self::NOT_FOUND, "not_found"),
+        (Self::RESOURCE_EXHAUSTED, "resource_exhausted"),
+        (Self::FAILED_PRECONDITION, "failed_precondition"),
+        (Self::UNSUPPORTED, "unsupported"),
+        (Self::CANCELLED, "cancelled"),
+        (Self::EXEC_FAILED, "exec_failed"),
+        (Self::INTERNAL, "internal"),
+    ];
+
+    /// The snake_case name of a known code, `None` for a code from a newer peer.
+    pub fn name(self) -> Option<&'static str> {
+        Self::NAMES
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
+    }
+
+    /// Every code this version knows.
+    pub fn known() -> impl Iterator<Item = ErrorCode> {
+        Self::NAMES.iter().map(|(c, _)| *c)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "unknown_{}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_id_text_round_trips_as_uuid_v4() {
+        let id = JobId::from_random([0xab; 16]);
+        let text = id.to_string();
+        assert_eq!(text, "abababab-abab-4bab-abab-abababababab");
+        assert_eq!(text.parse::<JobId>().unwrap(), id);
+        let plain: String = text.chars().filter(|&c| c != '-').collect();
+        assert_eq!(plain.parse::<JobId>().unwrap(), id);
+    }
+
+    #[test]
+    fn bad_job_ids_are_rejected() {
+        for bad in [
+            "",
+            "xyz",
+            "abababab-abab-4bab-abab-ababababab",
+            "g".repeat(32).as_str(),
+        ] {
+            assert!(bad.parse::<JobId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_error_codes_display() {
+        assert_eq!(ErrorCode::NOT_FOUND.to_string(), "not_found");
+        assert_eq!(ErrorCode(999).to_string(), "unknown_999");
+        assert_eq!(ErrorCode::known().count(), 10);
+    }
+}
