@@ -3,4 +3,5 @@
 //!
 //! The library holds everything; the binaries in `src/bin` are thin.
 
+pub mod job;
 pub mod protocol;

@@ -1,0 +1,679 @@
+//! The job registry and the job state machine: start, stop, status, list,
+//! wait, remove.
+//!
+//! Each job's `JobInfo` lives in a `watch` channel: the one place its state
+//! changes, and what `wait` and followers subscribe to. A supervisor task per
+//! job owns the process: it learns the end from the init's report pipe and
+//! the pidfd (readiness, never SIGCHLD or polling), reads the final figures
+//! from the cgroup, then removes the cgroup.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use super::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, LayoutKind};
+use super::init::{self, Stage};
+use super::output::{self, OutputCounters};
+use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
+use super::spec::{JobSpec, SpecError, SpecPolicy};
+use crate::protocol::{JobId, JobInfo, JobState, OutputStream, StartRequest, Usage};
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where job directories (output, status) live.
+    pub data_dir: PathBuf,
+    pub cgroup: CgroupConfig,
+    /// The user jobs run as (`jwd --job-user`).
+    pub job_user: String,
+    pub allow_host_network: bool,
+    /// Output cap per job, and the default.
+    pub max_output_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            data_dir: "/var/lib/jw".into(),
+            cgroup: CgroupConfig::default(),
+            job_user: "nobody".into(),
+            allow_host_network: false,
+            max_output_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    InvalidSpec(#[from] SpecError),
+    #[error("no such job {0}")]
+    NotFound(JobId),
+    #[error("job {0} is still running; stop it first")]
+    StillRunning(JobId),
+    #[error("{0}")]
+    ExecFailed(String),
+    #[error("cannot create the job's cgroups: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("cannot start the job: {0}")]
+    Spawn(#[from] SpawnError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("job user {0:?} does not exist on this host (jwd --job-user)")]
+    NoSuchUser(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobError {
+    let what = what.into();
+    move |source| JobError::Io { what, source }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// One job.
+#[derive(Debug)]
+pub struct Job {
+    pub id: JobId,
+    pub owner: String,
+    /// Start order, for listings.
+    seq: u64,
+    info: watch::Sender<JobInfo>,
+    /// While the process may be alive: what is needed to signal and kill it.
+    control: Mutex<Option<Control>>,
+    output: Arc<OutputCounters>,
+}
+
+#[derive(Debug, Clone)]
+struct Control {
+    pidfd: Arc<OwnedFd>,
+    cgroup: Arc<JobCgroup>,
+}
+
+impl Job {
+    /// The job's status now, with live figures while it runs.
+    pub fn info(&self) -> JobInfo {
+        let mut info = self.info.borrow().clone();
+        if info.state.is_active() {
+            if let Some(c) = self.control.lock().expect("control lock").as_ref() {
+                info.usage = c.cgroup.usage();
+                info.oom_killed |= c.cgroup.oom_killed();
+            }
+            info.output = self.output.info();
+        }
+        info
+    }
+
+    /// Waits until the job has ended and returns its final status.
+    pub async fn wait(&self) -> JobInfo {
+        let mut rx = self.info.subscribe();
+        let _ = rx.wait_for(|i| !i.state.is_active()).await;
+        self.info()
+    }
+}
+
+struct Inner {
+    config: EngineConfig,
+    cgroups: Cgroups,
+    policy: SpecPolicy,
+    uid: u32,
+    gid: u32,
+    jobs: Mutex<HashMap<JobId, Arc<Job>>>,
+    next_seq: AtomicU64,
+    /// False once the kernel refused CLONE_INTO_CGROUP: clone, then place.
+    clone_into_cgroup: AtomicBool,
+}
+
+/// The engine: cheap to clone, shareable across threads.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+/// A started job, with how long the start took.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub id: JobId,
+    /// From just before clone3 to the init's report that execve succeeded.
+    pub exec_latency: Duration,
+}
+
+impl Manager {
+    /// Detects the cgroup layout, prepares jw's cgroup subtree and data
+    /// directory, and removes whatever a crashed predecessor left in them.
+    pub fn new(config: EngineConfig) -> Result<Manager, JobError> {
+        let user = nix::unistd::User::from_name(&config.job_user)
+            .ok()
+            .flatten()
+            .ok_or_else(|| JobError::NoSuchUser(config.job_user.clone()))?;
+        let cgroups = Cgroups::detect(&config.cgroup)?;
+        let stale = cgroups.cleanup_stale()?;
+        tracing::info!(
+            layout = %cgroups.kind(),
+            subtree = %cgroups.v2_subtree().display(),
+            devices = ?cgroups.devices().iter().map(|d| format!("{}={}", d.name, d.majmin)).collect::<Vec<_>>(),
+            stale_removed = stale,
+            "cgroup layout detected"
+        );
+        let jobs_dir = config.data_dir.join("jobs");
+        std::fs::create_dir_all(&jobs_dir).map_err(io_err(format!(
+            "cannot create data directory {}",
+            jobs_dir.display()
+        )))?;
+        let policy = SpecPolicy::for_host(config.allow_host_network, config.max_output_bytes);
+        Ok(Manager {
+            inner: Arc::new(Inner {
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+                config,
+                cgroups,
+                policy,
+                jobs: Mutex::new(HashMap::new()),
+                next_seq: AtomicU64::new(0),
+                clone_into_cgroup: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    pub fn layout(&self) -> LayoutKind {
+        self.inner.cgroups.kind()
+    }
+
+    /// The engine's cgroups, for leak checks.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.inner.cgroups
+    }
+
+    /// Forces the clone-then-place path, as on kernels that refuse
+    /// CLONE_INTO_CGROUP (for tests of that path).
+    pub fn force_placement_fallback(&self) {
+        self.inner.clone_into_cgroup.store(false, Ordering::Release);
+    }
+
+    fn job_dir(&self, id: JobId) -> PathBuf {
+        self.inner.config.data_dir.join("jobs").join(id.to_string())
+    }
+
+    /// Validates and starts a job for `owner`. Returns once the command was
+    /// executed, or with the reason it could not be.
+    pub async fn start(&self, owner: &str, request: &StartRequest) -> Result<Started, JobError> {
+        let spec = JobSpec::validate(request, &self.inner.policy)?;
+        let id = new_job_id();
+        let dir = self.job_dir(id);
+        std::fs::create_dir_all(&dir)
+            .map_err(io_err(format!("cannot create {}", dir.display())))?;
+        let result = self.start_in(owner, id, spec, &dir).await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    async fn start_in(
+        &self,
+        owner: &str,
+        id: JobId,
+        spec: JobSpec,
+        dir: &std::path::Path,
+    ) -> Result<Started, JobError> {
+        let inner = &self.inner;
+        let id_text = id.to_string();
+        let cgroup = Arc::new(inner.cgroups.create(&id_text, &spec.limits)?);
+        let counters = Arc::new(OutputCounters::new(spec.output_cap));
+        let mut pumps = Vec::new();
+        let mut write_ends = Vec::new();
+        for which in [OutputStream::Stdout, OutputStream::Stderr] {
+            let path = output::output_path(dir, which);
+            let file = std::fs::File::create(&path)
+                .map_err(io_err(format!("cannot create {}", path.display())));
+            let pipe = output::output_pipe().map_err(io_err("cannot create an output pipe"));
+            let (file, (read, write)) = match (file, pipe) {
+                (Ok(f), Ok(p)) => (f, p),
+                (Err(e), _) | (_, Err(e)) => {
+                    let _ = cgroup.remove();
+                    return Err(e);
+                }
+            };
+            pumps.push((read, file, which));
+            write_ends.push(write);
+        }
+        let stderr_w = write_ends.pop().expect("two pipes");
+        let stdout_w = write_ends.pop().expect("two pipes");
+        let hostname = format!("jw-{}", &id_text[..8]);
+
+        let began = Instant::now();
+        let child = loop {
+            let into = inner.clone_into_cgroup.load(Ordering::Acquire);
+            let config = SpawnConfig {
+                spec: &spec,
+                hostname: &hostname,
+                uid: inner.uid,
+                gid: inner.gid,
+                cgroup: into.then(|| cgroup.leaf_fd()),
+                wait_for_release: cgroup.needs_placement(into),
+                stdout: stdout_w
+                    .try_clone()
+                    .map_err(io_err("cannot duplicate an output pipe"))?,
+                stderr: stderr_w
+                    .try_clone()
+                    .map_err(io_err("cannot duplicate an output pipe"))?,
+            };
+            match spawn::spawn(config) {
+                Ok(child) => break Ok((child, into)),
+                Err(SpawnError::IntoCgroupRefused(e)) => {
+                    if inner.clone_into_cgroup.swap(false, Ordering::AcqRel) {
+                        tracing::warn!(error = %e, "the kernel refused CLONE_INTO_CGROUP; falling back to clone, then placing each job in its cgroups before exec");
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop((stdout_w, stderr_w));
+        let (mut child, into) = match child {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(e.into());
+            }
+        };
+        if cgroup.needs_placement(into) {
+            // The child blocks on its go pipe until it is in every cgroup.
+            let placed = cgroup
+                .place(child.pid, into)
+                .map_err(JobError::from)
+                .and_then(|()| {
+                    child
+                        .release()
+                        .map_err(io_err("cannot release the job's init"))
+                });
+            if let Err(e) = placed {
+                // Dropping the go pipe makes the init exit at once.
+                child.abandon();
+                let _ = reap(&Arc::new(child.pidfd)).await;
+                let _ = cgroup.remove();
+                return Err(e);
+            }
+        }
+
+        let mut reports =
+            ReportReader::new(child.report).map_err(io_err("cannot watch the job's init"))?;
+        let first = reports.next().await;
+        let exec_latency = began.elapsed();
+        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let info = JobInfo {
+            id,
+            owner: owner.to_string(),
+            command: spec.command.clone(),
+            args: spec.args.clone(),
+            state: JobState::Running,
+            exit_code: None,
+            signal: None,
+            oom_killed: false,
+            stopped: false,
+            started_at_ms: now_ms(),
+            ended_at_ms: None,
+            usage: Usage::default(),
+            output: Default::default(),
+            error: None,
+        };
+        let pidfd = Arc::new(child.pidfd);
+
+        match first {
+            Some(rec) if rec.kind == init::REPORT_EXEC_OK => {}
+            other => {
+                // Not executed: collect the init, clean up, say why.
+                let _ = reap(&pidfd).await;
+                for (read, _, _) in pumps {
+                    drop(read);
+                }
+                let cg = cgroup.clone();
+                let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+                return Err(JobError::ExecFailed(describe_failure(&spec, other)));
+            }
+        }
+
+        let job = Arc::new(Job {
+            id,
+            owner: owner.to_string(),
+            seq,
+            info: watch::Sender::new(info),
+            control: Mutex::new(Some(Control {
+                pidfd: pidfd.clone(),
+                cgroup: cgroup.clone(),
+            })),
+            output: counters.clone(),
+        });
+        inner
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(id, job.clone());
+
+        let pump_tasks: Vec<_> = pumps
+            .into_iter()
+            .map(|(read, file, which)| {
+                tokio::spawn(output::pump(read, file, which, counters.clone()))
+            })
+            .collect();
+        tokio::spawn(supervise(job, pidfd, cgroup, reports, pump_tasks));
+        Ok(Started { id, exec_latency })
+    }
+
+    /// The job `id`, if it exists and `owner` may see it (`None` = anyone).
+    pub fn get(&self, id: JobId, owner: Option<&str>) -> Result<Arc<Job>, JobError> {
+        let jobs = self.inner.jobs.lock().expect("jobs lock");
+        match jobs.get(&id) {
+            Some(job) if owner.is_none_or(|o| o == job.owner) => Ok(job.clone()),
+            _ => Err(JobError::NotFound(id)),
+        }
+    }
+
+    /// Status of one job.
+    pub fn status(&self, id: JobId, owner: Option<&str>) -> Result<JobInfo, JobError> {
+        Ok(self.get(id, owner)?.info())
+    }
+
+    /// Jobs of `owner` (or all with `None`), oldest first.
+    pub fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
+        let mut jobs: Vec<Arc<Job>> = self
+            .inner
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .values()
+            .filter(|j| owner.is_none_or(|o| o == j.owner))
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| j.seq);
+        jobs.iter().map(|j| j.info()).collect()
+    }
+
+    /// How many of `owner`'s jobs are starting or running.
+    pub fn active_jobs(&self, owner: &str) -> usize {
+        self.inner
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .values()
+            .filter(|j| j.owner == owner && j.info.borrow().state.is_active())
+            .count()
+    }
+
+    /// Waits for a job to end.
+    pub async fn wait(&self, id: JobId, owner: Option<&str>) -> Result<JobInfo, JobError> {
+        Ok(self.get(id, owner)?.wait().await)
+    }
+
+    /// Stops a job: SIGTERM to its command, then, after `grace`, SIGKILL to
+    /// every process in its cgroup. Returns the final status.
+    pub async fn stop(
+        &self,
+        id: JobId,
+        owner: Option<&str>,
+        grace: Duration,
+    ) -> Result<JobInfo, JobError> {
+        let job = self.get(id, owner)?;
+        let control = job.control.lock().expect("control lock").clone();
+        let Some(control) = control else {
+            return Ok(job.info());
+        };
+        job.info.send_modify(|i| {
+            if i.state.is_active() {
+                i.stopped = true;
+            }
+        });
+        if grace.is_zero() {
+            let _ = control.cgroup.kill();
+        } else {
+            // To the init, which forwards it to the command. ESRCH means it
+            // already exited: the pidfd cannot reach another process.
+            let _ = rustix::process::pidfd_send_signal(
+                control.pidfd.as_fd(),
+                rustix::process::Signal::TERM,
+            );
+            if tokio::time::timeout(grace, job.wait()).await.is_err() {
+                let _ = control.cgroup.kill();
+            }
+        }
+        Ok(job.wait().await)
+    }
+
+    /// Forgets an ended job and deletes its directory.
+    pub fn remove(&self, id: JobId, owner: Option<&str>) -> Result<(), JobError> {
+        let job = self.get(id, owner)?;
+        if job.info.borrow().state.is_active() {
+            return Err(JobError::StillRunning(id));
+        }
+        self.inner.jobs.lock().expect("jobs lock").remove(&id);
+        let dir = self.job_dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("cannot remove {}", dir.display()))(e)),
+        }
+    }
+
+    /// Where a job's output files are.
+    pub fn output_path(&self, id: JobId, which: OutputStream) -> PathBuf {
+        output::output_path(&self.job_dir(id), which)
+    }
+}
+
+fn new_job_id() -> JobId {
+    let mut bytes = [0u8; 16];
+    // getrandom(2) without flags blocks only before the pool is seeded at
+    // boot, and never fails for 16 bytes after that.
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("getrandom failed: {e}"),
+        }
+    }
+    JobId::from_random(bytes)
+}
+
+/// What the user sees when the command could not be executed.
+fn describe_failure(spec: &JobSpec, record: Option<Report>) -> String {
+    let Some(rec) = record.filter(|r| r.kind == init::REPORT_FAILED) else {
+        return format!(
+            "cannot start {:?}: the job's init exited before executing it",
+            spec.command
+        );
+    };
+    let reason = errno_text(rec.value);
+    match Stage::from_u32(rec.stage) {
+        Some(Stage::Exec) => {
+            let is_dir = spec.command.starts_with('/')
+                && std::fs::metadata(&spec.command).is_ok_and(|m| m.is_dir());
+            if is_dir {
+                format!("cannot execute {:?}: it is a directory", spec.command)
+            } else if rec.value == libc::ENOENT && !spec.command.starts_with('/') {
+                format!(
+                    "cannot execute {:?}: not found on the job's PATH ({})",
+                    spec.command,
+                    super::spec::JOB_PATH
+                )
+            } else {
+                format!("cannot execute {:?}: {reason}", spec.command)
+            }
+        }
+        Some(Stage::Chdir) => format!(
+            "cannot change to working directory {:?}: {reason}",
+            spec.workdir
+        ),
+        Some(stage) => format!(
+            "cannot start {:?}: failed to {}: {reason}",
+            spec.command,
+            stage.describe()
+        ),
+        None => format!("cannot start {:?}: {reason}", spec.command),
+    }
+}
+
+/// One record from the init's report pipe.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    kind: u32,
+    stage: u32,
+    value: i32,
+}
+
+/// Reads report records from the init, asynchronously.
+struct ReportReader {
+    fd: AsyncFd<OwnedFd>,
+    buf: Vec<u8>,
+}
+
+impl ReportReader {
+    fn new(fd: OwnedFd) -> std::io::Result<Self> {
+        rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
+        Ok(ReportReader {
+            fd: super::async_readable(fd)?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The next record, or `None` once the init has exited (EOF).
+    async fn next(&mut self) -> Option<Report> {
+        loop {
+            if self.buf.len() >= init::REPORT_LEN {
+                let rec: Vec<u8> = self.buf.drain(..init::REPORT_LEN).collect();
+                let word =
+                    |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+                return Some(Report {
+                    kind: word(0),
+                    stage: word(4),
+                    value: word(8) as i32,
+                });
+            }
+            let mut guard = self.fd.readable().await.ok()?;
+            let mut chunk = [0u8; 64];
+            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut chunk).map_err(Into::into))
+            {
+                Ok(Ok(0)) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => return None,
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+/// Waits for the pidfd's process to exit and reaps it. Returns its
+/// `(si_code, si_status)`.
+async fn reap(pidfd: &Arc<OwnedFd>) -> std::io::Result<(i32, i32)> {
+    let raw = pidfd.as_raw_fd();
+    let async_fd = super::async_readable(pidfd.clone())?;
+    drop(async_fd.readable().await?);
+    drop(async_fd);
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid writes it for P_PIDFD.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: raw is a valid pidfd for our own child; WEXITED reaps it.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                raw as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::__WALL,
+            )
+        };
+        if rc == 0 {
+            // SAFETY: for a CLD_* siginfo these fields are initialised.
+            let status = unsafe { info.si_status() };
+            return Ok((info.si_code, status));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Owns a running job until its end, then records the final status.
+async fn supervise(
+    job: Arc<Job>,
+    pidfd: Arc<OwnedFd>,
+    cgroup: Arc<JobCgroup>,
+    mut reports: ReportReader,
+    pumps: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+) {
+    // The init reports the command's wait status, then exits (EOF).
+    let mut command_status = None;
+    while let Some(rec) = reports.next().await {
+        if rec.kind == init::REPORT_EXITED {
+            command_status = Some(rec.value);
+        }
+    }
+    let init_status = reap(&pidfd).await;
+
+    // The init's exit tore the PID namespace down; make sure nothing is left
+    // before reading the final figures.
+    if cgroup.populated() {
+        let _ = cgroup.kill();
+    }
+    for pump in pumps {
+        match pump.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(job = %job.id, error = %e, "output capture failed"),
+            Err(e) => tracing::warn!(job = %job.id, error = %e, "output capture task failed"),
+        }
+    }
+    let usage = Usage {
+        pids_current: 0,
+        ..cgroup.usage()
+    };
+    let oom_killed = cgroup.oom_killed();
+    *job.control.lock().expect("control lock") = None;
+    let cg = cgroup.clone();
+    let removed = tokio::task::spawn_blocking(move || cg.remove()).await;
+    if let Ok(Err(e)) | Err(e) = removed.map_err(|e| CgroupError::Unsupported(e.to_string())) {
+        tracing::warn!(job = %job.id, error = %e, "cannot remove the job's cgroups");
+    }
+
+    let output = job.output.info();
+    job.info.send_modify(|info| {
+        info.ended_at_ms = Some(now_ms());
+        info.usage = usage;
+        info.oom_killed = oom_killed;
+        info.output = output;
+        info.state = JobState::Exited;
+        match (command_status, init_status) {
+            (Some(st), _) if libc::WIFEXITED(st) => info.exit_code = Some(libc::WEXITSTATUS(st)),
+            (Some(st), _) if libc::WIFSIGNALED(st) => info.signal = Some(libc::WTERMSIG(st)),
+            // The init itself was killed (cgroup.kill, OOM): the command
+            // died with it, of the same signal.
+            (_, Ok((code, sig))) if code == libc::CLD_KILLED || code == libc::CLD_DUMPED => {
+                info.signal = Some(sig)
+            }
+            (_, Ok((_, code))) => {
+                info.state = JobState::Failed;
+                info.error = Some(format!(
+                    "the job's init exited with status {code} without reporting the command's end"
+                ));
+            }
+            (_, Err(e)) => {
+                info.state = JobState::Failed;
+                info.error = Some(format!("cannot collect the job's init: {e}"));
+            }
+        }
+    });
+    tracing::debug!(job = %job.id, "job ended");
+}

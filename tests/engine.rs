@@ -1,0 +1,446 @@
+//! The job engine against the real kernel: cgroups, namespaces, limits,
+//! stop, exec errors, cleanup. Needs root; skips on a laptop without it,
+//! fails under CI=true.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::{engine, engine_with, run_to_end, start_req};
+use jw::job::JobError;
+use jw::protocol::{JobState, Limits, OutputStream};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_a_command_and_captures_stdout_and_stderr_apart() {
+    let Some(e) = engine("basic") else { return };
+    let info = run_to_end(
+        &e,
+        start_req("sh", &["-c", "echo out; echo err >&2; exit 3"]),
+    )
+    .await;
+    assert_eq!(info.state, JobState::Exited);
+    assert_eq!(info.exit_code, Some(3));
+    assert_eq!(info.signal, None);
+    assert_eq!(e.read_output(info.id, OutputStream::Stdout), "out\n");
+    assert_eq!(e.read_output(info.id, OutputStream::Stderr), "err\n");
+    assert_eq!(info.output.stdout_bytes, 4);
+    assert_eq!(info.output.stderr_bytes, 4);
+    assert!(info.ended_at_ms.unwrap() >= info.started_at_ms);
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_death_by_signal() {
+    let Some(e) = engine("signal") else { return };
+    let info = run_to_end(&e, start_req("sh", &["-c", "kill -USR1 $$"])).await;
+    assert_eq!(info.exit_code, None);
+    assert_eq!(info.signal, Some(libc::SIGUSR1));
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_oom_kills_and_says_so() {
+    let Some(e) = engine("oom") else { return };
+    let mut req = start_req(
+        "dd",
+        &["if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    req.limits = Limits {
+        memory_bytes: Some(32 << 20),
+        ..Limits::default()
+    };
+    let info = run_to_end(&e, req).await;
+    println!("[{}] oom: {info:?}", e.layout());
+    assert!(info.oom_killed, "{info:?}");
+    assert_eq!(info.signal, Some(libc::SIGKILL));
+    assert!(info.usage.memory_peak_bytes <= 33 << 20, "{:?}", info.usage);
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_limit_throttles_a_busy_loop() {
+    let Some(e) = engine("cpu") else { return };
+    let mut req = start_req("timeout", &["2", "sh", "-c", "while :; do :; done"]);
+    req.limits.cpu_millicores = Some(200);
+    let began = Instant::now();
+    let info = run_to_end(&e, req).await;
+    let wall = began.elapsed().as_secs_f64();
+    let cpu = (info.usage.cpu_user_us + info.usage.cpu_system_us) as f64 / 1e6;
+    println!(
+        "[{}] cpu 0.2: {cpu:.3} s of CPU in {wall:.3} s wall, ratio {:.3}",
+        e.layout(),
+        cpu / wall
+    );
+    assert!(cpu > 0.05, "the loop barely ran: {cpu} s");
+    // The bound is the limit plus generous slack, as a ratio of the wall
+    // time the job had: unthrottled it would be near 1.0.
+    assert!(
+        cpu / wall < 0.35,
+        "cpu {cpu} s over {wall} s wall exceeds a 0.2 core limit"
+    );
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pids_limit_contains_a_fork_bomb() {
+    let Some(e) = engine("pids") else { return };
+    // Tries to keep 100 sleepers; counts the job's processes from its own
+    // /proc (which shows only the job's PID namespace).
+    // The count uses only shell builtins: no fork is left to run `ls`.
+    // dash gives up at the first failed fork, so the bomb runs in a
+    // subshell; the count uses only builtins (no fork is left for `ls`).
+    let script = "(for i in $(seq 1 100); do sleep 30 & done) 2>/dev/null; \
+                  set -- /proc/[0-9]*; echo $#";
+    let mut req = start_req("sh", &["-c", script]);
+    req.limits.pids = Some(20);
+    let info = run_to_end(&e, req).await;
+    let seen: u32 = e
+        .read_output(info.id, OutputStream::Stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    println!("[{}] pids 20: the job saw {seen} processes", e.layout());
+    assert!(
+        (10..=20).contains(&seen),
+        "saw {seen} processes under pids=20"
+    );
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_write_limit_throttles_direct_writes() {
+    let Some(e) = engine("io") else { return };
+    if e.manager.cgroups().devices().is_empty() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no block device to throttle"
+        );
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("jw-io")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = format!("of={}/data", dir.path().display());
+    let mut req = start_req(
+        "dd",
+        &["if=/dev/zero", &target, "bs=1M", "count=20", "oflag=direct"],
+    );
+    req.limits.io_write_bps = Some(5 << 20);
+    let began = Instant::now();
+    let info = run_to_end(&e, req).await;
+    let wall = began.elapsed().as_secs_f64();
+    println!(
+        "[{}] io-write 5M: 20 MiB direct in {wall:.2} s; usage {:?}",
+        e.layout(),
+        info.usage
+    );
+    assert_eq!(
+        info.exit_code,
+        Some(0),
+        "{}",
+        e.read_output(info.id, OutputStream::Stderr)
+    );
+    assert!(wall >= 2.5, "20 MiB at 5 MiB/s took only {wall:.2} s");
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_is_isolated_from_the_host() {
+    let Some(e) = engine("iso") else { return };
+    let script = "echo ppid=$PPID; \
+                  echo procs=$(ls /proc | grep -c '^[0-9]'); \
+                  echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ,); \
+                  echo host=$(cat /proc/sys/kernel/hostname); \
+                  echo uid=$(id -u); \
+                  echo fds=$(ls /proc/self/fd | tr '\\n' ,); \
+                  echo lo=$(ip -o link show lo 2>/dev/null | grep -c 'UP')";
+    let info = run_to_end(&e, start_req("sh", &["-c", script])).await;
+    let out = e.read_output(info.id, OutputStream::Stdout);
+    println!("[{}] isolation:\n{out}", e.layout());
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(out.contains("ppid=1\n"), "{out}");
+    let procs: u32 = field(&out, "procs").parse().unwrap();
+    assert!(procs <= 6, "the job sees {procs} processes");
+    assert_eq!(field(&out, "ifaces"), "lo,");
+    assert_ne!(field(&out, "host"), host_name.trim());
+    assert!(field(&out, "host").starts_with("jw-"));
+    assert_eq!(field(&out, "uid"), "65534");
+    // 0, 1, 2 and the directory fd `ls` itself opened to list them.
+    assert_eq!(field(&out, "fds"), "0,1,2,3,");
+    assert_eq!(field(&out, "lo"), "1", "lo is not up");
+    e.assert_clean();
+}
+
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_made_inside_are_invisible_outside() {
+    let Some(e) = engine_with("mnt", |c| c.job_user = "root".into()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let script = format!(
+        "mount -t tmpfs jwtest {0} && touch {0}/inside && echo mounted && sleep 30",
+        mnt.display()
+    );
+    let started = e
+        .manager
+        .start("alice", &start_req("sh", &["-c", &script]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.read_output(started.id, OutputStream::Stdout) != "mounted\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the job never mounted: {}",
+            e.read_output(started.id, OutputStream::Stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host_mounts.contains(&mnt.display().to_string()));
+    assert!(!mnt.join("inside").exists());
+    let info = e
+        .manager
+        .stop(started.id, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(info.stopped);
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_kills_a_term_ignoring_job_and_its_daemons() {
+    let Some(e) = engine("stop") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let lock = dir.path().join("lock");
+    // A double-forked, session-leading daemon holds a lock; the main
+    // process ignores SIGTERM.
+    let script = format!(
+        "trap '' TERM; (setsid sh -c \"trap '' TERM; exec flock {0} sleep 1000\" &); \
+         while [ ! -e {0} ]; do sleep 0.05; done; echo ready; sleep 1000",
+        lock.display()
+    );
+    let started = e
+        .manager
+        .start("alice", &start_req("sh", &["-c", &script]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.read_output(started.id, OutputStream::Stdout) != "ready\n" {
+        assert!(Instant::now() < deadline, "job never got ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!try_lock(&lock), "the daemon should hold the lock");
+    let began = Instant::now();
+    let info = e
+        .manager
+        .stop(started.id, Some("alice"), Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(
+        began.elapsed() >= Duration::from_millis(500),
+        "SIGTERM is ignored: the grace period must run out"
+    );
+    assert!(info.stopped);
+    assert_eq!(info.signal, Some(libc::SIGKILL));
+    assert!(try_lock(&lock), "the daemon survived the stop");
+    e.assert_clean();
+}
+
+fn try_lock(path: &std::path::Path) -> bool {
+    let file = std::fs::File::open(path).unwrap();
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_with_grace_lets_a_polite_job_exit() {
+    let Some(e) = engine("polite") else { return };
+    let script = "trap 'echo bye; exit 7' TERM; echo ready; while :; do sleep 0.05; done";
+    let started = e
+        .manager
+        .start("alice", &start_req("sh", &["-c", script]))
+        .await
+        .unwrap();
+    while e.read_output(started.id, OutputStream::Stdout) != "ready\n" {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let info = e
+        .manager
+        .stop(started.id, None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(info.exit_code, Some(7));
+    assert!(info.stopped);
+    assert_eq!(
+        e.read_output(started.id, OutputStream::Stdout),
+        "ready\nbye\n"
+    );
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_failures_are_synchronous_errors() {
+    let Some(e) = engine("exec") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "not a program").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cases = [
+        ("/no/such/binary".to_string(), "No such file or directory"),
+        (
+            "no-such-command-jw".to_string(),
+            "not found on the job's PATH",
+        ),
+        (dir.path().display().to_string(), "is a directory"),
+        (plain.display().to_string(), "Permission denied"),
+    ];
+    for (command, expect) in cases {
+        match e.manager.start("alice", &start_req(&command, &[])).await {
+            Err(JobError::ExecFailed(msg)) => assert!(msg.contains(expect), "{command}: {msg}"),
+            other => panic!("{command}: expected an exec failure, got {other:?}"),
+        }
+    }
+    let mut bad_dir = start_req("/bin/true", &[]);
+    bad_dir.workdir = Some("/no/such/dir".into());
+    match e.manager.start("alice", &bad_dir).await {
+        Err(JobError::ExecFailed(msg)) => assert!(msg.contains("working directory"), "{msg}"),
+        other => panic!("expected a chdir failure, got {other:?}"),
+    }
+    assert!(
+        e.manager.list(None).is_empty(),
+        "failed starts are not jobs"
+    );
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_fallback_without_clone_into_cgroup() {
+    let Some(e) = engine("fallback") else { return };
+    e.manager.force_placement_fallback();
+    let info = run_to_end(&e, start_req("sh", &["-c", "cat /proc/self/cgroup"])).await;
+    assert_eq!(info.exit_code, Some(0));
+    let cgroups = e.read_output(info.id, OutputStream::Stdout);
+    let id = info.id.to_string();
+    for line in cgroups.lines() {
+        let controllers = line.split(':').nth(1).unwrap_or("");
+        if controllers.is_empty()
+            || ["memory", "pids", "cpu", "blkio"]
+                .iter()
+                .any(|c| controllers.split(',').any(|x| x == *c))
+        {
+            assert!(line.ends_with(&id), "not placed: {line}");
+        }
+    }
+    let mut req = start_req(
+        "dd",
+        &["if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    req.limits.memory_bytes = Some(32 << 20);
+    let info = run_to_end(&e, req).await;
+    assert!(info.oom_killed);
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_into_cgroup_places_the_job_before_it_runs() {
+    let Some(e) = engine("placed") else { return };
+    let info = run_to_end(&e, start_req("cat", &["/proc/self/cgroup"])).await;
+    let cgroups = e.read_output(info.id, OutputStream::Stdout);
+    let id = info.id.to_string();
+    let v2 = cgroups.lines().find(|l| l.starts_with("0::")).unwrap();
+    assert!(v2.ends_with(&id), "{cgroups}");
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_cleans_up_what_a_crashed_server_left() {
+    let Some(first) = engine("stale") else { return };
+    let started = first
+        .manager
+        .start("alice", &start_req("sleep", &["1000"]))
+        .await
+        .unwrap();
+    assert!(!first.manager.cgroups().job_dirs().is_empty());
+    // A new engine with the same subtree name kills and removes them.
+    let second = jw::job::Manager::new(first.config.clone()).unwrap();
+    let info = tokio::time::timeout(
+        Duration::from_secs(20),
+        first.manager.wait(started.id, None),
+    )
+    .await
+    .expect("the stale job was not killed");
+    assert_eq!(info.unwrap().signal, Some(libc::SIGKILL));
+    assert!(second.cgroups().job_dirs().is_empty());
+    first.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_latency_figures() {
+    let Some(e) = engine("latency") else { return };
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let started = e
+            .manager
+            .start("alice", &start_req("/bin/true", &[]))
+            .await
+            .unwrap();
+        samples.push(started.exec_latency);
+        let info = e.manager.wait(started.id, None).await.unwrap();
+        assert_eq!(info.exit_code, Some(0));
+    }
+    samples.sort();
+    let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+    println!(
+        "[{}] start latency clone3 -> execve of /bin/true, 200 sequential jobs: p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        e.layout(),
+        pct(50),
+        pct(90),
+        pct(99),
+        samples.last().unwrap()
+    );
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_refuses_running_jobs_and_deletes_ended_ones() {
+    let Some(e) = engine("remove") else { return };
+    let started = e
+        .manager
+        .start("alice", &start_req("sleep", &["1000"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        e.manager.remove(started.id, None),
+        Err(JobError::StillRunning(_))
+    ));
+    assert!(matches!(
+        e.manager.status(started.id, Some("bob")),
+        Err(JobError::NotFound(_))
+    ));
+    e.manager
+        .stop(started.id, Some("alice"), Duration::ZERO)
+        .await
+        .unwrap();
+    e.manager.remove(started.id, Some("alice")).unwrap();
+    assert!(matches!(
+        e.manager.status(started.id, None),
+        Err(JobError::NotFound(_))
+    ));
+    assert!(!e
+        .manager
+        .output_path(started.id, OutputStream::Stdout)
+        .exists());
+    e.assert_clean();
+}

@@ -1,0 +1,58 @@
+//! 500 jobs started and stopped at once leave no process, zombie, cgroup
+//! or fd behind. Its own test binary, so that no other test's jobs or fds
+//! share the process while it counts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{engine, start_req};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_jobs_leave_nothing_behind() {
+    let Some(e) = engine("many") else { return };
+    let fds_before = count_fds();
+    let children_before = count_children();
+    const JOBS: usize = 500;
+    let mut handles = Vec::new();
+    for _ in 0..JOBS {
+        let m = e.manager.clone();
+        handles.push(tokio::spawn(async move {
+            let started = m.start("alice", &start_req("sleep", &["1000"])).await?;
+            m.stop(started.id, None, Duration::from_millis(100)).await
+        }));
+    }
+    for h in handles {
+        let info = h.await.unwrap().unwrap();
+        assert!(info.stopped);
+        assert!(!info.state.is_active());
+    }
+    assert_eq!(e.manager.list(None).len(), JOBS);
+    e.assert_clean();
+    assert_eq!(
+        count_children(),
+        children_before,
+        "processes or zombies left"
+    );
+    assert_eq!(count_fds(), fds_before, "fds leaked");
+}
+
+fn count_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Processes (including zombies) whose parent is this test process.
+fn count_children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid ...
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .is_some_and(|ppid| ppid == me)
+        })
+        .count()
+}
