@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use super::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, LayoutKind};
 use super::init::{self, Stage};
-use super::output::{self, OutputCounters};
+use super::output::{self, Output, OutputWriter};
+use super::record;
 use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::{JobSpec, SpecError, SpecPolicy};
 use crate::protocol::{JobId, JobInfo, JobState, OutputStream, StartRequest, Usage};
@@ -95,7 +96,9 @@ pub struct Job {
     info: watch::Sender<JobInfo>,
     /// While the process may be alive: what is needed to signal and kill it.
     control: Mutex<Option<Control>>,
-    output: Arc<OutputCounters>,
+    output: Arc<Output>,
+    /// The job's directory: output and status record.
+    dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +119,25 @@ impl Job {
             info.output = self.output.info();
         }
         info
+    }
+
+    /// The job's output, for readers.
+    pub fn output(&self) -> &Arc<Output> {
+        &self.output
+    }
+
+    /// A receiver that sees every change of the job's recorded state.
+    pub fn subscribe(&self) -> watch::Receiver<JobInfo> {
+        self.info.subscribe()
+    }
+
+    /// Persists the current status; failures are logged, not fatal: the
+    /// job goes on and the in-memory status stays right.
+    fn persist(&self) {
+        let info = self.info();
+        if let Err(e) = record::write(&self.dir, &info) {
+            tracing::warn!(job = %self.id, error = %e, "cannot write the job's status record");
+        }
     }
 
     /// Waits until the job has ended and returns its final status.
@@ -175,6 +197,8 @@ impl Manager {
             jobs_dir.display()
         )))?;
         let policy = SpecPolicy::for_host(config.allow_host_network, config.max_output_bytes);
+        let jobs = load_jobs(&jobs_dir);
+        let next_seq = AtomicU64::new(jobs.len() as u64);
         Ok(Manager {
             inner: Arc::new(Inner {
                 uid: user.uid.as_raw(),
@@ -182,8 +206,8 @@ impl Manager {
                 config,
                 cgroups,
                 policy,
-                jobs: Mutex::new(HashMap::new()),
-                next_seq: AtomicU64::new(0),
+                jobs: Mutex::new(jobs),
+                next_seq,
                 clone_into_cgroup: AtomicBool::new(true),
             }),
         })
@@ -233,23 +257,29 @@ impl Manager {
         let inner = &self.inner;
         let id_text = id.to_string();
         let cgroup = Arc::new(inner.cgroups.create(&id_text, &spec.limits)?);
-        let counters = Arc::new(OutputCounters::new(spec.output_cap));
+        let (output, writer) = match Output::create(dir, spec.output_cap) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(io_err(format!(
+                    "cannot create output files in {}",
+                    dir.display()
+                ))(e));
+            }
+        };
         let mut pumps = Vec::new();
         let mut write_ends = Vec::new();
         for which in [OutputStream::Stdout, OutputStream::Stderr] {
-            let path = output::output_path(dir, which);
-            let file = std::fs::File::create(&path)
-                .map_err(io_err(format!("cannot create {}", path.display())));
-            let pipe = output::output_pipe().map_err(io_err("cannot create an output pipe"));
-            let (file, (read, write)) = match (file, pipe) {
-                (Ok(f), Ok(p)) => (f, p),
-                (Err(e), _) | (_, Err(e)) => {
-                    let _ = cgroup.remove();
-                    return Err(e);
+            match output::output_pipe() {
+                Ok((read, write)) => {
+                    pumps.push((read, which));
+                    write_ends.push(write);
                 }
-            };
-            pumps.push((read, file, which));
-            write_ends.push(write);
+                Err(e) => {
+                    let _ = cgroup.remove();
+                    return Err(io_err("cannot create an output pipe")(e));
+                }
+            }
         }
         let stderr_w = write_ends.pop().expect("two pipes");
         let stdout_w = write_ends.pop().expect("two pipes");
@@ -337,9 +367,7 @@ impl Manager {
             other => {
                 // Not executed: collect the init, clean up, say why.
                 let _ = reap(&pidfd).await;
-                for (read, _, _) in pumps {
-                    drop(read);
-                }
+                drop(pumps);
                 let cg = cgroup.clone();
                 let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
                 return Err(JobError::ExecFailed(describe_failure(&spec, other)));
@@ -355,8 +383,10 @@ impl Manager {
                 pidfd: pidfd.clone(),
                 cgroup: cgroup.clone(),
             })),
-            output: counters.clone(),
+            output,
+            dir: dir.to_path_buf(),
         });
+        job.persist();
         inner
             .jobs
             .lock()
@@ -365,11 +395,9 @@ impl Manager {
 
         let pump_tasks: Vec<_> = pumps
             .into_iter()
-            .map(|(read, file, which)| {
-                tokio::spawn(output::pump(read, file, which, counters.clone()))
-            })
+            .map(|(read, which)| tokio::spawn(output::pump(read, which, writer.clone())))
             .collect();
-        tokio::spawn(supervise(job, pidfd, cgroup, reports, pump_tasks));
+        tokio::spawn(supervise(job, pidfd, cgroup, reports, pump_tasks, writer));
         Ok(Started { id, exec_latency })
     }
 
@@ -471,6 +499,85 @@ impl Manager {
     pub fn output_path(&self, id: JobId, which: OutputStream) -> PathBuf {
         output::output_path(&self.job_dir(id), which)
     }
+}
+
+/// Loads every job a previous server recorded. Jobs that were starting or
+/// running are marked lost: their processes were killed and their cgroups
+/// removed by the cgroup clean-up that ran just before, and their output
+/// up to that moment stays readable.
+///
+/// Why not re-adopt them: the job's stdout and stderr are pipes drained by
+/// the server (that is what keeps the capture order of both streams, the
+/// output cap and the full-disk accounting in one place), so a job that
+/// outlived its server has already lost output to a dead pipe.
+fn load_jobs(jobs_dir: &std::path::Path) -> HashMap<JobId, Arc<Job>> {
+    let mut loaded: Vec<(JobInfo, PathBuf)> = Vec::new();
+    let Ok(entries) = std::fs::read_dir(jobs_dir) else {
+        return HashMap::new();
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let dir = entry.path();
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<JobId>().ok())
+        else {
+            continue;
+        };
+        match record::read(&dir) {
+            Ok(info) if info.id == id => loaded.push((info, dir)),
+            Ok(_) => {
+                tracing::warn!(dir = %dir.display(), "status record names another job; ignored")
+            }
+            // A job directory without a record is a start that never
+            // completed (the server died between mkdir and the first record).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "unreadable status record; job ignored")
+            }
+        }
+    }
+    loaded.sort_by_key(|(info, _)| (info.started_at_ms, info.id));
+    let mut jobs = HashMap::new();
+    let mut lost = 0;
+    for (seq, (mut info, dir)) in loaded.into_iter().enumerate() {
+        let output = match Output::open_closed(&dir, info.output.dropped_bytes) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot open the job's output; job ignored");
+                continue;
+            }
+        };
+        let was_active = info.state.is_active();
+        if was_active {
+            lost += 1;
+            info.state = JobState::Lost;
+            info.ended_at_ms = Some(now_ms());
+            info.error = Some(
+                "jwd stopped while the job was running; the job was killed when jwd restarted"
+                    .into(),
+            );
+        }
+        info.output = output.info();
+        info.usage.pids_current = 0;
+        let job = Arc::new(Job {
+            id: info.id,
+            owner: info.owner.clone(),
+            seq: seq as u64,
+            info: watch::Sender::new(info),
+            control: Mutex::new(None),
+            output,
+            dir,
+        });
+        if was_active {
+            job.persist();
+        }
+        jobs.insert(job.id, job);
+    }
+    tracing::info!(jobs = jobs.len(), lost, "job records loaded");
+    jobs
 }
 
 fn new_job_id() -> JobId {
@@ -614,6 +721,7 @@ async fn supervise(
     cgroup: Arc<JobCgroup>,
     mut reports: ReportReader,
     pumps: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    writer: Arc<OutputWriter>,
 ) {
     // The init reports the command's wait status, then exits (EOF).
     let mut command_status = None;
@@ -636,6 +744,7 @@ async fn supervise(
             Err(e) => tracing::warn!(job = %job.id, error = %e, "output capture task failed"),
         }
     }
+    writer.close();
     let usage = Usage {
         pids_current: 0,
         ..cgroup.usage()
@@ -675,5 +784,6 @@ async fn supervise(
             }
         }
     });
+    job.persist();
     tracing::debug!(job = %job.id, "job ended");
 }

@@ -6,6 +6,7 @@ pub mod cgroup;
 mod init;
 pub mod manager;
 pub mod output;
+mod record;
 pub mod spawn;
 pub mod spec;
 

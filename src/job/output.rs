@@ -1,78 +1,316 @@
-//! Output capture: the job's stdout and stderr pipes, drained into one file
-//! each under the job's directory.
+//! The output store: a job's stdout and stderr in spill files on disk, one
+//! writer, any number of readers from any offset, live.
 //!
-//! The server drains the pipes as fast as the job writes, whatever happens
-//! to the files: past the output cap, or when the disk is full, bytes are
-//! read and dropped (and counted), so a job never blocks on a full pipe
-//! because of its output.
+//! Per job directory:
+//! - `stdout`, `stderr`: the bytes, exactly as the job wrote them;
+//! - `index`: the capture order across the two, as little-endian u32
+//!   records (bit 31: the stream, 0 stdout / 1 stderr; bits 0-30: a run
+//!   length). Consecutive reads from the same stream extend the last record
+//!   in place, so a job that writes only stdout has a one-record index.
+//!
+//! Writes are `pwrite`s into the page cache, not stores into a shared
+//! mapping: with a mapping, a full disk surfaces as SIGBUS in the server
+//! instead of an ENOSPC it can count and survive, and a growing file would
+//! need remapping. Readers get spans (stream, offset, length) and read them
+//! with `pread` here or io_uring in the server, so a slow reader costs disk
+//! reads, never server memory.
+//!
+//! Progress (committed lengths, and whether the writer is done) is
+//! published through a `watch` channel: a caught-up follower sleeps on it
+//! and is woken by the writer's next commit. No polling anywhere.
+//!
+//! The server drains the job's pipes whatever happens to the files: past
+//! the output cap, or once the disk is full, bytes are read and dropped
+//! (and counted), so a job never blocks because of its output.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
 
 use crate::protocol::{OutputInfo, OutputStream};
 
 /// File names inside a job's directory.
 pub const STDOUT_FILE: &str = "stdout";
 pub const STDERR_FILE: &str = "stderr";
+pub const INDEX_FILE: &str = "index";
 
 /// Read size from the job's pipes: the default pipe capacity.
 const PUMP_BUF: usize = 64 * 1024;
+const RECORD: u64 = 4;
+const STDERR_BIT: u32 = 1 << 31;
+const MAX_RUN: u64 = (STDERR_BIT - 1) as u64;
 
-/// Byte counts of one job's output, shared by its two pumps.
-#[derive(Debug)]
-pub struct OutputCounters {
-    stdout: AtomicU64,
-    stderr: AtomicU64,
-    dropped: AtomicU64,
-    cap: u64,
-    disk_error_logged: AtomicBool,
-}
-
-impl OutputCounters {
-    pub fn new(cap: u64) -> Self {
-        OutputCounters {
-            stdout: AtomicU64::new(0),
-            stderr: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            cap,
-            disk_error_logged: AtomicBool::new(false),
-        }
-    }
-
-    pub fn info(&self) -> OutputInfo {
-        OutputInfo {
-            stdout_bytes: self.stdout.load(Ordering::Acquire),
-            stderr_bytes: self.stderr.load(Ordering::Acquire),
-            dropped_bytes: self.dropped.load(Ordering::Acquire),
-        }
-    }
-
-    fn kept(&self, which: OutputStream) -> &AtomicU64 {
-        match which {
-            OutputStream::Stdout => &self.stdout,
-            OutputStream::Stderr => &self.stderr,
-        }
-    }
-
-    /// How many of `len` new bytes fit under the cap. Only the two pumps
-    /// add, each to its own counter, so a small overshoot race between them
-    /// is bounded by one read; the cap check uses the sum.
-    fn admit(&self, len: usize) -> usize {
-        let used = self.stdout.load(Ordering::Acquire) + self.stderr.load(Ordering::Acquire);
-        self.cap.saturating_sub(used).min(len as u64) as usize
+fn index_of(which: OutputStream) -> usize {
+    match which {
+        OutputStream::Stdout => 0,
+        OutputStream::Stderr => 1,
     }
 }
 
-/// Paths of a job's output files.
+fn stream_of(i: usize) -> OutputStream {
+    if i == 0 {
+        OutputStream::Stdout
+    } else {
+        OutputStream::Stderr
+    }
+}
+
+/// The path of one output file in a job directory.
 pub fn output_path(job_dir: &Path, which: OutputStream) -> PathBuf {
     job_dir.join(match which {
         OutputStream::Stdout => STDOUT_FILE,
         OutputStream::Stderr => STDERR_FILE,
     })
+}
+
+/// What has been committed so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Committed bytes of stdout and stderr.
+    pub lens: [u64; 2],
+    /// Committed bytes of the index.
+    pub index_len: u64,
+    /// Bytes read from the job and not kept.
+    pub dropped: u64,
+    /// The writer is done: no byte will be added.
+    pub closed: bool,
+}
+
+/// One job's output: where it is and how far it got.
+#[derive(Debug)]
+pub struct Output {
+    dir: PathBuf,
+    progress: watch::Sender<Progress>,
+}
+
+impl Output {
+    /// The counts for a job's status.
+    pub fn info(&self) -> OutputInfo {
+        let p = *self.progress.borrow();
+        OutputInfo {
+            stdout_bytes: p.lens[0],
+            stderr_bytes: p.lens[1],
+            dropped_bytes: p.dropped,
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        *self.progress.borrow()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates empty output files for a new job, and the writer for them.
+    pub fn create(dir: &Path, cap: u64) -> std::io::Result<(Arc<Output>, Arc<OutputWriter>)> {
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(name))
+        };
+        let files = [open(STDOUT_FILE)?, open(STDERR_FILE)?];
+        let index = open(INDEX_FILE)?;
+        let output = Arc::new(Output {
+            dir: dir.to_path_buf(),
+            progress: watch::Sender::new(Progress::default()),
+        });
+        let writer = Arc::new(OutputWriter {
+            output: output.clone(),
+            cap,
+            state: Mutex::new(WriterState {
+                files,
+                index,
+                last: None,
+                disk_failed: false,
+            }),
+        });
+        Ok((output, writer))
+    }
+
+    /// Opens the output of a job that is not running (after a restart):
+    /// closed, with lengths from the files. Data the index does not cover
+    /// (written just before a crash) is indexed at the end, so nothing on
+    /// disk is lost to readers.
+    pub fn open_closed(dir: &Path, dropped: u64) -> std::io::Result<Arc<Output>> {
+        let len = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let lens = [len(STDOUT_FILE), len(STDERR_FILE)];
+        let index_path = dir.join(INDEX_FILE);
+        let index_len = len(INDEX_FILE) / RECORD * RECORD;
+        let mut covered = [0u64; 2];
+        if index_len > 0 {
+            let bytes = std::fs::read(&index_path)?;
+            for rec in bytes[..index_len as usize].chunks_exact(RECORD as usize) {
+                let rec = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                covered[usize::from(rec & STDERR_BIT != 0)] += u64::from(rec & !STDERR_BIT);
+            }
+        }
+        let mut index_len = index_len;
+        if covered != lens {
+            let index = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .open(&index_path)?;
+            index.set_len(index_len)?;
+            for i in 0..2 {
+                // An index ahead of the data (impossible by write order) is
+                // trusted no further than the data.
+                let mut missing = lens[i].saturating_sub(covered[i]);
+                while missing > 0 {
+                    let run = missing.min(MAX_RUN);
+                    let rec = run as u32 | if i == 1 { STDERR_BIT } else { 0 };
+                    index.write_all_at(&rec.to_le_bytes(), index_len)?;
+                    index_len += RECORD;
+                    missing -= run;
+                }
+            }
+        }
+        Ok(Arc::new(Output {
+            dir: dir.to_path_buf(),
+            progress: watch::Sender::new(Progress {
+                lens,
+                index_len,
+                dropped,
+                closed: true,
+            }),
+        }))
+    }
+
+    /// A reader of the selected streams from the given offsets. `follow`
+    /// keeps it going until the writer is done; otherwise it stops at what
+    /// was committed when it was made.
+    pub fn reader(
+        self: &Arc<Self>,
+        stdout: Option<u64>,
+        stderr: Option<u64>,
+        follow: bool,
+    ) -> std::io::Result<OutputReader> {
+        let open = |which: OutputStream| File::open(output_path(&self.dir, which));
+        let files = [
+            stdout.map(|_| open(OutputStream::Stdout)).transpose()?,
+            stderr.map(|_| open(OutputStream::Stderr)).transpose()?,
+        ];
+        let both = stdout.is_some() && stderr.is_some();
+        let index = if both {
+            Some(File::open(self.dir.join(INDEX_FILE))?)
+        } else {
+            None
+        };
+        let rx = self.progress.subscribe();
+        let limit = (!follow).then(|| *rx.borrow());
+        Ok(OutputReader {
+            files,
+            index,
+            want: [stdout, stderr],
+            rx,
+            limit,
+            cursor: IndexCursor::default(),
+        })
+    }
+}
+
+struct WriterState {
+    files: [File; 2],
+    index: File,
+    /// The last index record: (its stream, its offset in the index, its run).
+    last: Option<(usize, u64, u64)>,
+    disk_failed: bool,
+}
+
+/// The single writer of a job's output, shared by its two pumps.
+pub struct OutputWriter {
+    output: Arc<Output>,
+    cap: u64,
+    state: Mutex<WriterState>,
+}
+
+impl OutputWriter {
+    /// Appends what the job wrote to one stream; keeps what fits under the
+    /// cap and the disk, drops and counts the rest.
+    pub fn append(&self, which: OutputStream, bytes: &[u8]) {
+        let s = index_of(which);
+        let mut state = self.state.lock().expect("output writer lock");
+        let p = *self.output.progress.borrow();
+        let room = self.cap.saturating_sub(p.lens[0] + p.lens[1]);
+        let mut keep = if state.disk_failed {
+            0
+        } else {
+            room.min(bytes.len() as u64) as usize
+        };
+        if keep > 0 {
+            if let Err(e) = state.files[s].write_all_at(&bytes[..keep], p.lens[s]) {
+                // A partial write leaves bytes past the committed length;
+                // they are overwritten or ignored, never read.
+                self.disk_failure(&mut state, &e);
+                keep = 0;
+            }
+        }
+        let mut index_len = p.index_len;
+        if keep > 0 {
+            if let Err(e) = Self::index_run(&mut state, s, keep as u64, &mut index_len) {
+                self.disk_failure(&mut state, &e);
+                keep = 0;
+            }
+        }
+        let dropped = (bytes.len() - keep) as u64;
+        self.output.progress.send_modify(|p| {
+            p.lens[s] += keep as u64;
+            p.index_len = index_len;
+            p.dropped += dropped;
+        });
+    }
+
+    /// Records a run of `len` bytes of stream `s` in the index.
+    fn index_run(
+        state: &mut WriterState,
+        s: usize,
+        len: u64,
+        index_len: &mut u64,
+    ) -> std::io::Result<()> {
+        let bit = if s == 1 { STDERR_BIT } else { 0 };
+        match state.last {
+            Some((ls, at, run)) if ls == s && run + len <= MAX_RUN => {
+                let rec = (run + len) as u32 | bit;
+                state.index.write_all_at(&rec.to_le_bytes(), at)?;
+                state.last = Some((s, at, run + len));
+            }
+            _ => {
+                let rec = len as u32 | bit;
+                state.index.write_all_at(&rec.to_le_bytes(), *index_len)?;
+                state.last = Some((s, *index_len, len));
+                *index_len += RECORD;
+            }
+        }
+        Ok(())
+    }
+
+    fn disk_failure(&self, state: &mut WriterState, e: &std::io::Error) {
+        if !state.disk_failed {
+            state.disk_failed = true;
+            tracing::warn!(dir = %self.output.dir.display(), error = %e, "cannot store job output; the rest of it is dropped and counted");
+        }
+    }
+
+    /// No more bytes will come: wakes every follower for the last time.
+    pub fn close(&self) {
+        let state = self.state.lock().expect("output writer lock");
+        // Best effort: the data is in the page cache either way; syncing
+        // here makes it survive a host crash after the job's end.
+        for f in &state.files {
+            let _ = f.sync_data();
+        }
+        let _ = state.index.sync_data();
+        self.output.progress.send_modify(|p| p.closed = true);
+    }
 }
 
 /// Creates a non-blocking pipe for one of the job's outputs: the read end
@@ -83,45 +321,332 @@ pub fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-/// Drains one pipe into its file until every writer has closed it.
+/// Drains one pipe into the output until every writer has closed it.
 pub async fn pump(
     pipe: OwnedFd,
-    mut file: File,
     which: OutputStream,
-    counters: Arc<OutputCounters>,
+    writer: Arc<OutputWriter>,
 ) -> std::io::Result<()> {
     let pipe = super::async_readable(pipe)?;
     let mut buf = vec![0u8; PUMP_BUF];
-    let mut disk_ok = true;
     loop {
         let mut guard = pipe.readable().await?;
-        let n =
-            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut buf).map_err(Into::into)) {
-                Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
+        match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut buf).map_err(Into::into)) {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => writer.append(which, &buf[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// A piece of output to deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub stream: OutputStream,
+    /// Offset within that stream.
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Where a "both streams" reader is in the index.
+#[derive(Debug, Default)]
+struct IndexCursor {
+    /// Byte offset of the current record in the index.
+    at: u64,
+    /// Stream offsets at the start of the current record.
+    base: [u64; 2],
+}
+
+/// One reader of a job's output.
+pub struct OutputReader {
+    files: [Option<File>; 2],
+    index: Option<File>,
+    /// Next offset per selected stream.
+    want: [Option<u64>; 2],
+    rx: watch::Receiver<Progress>,
+    /// For a non-follow reader: the progress when it was made.
+    limit: Option<Progress>,
+    cursor: IndexCursor,
+}
+
+impl OutputReader {
+    /// The next span of at most `max` bytes: at once if there is one,
+    /// after the writer's next commit if a follower is caught up, `None` at
+    /// the end. The reader moves past the span: read it with `read_span`
+    /// (or from `file`) before asking for the next.
+    pub async fn next_span(&mut self, max: u64) -> std::io::Result<Option<Span>> {
+        loop {
+            let p = match self.limit {
+                Some(limit) => limit,
+                None => *self.rx.borrow_and_update(),
             };
-        let keep = if disk_ok { counters.admit(n) } else { 0 };
-        if keep > 0 {
-            match file.write_all(&buf[..keep]) {
-                Ok(()) => {
-                    counters
-                        .kept(which)
-                        .fetch_add(keep as u64, Ordering::AcqRel);
-                }
-                Err(e) => {
-                    disk_ok = false;
-                    if !counters.disk_error_logged.swap(true, Ordering::AcqRel) {
-                        tracing::warn!(error = %e, "cannot store job output; dropping the rest");
-                    }
-                    counters.dropped.fetch_add(keep as u64, Ordering::AcqRel);
-                }
+            if let Some(span) = self.try_span(&p, max)? {
+                return Ok(Some(span));
+            }
+            if self.limit.is_some() || p.closed {
+                return Ok(None);
+            }
+            if self.rx.changed().await.is_err() {
+                // The writer is gone without closing (the job's record was
+                // removed): nothing more will come.
+                let p = *self.rx.borrow();
+                return self.try_span(&p, max);
             }
         }
-        counters
-            .dropped
-            .fetch_add((n - keep) as u64, Ordering::AcqRel);
+    }
+
+    /// The open file of a selected stream, for the caller's own reads.
+    pub fn file(&self, which: OutputStream) -> Option<&File> {
+        self.files[index_of(which)].as_ref()
+    }
+
+    /// Reads a span into `buf` (cleared first) with `pread`.
+    pub fn read_span(&self, span: &Span, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let file = self
+            .file(span.stream)
+            .ok_or_else(|| std::io::Error::other("stream not selected"))?;
+        buf.clear();
+        buf.resize(span.len as usize, 0);
+        file.read_exact_at(buf, span.offset)
+    }
+
+    /// Where the reader is in each selected stream.
+    pub fn offsets(&self) -> [Option<u64>; 2] {
+        self.want
+    }
+
+    fn try_span(&mut self, p: &Progress, max: u64) -> std::io::Result<Option<Span>> {
+        let max = max.max(1);
+        match self.want {
+            [Some(_), Some(_)] => self.try_span_both(p, max),
+            _ => {
+                for s in 0..2 {
+                    if let Some(next) = self.want[s] {
+                        if next < p.lens[s] {
+                            let len = (p.lens[s] - next).min(max);
+                            self.want[s] = Some(next + len);
+                            return Ok(Some(Span {
+                                stream: stream_of(s),
+                                offset: next,
+                                len,
+                            }));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Walks the index in capture order, skipping what lies before the
+    /// requested offsets.
+    fn try_span_both(&mut self, p: &Progress, max: u64) -> std::io::Result<Option<Span>> {
+        let index = self.index.as_ref().expect("both streams have an index");
+        let mut batch = [0u8; 4096];
+        loop {
+            if self.cursor.at >= p.index_len {
+                return Ok(None);
+            }
+            let n = ((p.index_len - self.cursor.at) as usize).min(batch.len());
+            index.read_exact_at(&mut batch[..n], self.cursor.at)?;
+            for rec in batch[..n].chunks_exact(RECORD as usize) {
+                let rec = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                let s = usize::from(rec & STDERR_BIT != 0);
+                let start = self.cursor.base[s];
+                // The last record may be extended by the writer after the
+                // progress we hold: trust it only up to the committed length.
+                let end = (start + u64::from(rec & !STDERR_BIT)).min(p.lens[s]);
+                let next = self.want[s].expect("both selected");
+                if next < end {
+                    let from = next.max(start);
+                    let len = (end - from).min(max);
+                    self.want[s] = Some(from + len);
+                    return Ok(Some(Span {
+                        stream: stream_of(s),
+                        offset: from,
+                        len,
+                    }));
+                }
+                if end < start + u64::from(rec & !STDERR_BIT) {
+                    // The rest of this record is not committed yet.
+                    return Ok(None);
+                }
+                if self.cursor.at + RECORD >= p.index_len && !p.closed {
+                    // The last record grows in place while the writer runs:
+                    // stay on it.
+                    return Ok(None);
+                }
+                self.cursor.base[s] = end;
+                self.cursor.at += RECORD;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(reader: &mut OutputReader) -> Vec<(OutputStream, u64, Vec<u8>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut out = Vec::new();
+            while let Some(span) = reader.next_span(3).await.unwrap() {
+                let mut buf = Vec::new();
+                reader.read_span(&span, &mut buf).unwrap();
+                out.push((span.stream, span.offset, buf));
+            }
+            out
+        })
+    }
+
+    fn concat(chunks: &[(OutputStream, u64, Vec<u8>)], which: OutputStream) -> Vec<u8> {
+        chunks
+            .iter()
+            .filter(|c| c.0 == which)
+            .flat_map(|c| c.2.clone())
+            .collect()
+    }
+
+    #[test]
+    fn both_streams_come_back_in_capture_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        writer.append(OutputStream::Stdout, b"out1\n");
+        writer.append(OutputStream::Stdout, b"out2\n");
+        writer.append(OutputStream::Stderr, b"err1\n");
+        writer.append(OutputStream::Stdout, b"out3\n");
+        writer.close();
+        let chunks = drain(&mut output.reader(Some(0), Some(0), false).unwrap());
+        // Merge consecutive chunks of one stream: the runs must alternate
+        // exactly as they were written.
+        let mut runs: Vec<(OutputStream, Vec<u8>)> = Vec::new();
+        for (s, _, b) in chunks {
+            match runs.last_mut() {
+                Some((ls, lb)) if *ls == s => lb.extend(b),
+                _ => runs.push((s, b)),
+            }
+        }
+        assert_eq!(
+            runs,
+            vec![
+                (OutputStream::Stdout, b"out1\nout2\n".to_vec()),
+                (OutputStream::Stderr, b"err1\n".to_vec()),
+                (OutputStream::Stdout, b"out3\n".to_vec()),
+            ]
+        );
+        // Index: stdout run 10, stderr 5, stdout 5.
+        assert_eq!(
+            std::fs::metadata(dir.path().join(INDEX_FILE))
+                .unwrap()
+                .len(),
+            12
+        );
+    }
+
+    #[test]
+    fn offsets_skip_per_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        writer.append(OutputStream::Stdout, b"abcdef");
+        writer.append(OutputStream::Stderr, b"ABCDEF");
+        writer.append(OutputStream::Stdout, b"ghi");
+        writer.close();
+        let chunks = drain(&mut output.reader(Some(4), Some(5), false).unwrap());
+        assert_eq!(concat(&chunks, OutputStream::Stdout), b"efghi");
+        assert_eq!(concat(&chunks, OutputStream::Stderr), b"F");
+        assert_eq!(chunks[0].1, 4);
+        let only_err = drain(&mut output.reader(None, Some(2), false).unwrap());
+        assert_eq!(concat(&only_err, OutputStream::Stderr), b"CDEF");
+        let past_end = drain(&mut output.reader(Some(100), None, false).unwrap());
+        assert!(past_end.is_empty());
+    }
+
+    #[test]
+    fn cap_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, writer) = Output::create(dir.path(), 8).unwrap();
+        writer.append(OutputStream::Stdout, b"12345");
+        writer.append(OutputStream::Stderr, b"67890");
+        writer.append(OutputStream::Stdout, b"xyz");
+        writer.close();
+        let info = output.info();
+        assert_eq!(
+            (info.stdout_bytes, info.stderr_bytes, info.dropped_bytes),
+            (5, 3, 5)
+        );
+        let chunks = drain(&mut output.reader(Some(0), Some(0), false).unwrap());
+        assert_eq!(concat(&chunks, OutputStream::Stderr), b"678");
+    }
+
+    #[test]
+    fn non_follow_reader_stops_at_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        writer.append(OutputStream::Stdout, b"before");
+        let mut reader = output.reader(Some(0), None, false).unwrap();
+        writer.append(OutputStream::Stdout, b"after");
+        assert_eq!(concat(&drain(&mut reader), OutputStream::Stdout), b"before");
+    }
+
+    #[test]
+    fn reopened_output_indexes_unindexed_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        writer.append(OutputStream::Stdout, b"indexed");
+        drop(writer);
+        // As if the server died between a data write and its index write.
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(STDERR_FILE))
+            .unwrap();
+        f.write_all_at(b"tail", 0).unwrap();
+        let output = Output::open_closed(dir.path(), 0).unwrap();
+        let p = output.progress();
+        assert!(p.closed);
+        assert_eq!(p.lens, [7, 4]);
+        let chunks = drain(&mut output.reader(Some(0), Some(0), false).unwrap());
+        assert_eq!(concat(&chunks, OutputStream::Stdout), b"indexed");
+        assert_eq!(concat(&chunks, OutputStream::Stderr), b"tail");
+    }
+
+    #[test]
+    fn follower_wakes_on_commit_and_ends_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut reader = output.reader(Some(0), Some(0), true).unwrap();
+            let w = writer.clone();
+            let feeder = tokio::spawn(async move {
+                for i in 0..50u8 {
+                    w.append(
+                        if i % 2 == 0 {
+                            OutputStream::Stdout
+                        } else {
+                            OutputStream::Stderr
+                        },
+                        &[i],
+                    );
+                    tokio::task::yield_now().await;
+                }
+                w.close();
+            });
+            let mut got = Vec::new();
+            while let Some(span) = reader.next_span(1024).await.unwrap() {
+                let mut buf = Vec::new();
+                reader.read_span(&span, &mut buf).unwrap();
+                got.extend(buf);
+            }
+            feeder.await.unwrap();
+            assert_eq!(got, (0..50u8).collect::<Vec<_>>());
+        });
     }
 }
