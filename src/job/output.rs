@@ -159,6 +159,7 @@ impl Output {
             let index = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .open(&index_path)?;
             index.set_len(index_len)?;
             for i in 0..2 {
