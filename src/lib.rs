@@ -3,5 +3,10 @@
 //!
 //! The library holds everything; the binaries in `src/bin` are thin.
 
+pub mod client;
 pub mod job;
+pub mod pki;
 pub mod protocol;
+pub mod server;
+pub mod tls;
+pub mod units;

@@ -1,12 +1,199 @@
-//! `jwd`: see README.md.
+//! `jwd`: the jw server. See README.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use jw::job::cgroup::CgroupConfig;
+use jw::job::{EngineConfig, Manager};
+use jw::server::{Server, ServerConfig};
+use jw::units::{parse_bytes, parse_duration};
+use nix::sys::signal::{SigSet, Signal};
 
-/// jwd
-#[derive(Parser)]
+/// jwd runs Linux jobs for remote users, each in its own cgroup and
+/// namespaces, over TLS 1.3 with mutual authentication.
+#[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+    /// The server's certificate chain (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The CA that signs client certificates (PEM).
+    #[arg(long)]
+    client_ca: PathBuf,
+    /// Where job output and status records are kept.
+    #[arg(long, default_value = "/var/lib/jw")]
+    data_dir: PathBuf,
+    /// The user jobs run as (`root` only when given explicitly).
+    #[arg(long, default_value = "nobody")]
+    job_user: String,
+    /// The certificate subject O value that makes a user admin.
+    #[arg(long, default_value = "admin")]
+    admin_group: String,
+    /// Connections past this number are refused at once.
+    #[arg(long, default_value_t = 20_000)]
+    max_connections: usize,
+    /// Running jobs one user may have at once (default: no limit).
+    #[arg(long)]
+    max_jobs_per_user: Option<usize>,
+    /// Let jobs ask for the host's network (`--net host`).
+    #[arg(long)]
+    allow_host_network: bool,
+    /// Output kept per job (stdout + stderr); the rest is dropped and counted.
+    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    max_output: u64,
+    /// Remove ended jobs this long after they ended (e.g. 7d); default: keep.
+    #[arg(long, value_parser = parse_duration)]
+    retain: Option<Duration>,
+    /// Name of jw's cgroup subtree under jwd's own cgroups. One per server
+    /// instance on a host; a restarted jwd cleans up what the last one with
+    /// the same name left.
+    #[arg(long, default_value = "jw")]
+    cgroup_name: String,
+    /// io_uring runtimes (threads), each with its own listener.
+    #[arg(long, default_value_t = default_threads())]
+    threads: usize,
+    /// Grace period for running jobs when jwd is asked to stop.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Close connections that have not finished TLS and Hello in this time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+    /// Close connections without open streams after this time.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+}
 
-fn main() {
-    let _args = Args::parse();
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Raises the soft fd limit to the hard one (as root, first raising the
+/// hard one): every connection, follower and job costs descriptors.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let want = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard)
+        .min(1 << 20);
+    if setrlimit(Resource::RLIMIT_NOFILE, want.max(hard), want.max(hard)).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jwd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    // Block the stop signals before any thread exists, so every thread
+    // inherits the mask and only the main thread's sigwait sees them.
+    let mut stop_signals = SigSet::empty();
+    stop_signals.add(Signal::SIGTERM);
+    stop_signals.add(Signal::SIGINT);
+    stop_signals
+        .thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+    raise_fd_limit();
+
+    let tls = jw::tls::server_config(&args.cert, &args.key, &args.client_ca)
+        .map_err(|e| e.to_string())?;
+    let manager = Manager::new(EngineConfig {
+        data_dir: args.data_dir.clone(),
+        cgroup: CgroupConfig {
+            name: args.cgroup_name.clone(),
+            ..CgroupConfig::default()
+        },
+        job_user: args.job_user.clone(),
+        allow_host_network: args.allow_host_network,
+        max_output_bytes: args.max_output,
+    })
+    .map_err(|e| e.to_string())?;
+    let probe = args.data_dir.join("jobs").join(".write-test");
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "cannot write to the data directory {}: {e}",
+            args.data_dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+
+    let server = Server::start(
+        ServerConfig {
+            listen: args.listen,
+            tls,
+            admin_group: args.admin_group.clone(),
+            max_connections: args.max_connections,
+            max_jobs_per_user: args.max_jobs_per_user,
+            handshake_timeout: args.handshake_timeout,
+            idle_timeout: args.idle_timeout,
+            threads: args.threads.max(1),
+            shutdown_grace: args.shutdown_grace,
+        },
+        manager.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    tracing::info!(
+        listen = %server.local_addr(),
+        layout = %manager.layout(),
+        data_dir = %args.data_dir.display(),
+        job_user = %args.job_user,
+        threads = args.threads.max(1),
+        host_network = args.allow_host_network,
+        "jwd ready"
+    );
+
+    if let Some(retain) = args.retain {
+        let manager = manager.clone();
+        std::thread::Builder::new()
+            .name("jwd-retain".into())
+            .spawn(move || loop {
+                let removed = manager.prune(retain);
+                if removed > 0 {
+                    tracing::info!(removed, "removed jobs past the retention period");
+                }
+                std::thread::sleep(
+                    (retain / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+                );
+            })
+            .map_err(|e| format!("cannot start the retention thread: {e}"))?;
+    }
+
+    let signal = stop_signals
+        .wait()
+        .map_err(|e| format!("cannot wait for signals: {e}"))?;
+    tracing::info!(%signal, grace = ?args.shutdown_grace, "shutting down: closing connections and stopping running jobs");
+    server.shutdown();
+    manager.cgroups().remove_subtree();
+    tracing::info!("jwd stopped");
+    Ok(())
 }

@@ -158,6 +158,8 @@ struct Inner {
     next_seq: AtomicU64,
     /// False once the kernel refused CLONE_INTO_CGROUP: clone, then place.
     clone_into_cgroup: AtomicBool,
+    /// How many jobs are supervised now.
+    active: watch::Sender<usize>,
 }
 
 /// The engine: cheap to clone, shareable across threads.
@@ -209,6 +211,7 @@ impl Manager {
                 jobs: Mutex::new(jobs),
                 next_seq,
                 clone_into_cgroup: AtomicBool::new(true),
+                active: watch::Sender::new(0),
             }),
         })
     }
@@ -397,8 +400,19 @@ impl Manager {
             .into_iter()
             .map(|(read, which)| tokio::spawn(output::pump(read, which, writer.clone())))
             .collect();
-        tokio::spawn(supervise(job, pidfd, cgroup, reports, pump_tasks, writer));
+        inner.active.send_modify(|n| *n += 1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            supervise(job, pidfd, cgroup, reports, pump_tasks, writer).await;
+            this.inner.active.send_modify(|n| *n -= 1);
+        });
         Ok(Started { id, exec_latency })
+    }
+
+    /// Resolves once no job is running (at once if none is).
+    pub async fn idle(&self) {
+        let mut rx = self.inner.active.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// The job `id`, if it exists and `owner` may see it (`None` = anyone).
@@ -493,6 +507,22 @@ impl Manager {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(format!("cannot remove {}", dir.display()))(e)),
         }
+    }
+
+    /// Removes ended jobs that ended longer than `age` ago (`jwd --retain`).
+    /// Returns how many were removed.
+    pub fn prune(&self, age: Duration) -> usize {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        let expired: Vec<JobId> = self
+            .list(None)
+            .into_iter()
+            .filter(|j| !j.state.is_active() && j.ended_at_ms.is_some_and(|t| t < cutoff))
+            .map(|j| j.id)
+            .collect();
+        expired
+            .into_iter()
+            .filter(|id| self.remove(*id, None).is_ok())
+            .count()
     }
 
     /// Where a job's output files are.

@@ -1,0 +1,445 @@
+//! The async client (tokio + tokio-rustls), used by `jw` and `jw-load`.
+//!
+//! One connection carries many streams: a background task reads frames and
+//! routes each event to its stream's channel; requests are written under a
+//! lock. The client grants `Output` credit as the caller consumes chunks,
+//! so its memory is bounded by the credit it chose.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, ErrorInfo, Event, FrameDecoder, Hello, JobId, JobInfo,
+    LogsRequest, Request, ServerMessage, StartRequest, Welcome, MAX_FRAME, PROTOCOL_VERSION,
+};
+use crate::tls::{self, TlsError};
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `host:port`.
+    pub addr: String,
+    /// The CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// The user's certificate and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach jwd at {addr}: {source} (is jwd running and listening there?)")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("the TLS handshake with {addr} failed: {reason}")]
+    Handshake { addr: String, reason: String },
+    #[error("the server rejected the connection: {reason} (is your certificate signed by the CA jwd trusts, and still valid?)")]
+    Rejected { reason: String },
+    #[error("{} ({})", .0.message, .0.code)]
+    Server(ErrorInfo),
+    #[error("the server closed the connection: {} ({})", .0.message, .0.code)]
+    Fatal(ErrorInfo),
+    #[error("the connection to jwd was lost")]
+    Closed,
+    #[error("protocol error: {0}")]
+    Protocol(#[from] protocol::ProtocolError),
+    #[error("unexpected reply from the server: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(e) | ClientError::Fatal(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+type EventTx = mpsc::UnboundedSender<Result<Event, ClientError>>;
+
+/// Open streams; `closed` once the connection ended (checked under the same
+/// lock as inserts, so no stream opened late waits forever).
+#[derive(Default)]
+struct Streams {
+    map: HashMap<u32, EventTx>,
+    closed: bool,
+}
+
+struct Inner {
+    writer: tokio::sync::Mutex<WriteHalf<TlsStream<TcpStream>>>,
+    streams: Mutex<Streams>,
+    next_stream: AtomicU32,
+    welcome: Welcome,
+}
+
+/// A connected, greeted client. Cheap to clone; all clones share the
+/// connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// One open stream.
+pub struct Stream {
+    id: u32,
+    rx: mpsc::UnboundedReceiver<Result<Event, ClientError>>,
+    client: Client,
+    done: bool,
+}
+
+fn server_name(addr: &str) -> Result<ServerName<'static>, ClientError> {
+    let host = match addr.parse::<SocketAddr>() {
+        Ok(sa) => return Ok(ServerName::IpAddress(sa.ip().into())),
+        Err(_) => addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|e| ClientError::Handshake {
+        addr: addr.to_string(),
+        reason: format!("{host:?} is not a valid server name: {e}"),
+    })
+}
+
+fn rejected_or(addr: &str, e: std::io::Error) -> ClientError {
+    let text = e.to_string();
+    if text.contains("alert") {
+        ClientError::Rejected { reason: text }
+    } else {
+        ClientError::Handshake {
+            addr: addr.to_string(),
+            reason: text,
+        }
+    }
+}
+
+impl Client {
+    /// Connects, completes TLS and the Hello/Welcome exchange.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Client, ClientError> {
+        let config = tls::client_config(&opts.ca, &opts.cert, &opts.key)?;
+        Self::connect_with(&opts.addr, config).await
+    }
+
+    /// Connects with a ready rustls configuration.
+    pub async fn connect_with(
+        addr: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Client, ClientError> {
+        let name = server_name(addr)?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| rejected_or(addr, e))?;
+        let (mut read, mut write) = tokio::io::split(tls);
+        let mut hello = Vec::new();
+        protocol::encode(
+            &ClientMessage::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                client: concat!("jw/", env!("CARGO_PKG_VERSION")).into(),
+            }),
+            &mut hello,
+        )?;
+        write
+            .write_all(&hello)
+            .await
+            .map_err(|e| rejected_or(addr, e))?;
+        write.flush().await.map_err(|e| rejected_or(addr, e))?;
+        let mut decoder = FrameDecoder::new(MAX_FRAME);
+        let welcome = match read_message(&mut read, &mut decoder)
+            .await
+            .map_err(|e| match e {
+                ClientError::Closed => ClientError::Rejected {
+                    reason: "the server closed the connection during the handshake".into(),
+                },
+                ClientError::Handshake { reason, .. } => {
+                    rejected_or(addr, std::io::Error::other(reason))
+                }
+                other => other,
+            })? {
+            ServerMessage::Welcome(w) if w.version <= PROTOCOL_VERSION => w,
+            ServerMessage::Welcome(w) => {
+                return Err(ClientError::Unexpected(format!(
+                    "the server chose protocol version {}",
+                    w.version
+                )))
+            }
+            ServerMessage::Fatal(e) => return Err(ClientError::Fatal(e)),
+            other => return Err(ClientError::Unexpected(format!("{other:?} before Welcome"))),
+        };
+        let inner = Arc::new(Inner {
+            writer: tokio::sync::Mutex::new(write),
+            streams: Mutex::new(Streams::default()),
+            next_stream: AtomicU32::new(1),
+            welcome,
+        });
+        tokio::spawn(route(read, decoder, Arc::downgrade(&inner)));
+        Ok(Client { inner })
+    }
+
+    /// What the server said about us.
+    pub fn welcome(&self) -> &Welcome {
+        &self.inner.welcome
+    }
+
+    async fn send(&self, msg: &ClientMessage) -> Result<(), ClientError> {
+        let mut frame = Vec::new();
+        protocol::encode(msg, &mut frame)?;
+        let mut w = self.inner.writer.lock().await;
+        w.write_all(&frame).await.map_err(|_| ClientError::Closed)?;
+        w.flush().await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Opens a stream with `request`.
+    pub async fn open(&self, request: Request) -> Result<Stream, ClientError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = {
+            let mut streams = self.inner.streams.lock().expect("streams lock");
+            if streams.closed {
+                return Err(ClientError::Closed);
+            }
+            let id = loop {
+                let id = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
+                if id != 0 && !streams.map.contains_key(&id) {
+                    break id;
+                }
+            };
+            streams.map.insert(id, tx);
+            id
+        };
+        if let Err(e) = self
+            .send(&ClientMessage::Request {
+                stream: id,
+                request,
+            })
+            .await
+        {
+            self.inner
+                .streams
+                .lock()
+                .expect("streams lock")
+                .map
+                .remove(&id);
+            return Err(e);
+        }
+        Ok(Stream {
+            id,
+            rx,
+            client: self.clone(),
+            done: false,
+        })
+    }
+
+    async fn one(&self, request: Request) -> Result<Event, ClientError> {
+        let mut stream = self.open(request).await?;
+        stream.next().await?.ok_or(ClientError::Closed)
+    }
+
+    pub async fn start(&self, req: StartRequest) -> Result<JobId, ClientError> {
+        match self.one(Request::Start(req)).await? {
+            Event::Started { job } => Ok(job),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn status(&self, job: JobId) -> Result<JobInfo, ClientError> {
+        match self.one(Request::Status { job }).await? {
+            Event::Status(info) => Ok(info),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Stops a job and returns its final status.
+    pub async fn stop(&self, job: JobId, grace_ms: u32) -> Result<JobInfo, ClientError> {
+        match self.one(Request::Stop { job, grace_ms }).await? {
+            Event::Status(info) => Ok(info),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn wait(&self, job: JobId) -> Result<JobInfo, ClientError> {
+        match self.one(Request::Wait { job }).await? {
+            Event::End(info) => Ok(info),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn remove(&self, job: JobId) -> Result<(), ClientError> {
+        match self.one(Request::Remove { job }).await? {
+            Event::Removed => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn list(&self, all: bool) -> Result<Vec<JobInfo>, ClientError> {
+        let mut stream = self.open(Request::List { all }).await?;
+        let mut jobs = Vec::new();
+        while let Some(event) = stream.next().await? {
+            match event {
+                Event::ListItem(info) => jobs.push(info),
+                Event::ListEnd { .. } => return Ok(jobs),
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+        Err(ClientError::Closed)
+    }
+
+    /// Opens a logs stream; read it with `Stream::next` and return credit
+    /// with `Stream::grant` as chunks are consumed.
+    pub async fn logs(&self, req: LogsRequest) -> Result<Stream, ClientError> {
+        self.open(Request::Logs(req)).await
+    }
+}
+
+impl Stream {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The next event; `Ok(None)` after the terminal one. A terminal
+    /// `Error` event comes back as `Err(ClientError::Server)`.
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Ok(Event::Error(e))) => {
+                self.done = true;
+                Err(ClientError::Server(e))
+            }
+            Some(Ok(event)) => {
+                if !matches!(event, Event::Output(_) | Event::ListItem(_)) {
+                    self.done = true;
+                }
+                Ok(Some(event))
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            None => {
+                self.done = true;
+                Err(ClientError::Closed)
+            }
+        }
+    }
+
+    /// Grants the server `bytes` more bytes of output on this stream.
+    pub async fn grant(&self, bytes: u32) -> Result<(), ClientError> {
+        self.client
+            .send(&ClientMessage::Credit {
+                stream: self.id,
+                bytes,
+            })
+            .await
+    }
+
+    /// Asks the server to end the stream.
+    pub async fn cancel(&self) -> Result<(), ClientError> {
+        self.client
+            .send(&ClientMessage::Cancel { stream: self.id })
+            .await
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Ok(mut streams) = self.client.inner.streams.lock() {
+            streams.map.remove(&self.id);
+        }
+    }
+}
+
+async fn read_message(
+    read: &mut ReadHalf<TlsStream<TcpStream>>,
+    decoder: &mut FrameDecoder,
+) -> Result<ServerMessage, ClientError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if let Some(payload) = decoder.next_frame()? {
+            return Ok(protocol::decode(payload)?);
+        }
+        let n = read
+            .read(&mut buf)
+            .await
+            .map_err(|e| ClientError::Handshake {
+                addr: String::new(),
+                reason: e.to_string(),
+            })?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        decoder.feed(&buf[..n]);
+    }
+}
+
+/// Routes events to their streams until the connection ends.
+async fn route(
+    mut read: ReadHalf<TlsStream<TcpStream>>,
+    mut decoder: FrameDecoder,
+    inner: std::sync::Weak<Inner>,
+) {
+    let end = loop {
+        let msg = match read_message(&mut read, &mut decoder).await {
+            Ok(m) => m,
+            Err(ClientError::Closed) => break ClientError::Closed,
+            Err(ClientError::Handshake { reason, .. }) if reason.contains("alert") => {
+                break ClientError::Rejected { reason }
+            }
+            Err(_) => break ClientError::Closed,
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        match msg {
+            ServerMessage::Event { stream, event } => {
+                let terminal = !matches!(event, Event::Output(_) | Event::ListItem(_));
+                let mut streams = inner.streams.lock().expect("streams lock");
+                if let Some(tx) = streams.map.get(&stream) {
+                    let _ = tx.send(Ok(event));
+                }
+                if terminal {
+                    streams.map.remove(&stream);
+                }
+            }
+            ServerMessage::Fatal(e) => break ClientError::Fatal(e),
+            ServerMessage::Welcome(_) => break ClientError::Unexpected("a second Welcome".into()),
+        }
+    };
+    if let Some(inner) = inner.upgrade() {
+        let streams: Vec<_> = {
+            let mut streams = inner.streams.lock().expect("streams lock");
+            streams.closed = true;
+            streams.map.drain().collect()
+        };
+        for (_, tx) in streams {
+            let e = match &end {
+                ClientError::Fatal(info) => ClientError::Fatal(info.clone()),
+                ClientError::Rejected { reason } => ClientError::Rejected {
+                    reason: reason.clone(),
+                },
+                ClientError::Unexpected(s) => ClientError::Unexpected(s.clone()),
+                _ => ClientError::Closed,
+            };
+            let _ = tx.send(Err(e));
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! One client connection: rustls driven by hand over io_uring owned
+//! buffers, frames, and the streams multiplexed on it.
+//!
+//! tokio-uring's TcpStream has no AsyncRead/AsyncWrite, so tokio-rustls
+//! cannot be used; the buffered `rustls::ServerConnection` is fed with
+//! `read_tls` and drained with `write_tls` instead. The connection has one
+//! reader task (socket -> TLS -> frames -> streams) and one writer task
+//! (queued frames -> TLS -> socket). Neither ever races an io_uring read or
+//! write against something else in a `select!`: dropping an in-flight op on
+//! a TLS session is how other projects corrupted their streams. Stream
+//! handlers run as their own tasks and hand finished frames to the writer.
+//!
+//! Memory per connection is bounded: one read buffer, the frame decoder
+//! (at most one frame), and per stream at most one `Output` chunk queued,
+//! whatever the client's credit.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::ServerConnection;
+use tokio::sync::{oneshot, Notify};
+use tokio_uring::net::TcpStream;
+
+use super::{handler, Shared};
+use crate::protocol::{
+    self, ClientMessage, ConnectionLimits, ErrorCode, ErrorInfo, Event, FrameDecoder, Identity,
+    ServerMessage, Welcome, MAX_CHUNK, MAX_CREDIT, MAX_FRAME, MAX_STREAMS, PROTOCOL_VERSION,
+};
+
+/// Socket read size: one TLS record and a bit.
+const READ_BUF: usize = 17 * 1024;
+
+/// A frame waiting for the writer, and who to tell once it is in TLS.
+struct Outgoing {
+    frame: Vec<u8>,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+/// Per-stream state the connection and the stream's handler share.
+pub(crate) struct StreamState {
+    pub id: u32,
+    /// Bytes of `Output` data the client allows.
+    credit: Cell<u64>,
+    credit_added: Notify,
+    cancelled: Cell<bool>,
+    cancel: Notify,
+}
+
+impl StreamState {
+    /// Waits until the stream has credit; `None` if it was cancelled.
+    pub async fn credit(&self) -> Option<u64> {
+        loop {
+            if self.cancelled.get() {
+                return None;
+            }
+            let c = self.credit.get();
+            if c > 0 {
+                return Some(c);
+            }
+            tokio::select! {
+                _ = self.credit_added.notified() => {}
+                _ = self.cancel.notified() => {}
+            }
+        }
+    }
+
+    pub fn spend(&self, bytes: u64) {
+        self.credit.set(self.credit.get().saturating_sub(bytes));
+    }
+
+    /// Resolves when the stream is cancelled (by the client or because the
+    /// connection ended).
+    pub async fn cancelled(&self) {
+        while !self.cancelled.get() {
+            self.cancel.notified().await;
+        }
+    }
+}
+
+/// One connection.
+pub(crate) struct Conn {
+    tcp: TcpStream,
+    tls: RefCell<ServerConnection>,
+    pub peer: SocketAddr,
+    pub shared: Arc<Shared>,
+    queue: RefCell<VecDeque<Outgoing>>,
+    wake_writer: Notify,
+    /// No more frames from us after what is queued; then close.
+    closing: Cell<bool>,
+    streams: RefCell<HashMap<u32, Rc<StreamState>>>,
+    identity: RefCell<Option<Identity>>,
+    welcomed: Cell<bool>,
+    last_activity: Cell<Instant>,
+}
+
+impl Conn {
+    pub fn identity(&self) -> Identity {
+        self.identity
+            .borrow()
+            .clone()
+            .expect("handlers run after Hello")
+    }
+
+    fn enqueue(&self, frame: Vec<u8>, sent: Option<oneshot::Sender<()>>) {
+        self.queue.borrow_mut().push_back(Outgoing { frame, sent });
+        self.wake_writer.notify_one();
+    }
+
+    fn send_message(&self, msg: &ServerMessage) {
+        let mut frame = Vec::new();
+        match protocol::encode(msg, &mut frame) {
+            Ok(()) => self.enqueue(frame, None),
+            Err(e) => {
+                // Only a JobInfo with absurdly long strings could get here;
+                // tell the client rather than send nothing.
+                tracing::error!(peer = %self.peer, error = %e, "cannot encode a reply");
+                if let ServerMessage::Event { stream, .. } = msg {
+                    let mut frame = Vec::new();
+                    let err = ServerMessage::Event {
+                        stream: *stream,
+                        event: Event::Error(ErrorInfo::new(
+                            ErrorCode::INTERNAL,
+                            "the reply was too large to send",
+                        )),
+                    };
+                    if protocol::encode(&err, &mut frame).is_ok() {
+                        self.enqueue(frame, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends an event on a stream that is still open; a terminal event
+    /// closes it. Events for streams already ended (cancelled) are dropped.
+    pub fn emit(&self, stream: &StreamState, event: Event) {
+        if stream.cancelled.get() {
+            return;
+        }
+        let terminal = !matches!(event, Event::Output(_) | Event::ListItem(_));
+        if terminal {
+            self.close_stream(stream.id);
+        }
+        self.send_message(&ServerMessage::Event {
+            stream: stream.id,
+            event,
+        });
+    }
+
+    /// Queues a ready `Output` frame and waits until the writer has taken
+    /// it, so a stream never has more than one chunk in memory. `false` if
+    /// the stream or the connection ended meanwhile.
+    pub async fn send_output(&self, stream: &StreamState, frame: Vec<u8>) -> bool {
+        if stream.cancelled.get() || self.closing.get() {
+            return false;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(frame, Some(tx));
+        rx.await.is_ok() && !stream.cancelled.get()
+    }
+
+    fn close_stream(&self, id: u32) {
+        if let Some(s) = self.streams.borrow_mut().remove(&id) {
+            s.cancelled.set(true);
+            s.cancel.notify_waiters();
+            s.credit_added.notify_waiters();
+        }
+        self.last_activity.set(Instant::now());
+    }
+
+    /// A connection-level error: send it, then close.
+    fn fatal(&self, code: ErrorCode, message: impl Into<String>) {
+        let info = ErrorInfo::new(code, message);
+        tracing::info!(peer = %self.peer, user = self.identity.borrow().as_ref().map(|i| i.user.as_str()).unwrap_or("-"), error = %info, "closing connection");
+        self.send_message(&ServerMessage::Fatal(info));
+        self.close();
+    }
+
+    fn close(&self) {
+        self.closing.set(true);
+        let ids: Vec<u32> = self.streams.borrow().keys().copied().collect();
+        for id in ids {
+            self.close_stream(id);
+        }
+        self.wake_writer.notify_one();
+    }
+}
+
+/// Serves one connection until it closes.
+pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match ServerConnection::new(shared.config.tls.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "cannot set up TLS for a connection");
+            return;
+        }
+    };
+    let conn = Rc::new(Conn {
+        tcp,
+        tls: RefCell::new(tls),
+        peer,
+        shared,
+        queue: RefCell::new(VecDeque::new()),
+        wake_writer: Notify::new(),
+        closing: Cell::new(false),
+        streams: RefCell::new(HashMap::new()),
+        identity: RefCell::new(None),
+        welcomed: Cell::new(false),
+        last_activity: Cell::new(Instant::now()),
+    });
+    let writer = tokio_uring::spawn(write_loop(conn.clone()));
+    let timers = tokio_uring::spawn(watch_timers(conn.clone()));
+    read_loop(&conn).await;
+    conn.close();
+    let _ = writer.await;
+    timers.abort();
+}
+
+/// Handshake and idle timeouts, and the server's shutdown. Ends the
+/// connection by shutting the socket down, which ends the reader's
+/// pending read (no io_uring op is dropped).
+async fn watch_timers(conn: Rc<Conn>) {
+    let config = &conn.shared.config;
+    let mut shutdown = conn.shared.shutdown.clone();
+    let handshake_deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    loop {
+        let deadline = if conn.welcomed.get() {
+            tokio::time::Instant::from_std(conn.last_activity.get() + config.idle_timeout)
+        } else {
+            handshake_deadline
+        };
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {
+                conn.close();
+                let _ = conn.tcp.shutdown(std::net::Shutdown::Read);
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+        if !conn.welcomed.get() {
+            tracing::info!(peer = %conn.peer, "handshake timeout: no TLS handshake and Hello within {:?}", config.handshake_timeout);
+            let _ = conn.tcp.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let idle = conn.last_activity.get().elapsed() >= config.idle_timeout;
+        if idle && conn.streams.borrow().is_empty() {
+            tracing::info!(peer = %conn.peer, "idle timeout: no open stream for {:?}", config.idle_timeout);
+            conn.close();
+            let _ = conn.tcp.shutdown(std::net::Shutdown::Read);
+            return;
+        }
+        if idle {
+            // Streams are open: the connection is busy, not idle.
+            conn.last_activity.set(Instant::now());
+        }
+    }
+}
+
+async fn write_loop(conn: Rc<Conn>) {
+    let mut sent_close = false;
+    loop {
+        let (wants_write, handshaking) = {
+            let tls = conn.tls.borrow();
+            (tls.wants_write(), tls.is_handshaking())
+        };
+        let close_notify_due = conn.closing.get() && !sent_close && !handshaking;
+        if conn.queue.borrow().is_empty() && !wants_write && !close_notify_due {
+            if conn.closing.get() {
+                break;
+            }
+            conn.wake_writer.notified().await;
+            continue;
+        }
+        let mut out = Vec::new();
+        let mut done = Vec::new();
+        {
+            let mut tls = conn.tls.borrow_mut();
+            if !tls.is_handshaking() {
+                let mut queue = conn.queue.borrow_mut();
+                while let Some(item) = queue.pop_front() {
+                    // The buffer limit is off: rustls takes all of it.
+                    let _ = tls.writer().write_all(&item.frame);
+                    done.extend(item.sent);
+                }
+                if conn.closing.get() && queue.is_empty() && !sent_close {
+                    tls.send_close_notify();
+                    sent_close = true;
+                }
+            }
+            while tls.wants_write() {
+                if tls.write_tls(&mut out).is_err() {
+                    break;
+                }
+            }
+        }
+        for d in done {
+            let _ = d.send(());
+        }
+        if out.is_empty() {
+            if conn.closing.get() && (sent_close || conn.tls.borrow().is_handshaking()) {
+                break;
+            }
+            conn.wake_writer.notified().await;
+            continue;
+        }
+        let (result, _) = conn.tcp.write_all(out).await;
+        if let Err(e) = result {
+            tracing::debug!(peer = %conn.peer, error = %e, "write failed; closing");
+            conn.close();
+            break;
+        }
+    }
+    // Wake anyone still waiting for a frame to be taken.
+    for item in conn.queue.borrow_mut().drain(..) {
+        drop(item.sent);
+    }
+    let _ = conn.tcp.shutdown(std::net::Shutdown::Write);
+}
+
+async fn read_loop(conn: &Rc<Conn>) {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut plain = vec![0u8; READ_BUF];
+    let mut decoder = FrameDecoder::new(MAX_FRAME);
+    conn.tls.borrow_mut().set_buffer_limit(None);
+    while !conn.closing.get() {
+        let (result, b) = conn.tcp.read(buf).await;
+        buf = b;
+        let n = match result {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "read failed");
+                return;
+            }
+        };
+        let mut input = &buf[..n];
+        let mut eof = false;
+        {
+            let mut tls = conn.tls.borrow_mut();
+            while !input.is_empty() {
+                if let Err(e) = tls.read_tls(&mut input) {
+                    tracing::info!(peer = %conn.peer, error = %e, "TLS read failed");
+                    return;
+                }
+                if let Err(e) = tls.process_new_packets() {
+                    let stage = if tls.is_handshaking() {
+                        "TLS handshake failed"
+                    } else {
+                        "TLS error"
+                    };
+                    tracing::info!(peer = %conn.peer, error = %e, "{stage}");
+                    // The alert rustls queued goes out with the writer.
+                    drop(tls);
+                    conn.closing.set(true);
+                    conn.wake_writer.notify_one();
+                    return;
+                }
+                loop {
+                    match tls.reader().read(&mut plain) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(k) => decoder.feed(&plain[..k]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            tracing::info!(peer = %conn.peer, error = %e, "TLS stream ended uncleanly");
+                            eof = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if tls.wants_write() {
+                conn.wake_writer.notify_one();
+            }
+        }
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(payload)) => protocol::decode::<ClientMessage>(payload),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            match frame {
+                Ok(msg) => {
+                    conn.last_activity.set(Instant::now());
+                    on_message(conn, msg);
+                }
+                Err(e) => {
+                    conn.fatal(ErrorCode::BAD_REQUEST, e.to_string());
+                    return;
+                }
+            }
+            if conn.closing.get() {
+                return;
+            }
+        }
+        if eof {
+            return;
+        }
+    }
+}
+
+/// The identity of a verified client, or why it has none.
+fn peer_identity(conn: &Conn) -> Result<Identity, (ErrorCode, String)> {
+    let tls = conn.tls.borrow();
+    if tls.alpn_protocol() != Some(crate::tls::ALPN) {
+        return Err((
+            ErrorCode::UNSUPPORTED,
+            "the client did not offer ALPN jw/1".into(),
+        ));
+    }
+    let cert = tls.peer_certificates().and_then(|c| c.first()).ok_or((
+        ErrorCode::UNAUTHENTICATED,
+        "no client certificate".to_string(),
+    ))?;
+    crate::tls::identity(cert, &conn.shared.config.admin_group)
+        .map_err(|e| (ErrorCode::UNAUTHENTICATED, e))
+}
+
+fn on_message(conn: &Rc<Conn>, msg: ClientMessage) {
+    if !conn.welcomed.get() {
+        let ClientMessage::Hello(hello) = msg else {
+            conn.fatal(ErrorCode::BAD_REQUEST, "the first message must be Hello");
+            return;
+        };
+        let identity = match peer_identity(conn) {
+            Ok(i) => i,
+            Err((code, message)) => {
+                conn.fatal(code, message);
+                return;
+            }
+        };
+        if hello.version < 1 {
+            conn.fatal(
+                ErrorCode::UNSUPPORTED,
+                format!(
+                    "protocol version {} is not supported; this server speaks 1",
+                    hello.version
+                ),
+            );
+            return;
+        }
+        let version = hello.version.min(PROTOCOL_VERSION);
+        tracing::info!(peer = %conn.peer, user = %identity.user, groups = ?identity.groups, admin = identity.admin, client = %hello.client, "session opened");
+        *conn.identity.borrow_mut() = Some(identity.clone());
+        conn.welcomed.set(true);
+        conn.send_message(&ServerMessage::Welcome(Welcome {
+            version,
+            server: concat!("jwd/", env!("CARGO_PKG_VERSION")).into(),
+            identity,
+            limits: ConnectionLimits {
+                max_frame: MAX_FRAME as u32,
+                max_streams: MAX_STREAMS as u32,
+                max_chunk: MAX_CHUNK as u32,
+            },
+        }));
+        return;
+    }
+    match msg {
+        ClientMessage::Hello(_) => conn.fatal(ErrorCode::BAD_REQUEST, "Hello was already sent"),
+        ClientMessage::Request { stream, request } => {
+            if stream == 0 {
+                conn.fatal(ErrorCode::BAD_REQUEST, "stream id 0 is reserved");
+                return;
+            }
+            if conn.streams.borrow().contains_key(&stream) {
+                conn.fatal(
+                    ErrorCode::BAD_REQUEST,
+                    format!("stream {stream} is already open"),
+                );
+                return;
+            }
+            let initial_credit = match &request {
+                protocol::Request::Logs(l) => u64::from(l.credit),
+                _ => 0,
+            };
+            if initial_credit > MAX_CREDIT {
+                conn.fatal(
+                    ErrorCode::BAD_REQUEST,
+                    format!("credit on stream {stream} would exceed 2^31-1 bytes"),
+                );
+                return;
+            }
+            let state = Rc::new(StreamState {
+                id: stream,
+                credit: Cell::new(initial_credit),
+                credit_added: Notify::new(),
+                cancelled: Cell::new(false),
+                cancel: Notify::new(),
+            });
+            if conn.streams.borrow().len() >= MAX_STREAMS {
+                conn.emit(
+                    &state,
+                    Event::Error(ErrorInfo::new(
+                        ErrorCode::RESOURCE_EXHAUSTED,
+                        format!("too many open streams on this connection (at most {MAX_STREAMS})"),
+                    )),
+                );
+                return;
+            }
+            conn.streams.borrow_mut().insert(stream, state.clone());
+            tokio_uring::spawn(handler::run(conn.clone(), state, request));
+        }
+        ClientMessage::Credit { stream, bytes } => {
+            let state = conn.streams.borrow().get(&stream).cloned();
+            if let Some(s) = state {
+                let credit = s.credit.get() + u64::from(bytes);
+                if credit > MAX_CREDIT {
+                    conn.fatal(
+                        ErrorCode::BAD_REQUEST,
+                        format!("credit on stream {stream} would exceed 2^31-1 bytes"),
+                    );
+                    return;
+                }
+                s.credit.set(credit);
+                s.credit_added.notify_waiters();
+            }
+        }
+        ClientMessage::Cancel { stream } => {
+            let state = conn.streams.borrow().get(&stream).cloned();
+            if let Some(s) = state {
+                conn.emit(
+                    &s,
+                    Event::Error(ErrorInfo::new(
+                        ErrorCode::CANCELLED,
+                        "cancelled by the client",
+                    )),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Requests to engine calls, after authorization; one task per stream.
+//!
+//! Engine calls that must finish once begun (start, stop) run as detached
+//! tasks: cancelling the stream stops waiting for them, not the work.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::authz;
+use super::conn::{Conn, StreamState};
+use crate::job::output::Span;
+use crate::job::JobError;
+use crate::protocol::{
+    self, ErrorCode, ErrorInfo, Event, Identity, JobId, LogsRequest, OutputStream, Request,
+};
+
+/// Largest `Output` chunk the server sends: four TLS records.
+const CHUNK: u64 = 64 * 1024;
+/// Longest grace period a Stop may ask for.
+const MAX_GRACE_MS: u32 = 3_600_000;
+
+/// How an engine error is told to the client.
+fn error_info(e: &JobError) -> ErrorInfo {
+    let code = match e {
+        JobError::InvalidSpec(s) if s.forbidden => ErrorCode::PERMISSION_DENIED,
+        JobError::InvalidSpec(_) => ErrorCode::BAD_REQUEST,
+        JobError::NotFound(_) => ErrorCode::NOT_FOUND,
+        JobError::StillRunning(_) => ErrorCode::FAILED_PRECONDITION,
+        JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
+        JobError::Spawn(crate::job::spawn::SpawnError::Clone(io))
+            if io.raw_os_error() == Some(libc::EAGAIN)
+                || io.raw_os_error() == Some(libc::ENOMEM) =>
+        {
+            ErrorCode::RESOURCE_EXHAUSTED
+        }
+        JobError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            ErrorCode::RESOURCE_EXHAUSTED
+        }
+        _ => ErrorCode::INTERNAL,
+    };
+    ErrorInfo::new(code, e.to_string())
+}
+
+fn action(request: &Request) -> (&'static str, Option<JobId>) {
+    match request {
+        Request::Start(_) => ("start", None),
+        Request::Stop { job, .. } => ("stop", Some(*job)),
+        Request::Status { job } => ("status", Some(*job)),
+        Request::List { .. } => ("list", None),
+        Request::Logs(l) => ("logs", Some(l.job)),
+        Request::Wait { job } => ("wait", Some(*job)),
+        Request::Remove { job } => ("remove", Some(*job)),
+    }
+}
+
+/// What happened, for the audit line.
+enum Outcome {
+    Ok(Option<JobId>),
+    Failed(ErrorInfo),
+    Cancelled,
+}
+
+/// Runs one request to its terminal event and writes the audit line.
+pub(crate) async fn run(conn: Rc<Conn>, stream: Rc<StreamState>, request: Request) {
+    let identity = conn.identity();
+    let (name, job) = action(&request);
+    let outcome = match request {
+        Request::Start(req) => start(&conn, &stream, &identity, req).await,
+        Request::Stop { job, grace_ms } => stop(&conn, &stream, &identity, job, grace_ms).await,
+        Request::Status { job } => status(&conn, &stream, &identity, job),
+        Request::List { all } => list(&conn, &stream, &identity, all),
+        Request::Logs(req) => logs(&conn, &stream, &identity, req).await,
+        Request::Wait { job } => wait(&conn, &stream, &identity, job).await,
+        Request::Remove { job } => remove(&conn, &stream, &identity, job),
+    };
+    let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
+    match outcome {
+        Outcome::Ok(started) => {
+            tracing::info!(target: "audit", user = %identity.user, action = name, job = %job_text(started.or(job)), outcome = "ok");
+        }
+        Outcome::Failed(err) => {
+            tracing::info!(target: "audit", user = %identity.user, action = name, job = %job_text(job), outcome = %err.code, error = %err.message);
+            conn.emit(&stream, Event::Error(err));
+        }
+        Outcome::Cancelled => {
+            tracing::info!(target: "audit", user = %identity.user, action = name, job = %job_text(job), outcome = "cancelled");
+        }
+    }
+}
+
+async fn start(
+    conn: &Conn,
+    stream: &StreamState,
+    identity: &Identity,
+    req: protocol::StartRequest,
+) -> Outcome {
+    let shared = &conn.shared;
+    if let Some(max) = shared.config.max_jobs_per_user {
+        if shared.manager.active_jobs(&identity.user) >= max {
+            return Outcome::Failed(ErrorInfo::new(
+                ErrorCode::RESOURCE_EXHAUSTED,
+                format!("{} already has {max} running jobs, the most this server allows per user; wait for one to end or stop one", identity.user),
+            ));
+        }
+    }
+    let manager = shared.manager.clone();
+    let owner = identity.user.clone();
+    let task = tokio::spawn(async move { manager.start(&owner, &req).await });
+    let result = tokio::select! {
+        r = task => r,
+        _ = stream.cancelled() => return Outcome::Cancelled,
+    };
+    match result {
+        Ok(Ok(started)) => {
+            conn.emit(stream, Event::Started { job: started.id });
+            Outcome::Ok(Some(started.id))
+        }
+        Ok(Err(e)) => Outcome::Failed(error_info(&e)),
+        Err(e) => Outcome::Failed(ErrorInfo::new(
+            ErrorCode::INTERNAL,
+            format!("the start task failed: {e}"),
+        )),
+    }
+}
+
+async fn stop(
+    conn: &Conn,
+    stream: &StreamState,
+    identity: &Identity,
+    job: JobId,
+    grace_ms: u32,
+) -> Outcome {
+    if grace_ms > MAX_GRACE_MS {
+        return Outcome::Failed(ErrorInfo::new(
+            ErrorCode::BAD_REQUEST,
+            format!("invalid grace: {grace_ms} ms is longer than one hour"),
+        ));
+    }
+    let manager = conn.shared.manager.clone();
+    let scope = authz::job_scope(identity).map(String::from);
+    let task = tokio::spawn(async move {
+        manager
+            .stop(
+                job,
+                scope.as_deref(),
+                Duration::from_millis(u64::from(grace_ms)),
+            )
+            .await
+    });
+    let result = tokio::select! {
+        r = task => r,
+        _ = stream.cancelled() => return Outcome::Cancelled,
+    };
+    match result {
+        Ok(Ok(info)) => {
+            conn.emit(stream, Event::Status(info));
+            Outcome::Ok(None)
+        }
+        Ok(Err(e)) => Outcome::Failed(error_info(&e)),
+        Err(e) => Outcome::Failed(ErrorInfo::new(
+            ErrorCode::INTERNAL,
+            format!("the stop task failed: {e}"),
+        )),
+    }
+}
+
+fn status(conn: &Conn, stream: &StreamState, identity: &Identity, job: JobId) -> Outcome {
+    match conn.shared.manager.status(job, authz::job_scope(identity)) {
+        Ok(info) => {
+            conn.emit(stream, Event::Status(info));
+            Outcome::Ok(None)
+        }
+        Err(e) => Outcome::Failed(error_info(&e)),
+    }
+}
+
+fn list(conn: &Conn, stream: &StreamState, identity: &Identity, all: bool) -> Outcome {
+    let scope = if all {
+        if !authz::may_list_all(identity) {
+            return Outcome::Failed(ErrorInfo::new(
+                ErrorCode::PERMISSION_DENIED,
+                format!(
+                    "listing every user's jobs needs the admin role (group {:?})",
+                    conn.shared.config.admin_group
+                ),
+            ));
+        }
+        None
+    } else {
+        Some(identity.user.as_str())
+    };
+    let jobs = conn.shared.manager.list(scope);
+    let count = jobs.len() as u32;
+    for info in jobs {
+        conn.emit(stream, Event::ListItem(info));
+    }
+    conn.emit(stream, Event::ListEnd { count });
+    Outcome::Ok(None)
+}
+
+async fn wait(conn: &Conn, stream: &StreamState, identity: &Identity, job: JobId) -> Outcome {
+    let job = match conn.shared.manager.get(job, authz::job_scope(identity)) {
+        Ok(j) => j,
+        Err(e) => return Outcome::Failed(error_info(&e)),
+    };
+    let info = tokio::select! {
+        info = job.wait() => info,
+        _ = stream.cancelled() => return Outcome::Cancelled,
+    };
+    conn.emit(stream, Event::End(info));
+    Outcome::Ok(None)
+}
+
+fn remove(conn: &Conn, stream: &StreamState, identity: &Identity, job: JobId) -> Outcome {
+    match conn.shared.manager.remove(job, authz::job_scope(identity)) {
+        Ok(()) => {
+            conn.emit(stream, Event::Removed);
+            Outcome::Ok(None)
+        }
+        Err(e) => Outcome::Failed(error_info(&e)),
+    }
+}
+
+async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsRequest) -> Outcome {
+    if req.stdout.is_none() && req.stderr.is_none() {
+        return Outcome::Failed(ErrorInfo::new(
+            ErrorCode::BAD_REQUEST,
+            "invalid logs request: select stdout, stderr or both",
+        ));
+    }
+    let job = match conn.shared.manager.get(req.job, authz::job_scope(identity)) {
+        Ok(j) => j,
+        Err(e) => return Outcome::Failed(error_info(&e)),
+    };
+    let mut reader = match job.output().reader(req.stdout, req.stderr, req.follow) {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Failed(ErrorInfo::new(
+                ErrorCode::INTERNAL,
+                format!("cannot open the job's output: {e}"),
+            ))
+        }
+    };
+    // io_uring handles for the selected files, shared with the reader.
+    let uring = |which: OutputStream| {
+        reader
+            .file(which)
+            .map(|f| f.try_clone().map(tokio_uring::fs::File::from_std))
+            .transpose()
+    };
+    let files = match (uring(OutputStream::Stdout), uring(OutputStream::Stderr)) {
+        (Ok(o), Ok(e)) => [o, e],
+        (Err(e), _) | (_, Err(e)) => {
+            return Outcome::Failed(ErrorInfo::new(
+                ErrorCode::INTERNAL,
+                format!("cannot open the job's output: {e}"),
+            ))
+        }
+    };
+    loop {
+        let Some(credit) = stream.credit().await else {
+            return Outcome::Cancelled;
+        };
+        let span = tokio::select! {
+            span = reader.next_span(credit.min(CHUNK)) => span,
+            _ = stream.cancelled() => return Outcome::Cancelled,
+        };
+        let span = match span {
+            Ok(Some(span)) => span,
+            Ok(None) => break,
+            Err(e) => {
+                return Outcome::Failed(ErrorInfo::new(
+                    ErrorCode::INTERNAL,
+                    format!("cannot read the job's output: {e}"),
+                ))
+            }
+        };
+        let file = match span.stream {
+            OutputStream::Stdout => files[0].as_ref(),
+            OutputStream::Stderr => files[1].as_ref(),
+        }
+        .expect("spans come only from selected streams");
+        let data = match read_span(file, &span).await {
+            Ok(d) => d,
+            Err(e) => {
+                return Outcome::Failed(ErrorInfo::new(
+                    ErrorCode::INTERNAL,
+                    format!("cannot read the job's output: {e}"),
+                ))
+            }
+        };
+        let mut frame = Vec::with_capacity(data.len() + 32);
+        if let Err(e) =
+            protocol::encode_output(stream.id, span.stream, span.offset, &data, &mut frame)
+        {
+            return Outcome::Failed(ErrorInfo::new(ErrorCode::INTERNAL, e.to_string()));
+        }
+        stream.spend(span.len);
+        if !conn.send_output(stream, frame).await {
+            return Outcome::Cancelled;
+        }
+    }
+    let info = if req.follow {
+        tokio::select! {
+            info = job.wait() => info,
+            _ = stream.cancelled() => return Outcome::Cancelled,
+        }
+    } else {
+        job.info()
+    };
+    conn.emit(stream, Event::End(info));
+    Outcome::Ok(None)
+}
+
+/// Reads a whole span with io_uring (short reads are continued).
+async fn read_span(file: &tokio_uring::fs::File, span: &Span) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(span.len as usize);
+    while (data.len() as u64) < span.len {
+        let want = span.len as usize - data.len();
+        let chunk = Vec::with_capacity(want);
+        let (result, chunk) = file.read_at(chunk, span.offset + data.len() as u64).await;
+        let n = result?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the output file is shorter than its committed length",
+            ));
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+    Ok(data)
+}

@@ -1,0 +1,205 @@
+//! jwd: the io_uring server. N single-threaded tokio-uring runtimes, each
+//! with its own SO_REUSEPORT listener, share one job engine.
+//!
+//! `conn` turns TLS bytes into frames and streams, `handler` turns requests
+//! into engine calls after `authz` said yes. No job logic lives here.
+
+mod authz;
+mod conn;
+mod handler;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::job::Manager;
+
+/// How the server runs.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The group (certificate subject O) that makes a user admin.
+    pub admin_group: String,
+    /// Connections past this are closed at once.
+    pub max_connections: usize,
+    /// Running jobs per user; `None` for no limit.
+    pub max_jobs_per_user: Option<usize>,
+    /// TLS handshake and `Hello` together.
+    pub handshake_timeout: Duration,
+    /// A connection without open streams is closed after this.
+    pub idle_timeout: Duration,
+    /// Runtimes (threads), each with its own listener.
+    pub threads: usize,
+    /// Grace period for running jobs when the server shuts down.
+    pub shutdown_grace: Duration,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source} (is another jwd running there?)")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server thread failed: {0}")]
+    Thread(String),
+}
+
+/// State shared by every runtime.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub manager: Manager,
+    pub connections: AtomicUsize,
+    pub shutdown: watch::Receiver<bool>,
+    /// Set by the first runtime that starts stopping jobs at shutdown.
+    pub stopping: AtomicBool,
+}
+
+/// A running server: its address, and how to stop it.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv6() {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+impl Server {
+    /// Binds the listeners and starts the runtimes.
+    pub fn start(config: ServerConfig, manager: Manager) -> Result<Server, ServerError> {
+        let first = listener(config.listen).map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        // With port 0 the first bind picks the port; the others share it.
+        let addr = first.local_addr().map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let mut listeners = vec![first];
+        for _ in 1..config.threads.max(1) {
+            listeners.push(listener(addr).map_err(|source| ServerError::Listen { addr, source })?);
+        }
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            manager,
+            connections: AtomicUsize::new(0),
+            shutdown: shutdown_rx,
+            stopping: AtomicBool::new(false),
+        });
+        let mut threads = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("jwd-{i}"))
+                .spawn(move || tokio_uring::start(serve(listener, shared)))
+                .map_err(|e| ServerError::Thread(e.to_string()))?;
+            threads.push(thread);
+        }
+        Ok(Server {
+            addr,
+            shutdown: shutdown_tx,
+            threads,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes every connection, stops running jobs with
+    /// the configured grace period and waits until they have ended and
+    /// their statuses are recorded.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One runtime: accept connections until shutdown, then help finish jobs.
+async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        // At shutdown the in-flight accept is dropped; harmless, the
+        // listener closes right after.
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+                if open > shared.config.max_connections {
+                    shared.connections.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(%peer, max = shared.config.max_connections, "connection refused: --max-connections reached");
+                    drop(stream);
+                    continue;
+                }
+                let shared = shared.clone();
+                tokio_uring::spawn(async move {
+                    conn::serve(stream, peer, shared.clone()).await;
+                    shared.connections.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        }
+    }
+    drop(listener);
+    // Connections see the same shutdown signal and close themselves. Jobs
+    // supervised on this runtime need it alive until they have ended.
+    let first_to_stop = !shared.stopping.swap(true, Ordering::AcqRel);
+    let stop_all = async {
+        if !first_to_stop {
+            shared.manager.idle().await;
+            return;
+        }
+        let grace = shared.config.shutdown_grace;
+        let jobs: Vec<_> = shared
+            .manager
+            .list(None)
+            .into_iter()
+            .filter(|j| j.state.is_active())
+            .map(|j| j.id)
+            .collect();
+        for id in jobs {
+            let m = shared.manager.clone();
+            tokio::spawn(async move {
+                let _ = m.stop(id, None, grace).await;
+            });
+        }
+        shared.manager.idle().await;
+    };
+    stop_all.await;
+    while shared.connections.load(Ordering::Acquire) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

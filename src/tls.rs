@@ -1,0 +1,217 @@
+//! rustls configurations (TLS 1.3 only, mutual TLS, ALPN `jw/1`) and the
+//! peer identity read from a verified client certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::protocol::Identity;
+
+/// The one ALPN protocol jw speaks.
+pub const ALPN: &[u8] = b"jw/1";
+
+/// Why TLS material could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds no PEM private key (PKCS#8, SEC1 or PKCS#1)")]
+    NoKey { path: PathBuf },
+    #[error("{path} is not valid PEM: {source}")]
+    Pem {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the key in {key} does not belong to the certificate in {cert}")]
+    Mismatch { cert: PathBuf, key: PathBuf },
+    #[error("cannot use the certificates: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot use the CA certificates in {path}: {reason}")]
+    Roots { path: PathBuf, reason: String },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every certificate in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The first private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|source| TlsError::Pem {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| TlsError::NoKey {
+            path: path.to_path_buf(),
+        })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).map_err(|e| TlsError::Roots {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Checks that a key belongs to the leaf certificate, so a mismatch is a
+/// clear start-up error rather than failed handshakes later.
+fn check_pair(
+    certs: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(), TlsError> {
+    let signing = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(TlsError::Rustls)?;
+    let certified = rustls::sign::CertifiedKey::new(certs.to_vec(), signing);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Err(_) => Err(TlsError::Mismatch {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+        }),
+    }
+}
+
+/// The server side: TLS 1.3 only, a client certificate signed by
+/// `client_ca` required, ALPN `jw/1`.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = load_certs(cert)?;
+    let private = load_key(key)?;
+    check_pair(&certs, &private, cert, key)?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider())
+            .build()
+            .map_err(|e| TlsError::Roots {
+                path: client_ca.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, private)?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client side: trusts `server_ca`, presents `cert`/`key`.
+pub fn client_config(
+    server_ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let certs = load_certs(cert)?;
+    let private = load_key(key)?;
+    check_pair(&certs, &private, cert, key)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(server_ca)?)
+        .with_client_auth_cert(certs, private)?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Whether a user name is acceptable (see protocol.md, "Identity").
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+}
+
+/// The identity in a client certificate (already verified by rustls):
+/// subject CN = user, subject O values = groups.
+pub fn identity(cert: &CertificateDer<'_>, admin_group: &str) -> Result<Identity, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("cannot parse the client certificate: {e}"))?;
+    let subject = parsed.subject();
+    let cns: Vec<&str> = subject
+        .iter_common_name()
+        .map(|cn| {
+            cn.as_str()
+                .map_err(|_| "the certificate's CN is not a string".to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let user = match cns.as_slice() {
+        [one] => *one,
+        [] => return Err("the client certificate has no subject CN (the user name)".into()),
+        _ => return Err("the client certificate has more than one subject CN".into()),
+    };
+    if !valid_user_name(user) {
+        return Err(format!(
+            "the client certificate's CN {user:?} is not a valid user name (1-64 of A-Z a-z 0-9 . _ @ -)"
+        ));
+    }
+    let groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .filter(|o| !o.is_empty() && o.len() <= 64)
+        .map(String::from)
+        .collect();
+    let admin = groups.iter().any(|g| g == admin_group);
+    Ok(Identity {
+        user: user.to_string(),
+        groups,
+        admin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names() {
+        for good in ["alice", "a", "bob.smith", "x_y@z-1"] {
+            assert!(valid_user_name(good), "{good}");
+        }
+        for bad in ["", ".hidden", "-x", "a b", "a/b", &"x".repeat(65), "é"] {
+            assert!(!valid_user_name(bad), "{bad}");
+        }
+    }
+}
