@@ -86,6 +86,17 @@ struct Inner {
     streams: Mutex<Streams>,
     next_stream: AtomicU32,
     welcome: Welcome,
+    /// The routing task: ended when the last client handle is dropped, so
+    /// dropping a `Client` closes its connection.
+    router: std::sync::OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(router) = self.router.get() {
+            router.abort();
+        }
+    }
 }
 
 /// A connected, greeted client. Cheap to clone; all clones share the
@@ -192,8 +203,10 @@ impl Client {
             streams: Mutex::new(Streams::default()),
             next_stream: AtomicU32::new(1),
             welcome,
+            router: std::sync::OnceLock::new(),
         });
-        tokio::spawn(route(read, decoder, Arc::downgrade(&inner)));
+        let router = tokio::spawn(route(read, decoder, Arc::downgrade(&inner)));
+        let _ = inner.router.set(router.abort_handle());
         Ok(Client { inner })
     }
 

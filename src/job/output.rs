@@ -398,6 +398,23 @@ impl OutputReader {
         }
     }
 
+    /// Whether the reader has delivered everything it ever will: the
+    /// writer is done (or this is a non-follow snapshot) and every selected
+    /// stream was read to its end.
+    pub fn is_done(&self) -> bool {
+        let p = self.limit.unwrap_or_else(|| *self.rx.borrow());
+        let finished = self.limit.is_some() || p.closed;
+        finished && (0..2).all(|s| self.want[s].is_none_or(|w| w >= p.lens[s]))
+    }
+
+    /// Waits until the writer commits something or closes (returns at once
+    /// for a non-follow reader).
+    pub async fn changed(&mut self) {
+        if self.limit.is_none() {
+            let _ = self.rx.changed().await;
+        }
+    }
+
     /// The open file of a selected stream, for the caller's own reads.
     pub fn file(&self, which: OutputStream) -> Option<&File> {
         self.files[index_of(which)].as_ref()

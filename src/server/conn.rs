@@ -52,21 +52,24 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    /// Waits until the stream has credit; `None` if it was cancelled.
-    pub async fn credit(&self) -> Option<u64> {
-        loop {
-            if self.cancelled.get() {
-                return None;
-            }
-            let c = self.credit.get();
-            if c > 0 {
-                return Some(c);
-            }
-            tokio::select! {
-                _ = self.credit_added.notified() => {}
-                _ = self.cancel.notified() => {}
-            }
+    /// The credit now.
+    pub fn credit(&self) -> u64 {
+        self.credit.get()
+    }
+
+    /// Waits until the client grants credit or cancels.
+    pub async fn credit_changed(&self) {
+        if self.cancelled.get() {
+            return;
         }
+        tokio::select! {
+            _ = self.credit_added.notified() => {}
+            _ = self.cancel.notified() => {}
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.get()
     }
 
     pub fn spend(&self, bytes: u64) {

@@ -258,9 +258,22 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         }
     };
     loop {
-        let Some(credit) = stream.credit().await else {
-            return Outcome::Cancelled;
-        };
+        if reader.is_done() {
+            break;
+        }
+        let credit = stream.credit();
+        if credit == 0 {
+            // Nothing may be sent; but the end (which needs no credit)
+            // may come, so wake on either.
+            tokio::select! {
+                _ = stream.credit_changed() => {}
+                _ = reader.changed() => {}
+            }
+            if stream.is_cancelled() {
+                return Outcome::Cancelled;
+            }
+            continue;
+        }
         let span = tokio::select! {
             span = reader.next_span(credit.min(CHUNK)) => span,
             _ = stream.cancelled() => return Outcome::Cancelled,

@@ -94,3 +94,196 @@ pub async fn run_to_end(e: &Engine, req: StartRequest) -> JobInfo {
         .expect("job ends within a minute")
         .expect("job exists")
 }
+
+// ------------------------------------------------------------ real jwd
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jw::client::{Client, ConnectOptions};
+
+pub fn certs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+}
+
+/// Connection options for one of the dev PKI's users.
+pub fn user_options(addr: &str, user: &str) -> ConnectOptions {
+    ConnectOptions {
+        addr: addr.to_string(),
+        ca: certs().join("server-ca.crt"),
+        cert: certs().join(format!("{user}.crt")),
+        key: certs().join(format!("{user}.key")),
+    }
+}
+
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A jwd process on a free loopback port, with its own data directory and
+/// cgroup subtree. Killed (SIGKILL) when dropped, unless stopped first.
+pub struct Jwd {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub cgroup_name: String,
+    log: Arc<Mutex<String>>,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Jwd {
+    /// Starts jwd (root only) with extra flags.
+    pub fn start(test: &str, extra: &[&str]) -> Option<Jwd> {
+        if !require_root(test) {
+            return None;
+        }
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().to_path_buf();
+        let name = format!(
+            "jwtest-srv-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut jwd = Self::start_with(&dir, &name, extra);
+        jwd._data = Some(data);
+        Some(jwd)
+    }
+
+    /// Starts jwd on a given data directory and cgroup name (for restarts).
+    pub fn start_with(data_dir: &Path, cgroup_name: &str, extra: &[&str]) -> Jwd {
+        let certs = certs();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jwd"))
+            .args(["--listen", "127.0.0.1:0", "--threads", "2"])
+            .arg("--cert")
+            .arg(certs.join("server.crt"))
+            .arg("--key")
+            .arg(certs.join("server.key"))
+            .arg("--client-ca")
+            .arg(certs.join("client-ca.crt"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--cgroup-name", cgroup_name])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jwd starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if line.contains("jwd ready") {
+                        if let Some(addr) = line
+                            .split_whitespace()
+                            .find_map(|w| w.strip_prefix("listen="))
+                        {
+                            if let Some(tx) = tx.take() {
+                                let _ = tx.send(addr.to_string());
+                            }
+                        }
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("jwd did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Jwd {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            cgroup_name: cgroup_name.to_string(),
+            log,
+            _data: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn options(&self, user: &str) -> ConnectOptions {
+        user_options(&self.addr, user)
+    }
+
+    pub async fn client(&self, user: &str) -> Client {
+        Client::connect(&self.options(user))
+            .await
+            .expect("client connects")
+    }
+
+    /// Open fds of the jwd process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// SIGKILL, as a crash; the data directory stays.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        child.wait().unwrap()
+    }
+
+    /// Takes the data directory's ownership away from this handle (so a
+    /// restarted jwd can use it).
+    pub fn keep_data(&mut self) -> Option<tempfile::TempDir> {
+        self._data.take()
+    }
+}
+
+impl Drop for Jwd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! jwd through its real binary, real certificates (certs/), loopback only.
+//! Needs root (jobs run in cgroups).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{certs, Jwd};
+use jw::client::{Client, ClientError};
+use jw::protocol::{
+    self, ClientMessage, ErrorCode, Event, FrameDecoder, Hello, JobState, LogsRequest,
+    OutputStream, Request, ServerMessage, StartRequest,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn req(command: &str, args: &[&str]) -> StartRequest {
+    common::start_req(command, args)
+}
+
+fn logs(job: jw::protocol::JobId, follow: bool, credit: u32) -> LogsRequest {
+    LogsRequest {
+        job,
+        stdout: Some(0),
+        stderr: Some(0),
+        follow,
+        credit,
+    }
+}
+
+/// Reads a logs stream to its end, granting credit as it goes.
+async fn collect(mut stream: jw::client::Stream) -> (Vec<u8>, Vec<u8>, jw::protocol::JobInfo) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut next: [Option<u64>; 2] = [None, None];
+    loop {
+        match stream.next().await.unwrap() {
+            Some(Event::Output(c)) => {
+                let (target, i) = if c.stream == OutputStream::Stdout {
+                    (&mut out, 0)
+                } else {
+                    (&mut err, 1)
+                };
+                if let Some(n) = next[i] {
+                    assert_eq!(c.offset, n, "chunks are contiguous");
+                }
+                next[i] = Some(c.offset + c.data.len() as u64);
+                target.extend_from_slice(&c.data);
+                stream.grant(c.data.len() as u32).await.unwrap();
+            }
+            Some(Event::End(info)) => return (out, err, info),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_on_the_good_path() {
+    let Some(jwd) = Jwd::start("good_path", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    assert_eq!(alice.welcome().identity.user, "alice");
+    assert!(!alice.welcome().identity.admin);
+
+    let id = alice
+        .start(req("sh", &["-c", "echo out; echo err >&2; exit 3"]))
+        .await
+        .unwrap();
+    let info = alice.wait(id).await.unwrap();
+    assert_eq!((info.state, info.exit_code), (JobState::Exited, Some(3)));
+    assert_eq!(alice.status(id).await.unwrap().exit_code, Some(3));
+
+    let (out, err, end) = collect(alice.logs(logs(id, false, 1 << 20)).await.unwrap()).await;
+    assert_eq!(
+        (out.as_slice(), err.as_slice()),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
+    assert_eq!(end.exit_code, Some(3));
+    // From an offset, one stream only.
+    let mut only = logs(id, false, 1 << 20);
+    only.stdout = Some(1);
+    only.stderr = None;
+    let (out, err, _) = collect(alice.logs(only).await.unwrap()).await;
+    assert_eq!((out.as_slice(), err.len()), (&b"ut\n"[..], 0));
+
+    let sleeper = alice.start(req("sleep", &["1000"])).await.unwrap();
+    let list = alice.list(false).await.unwrap();
+    assert_eq!(
+        list.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![id, sleeper]
+    );
+    let stopped = alice.stop(sleeper, 1000).await.unwrap();
+    assert!(stopped.stopped);
+    assert_eq!(stopped.signal, Some(libc::SIGTERM));
+
+    alice.remove(id).await.unwrap();
+    let err = alice.status(id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NOT_FOUND));
+
+    // Cancel: a follow of a long job ends with `cancelled`.
+    let long = alice.start(req("sleep", &["1000"])).await.unwrap();
+    let mut follow = alice.logs(logs(long, true, 1 << 20)).await.unwrap();
+    follow.cancel().await.unwrap();
+    assert_eq!(
+        follow.next().await.unwrap_err().code(),
+        Some(ErrorCode::CANCELLED)
+    );
+    alice.stop(long, 0).await.unwrap();
+
+    // Exec failures and bad requests are errors with the right codes.
+    let e = alice.start(req("/no/such/program", &[])).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::EXEC_FAILED));
+    assert!(e.to_string().contains("No such file"), "{e}");
+    let mut bad = req("/bin/true", &[]);
+    bad.limits.memory_bytes = Some(1);
+    let e = alice.start(bad).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BAD_REQUEST));
+    assert!(e.to_string().contains("memory"), "{e}");
+    let mut host = req("/bin/true", &[]);
+    host.network = jw::protocol::Network::Host;
+    assert_eq!(
+        alice.start(host).await.unwrap_err().code(),
+        Some(ErrorCode::PERMISSION_DENIED)
+    );
+    let running = alice.start(req("sleep", &["1000"])).await.unwrap();
+    assert_eq!(
+        alice.remove(running).await.unwrap_err().code(),
+        Some(ErrorCode::FAILED_PRECONDITION)
+    );
+    alice.stop(running, 0).await.unwrap();
+
+    assert!(
+        jwd.log().contains("action=\"start\""),
+        "audit lines are logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_only_their_jobs_and_admins_see_all() {
+    let Some(jwd) = Jwd::start("authz", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let bob = jwd.client("bob").await;
+    let admin = jwd.client("admin").await;
+    assert!(admin.welcome().identity.admin);
+    let id = alice.start(req("sleep", &["1000"])).await.unwrap();
+
+    assert_eq!(
+        bob.status(id).await.unwrap_err().code(),
+        Some(ErrorCode::NOT_FOUND)
+    );
+    assert_eq!(
+        bob.stop(id, 0).await.unwrap_err().code(),
+        Some(ErrorCode::NOT_FOUND)
+    );
+    assert_eq!(
+        bob.wait(id).await.unwrap_err().code(),
+        Some(ErrorCode::NOT_FOUND)
+    );
+    assert_eq!(
+        bob.remove(id).await.unwrap_err().code(),
+        Some(ErrorCode::NOT_FOUND)
+    );
+    let mut s = bob.logs(logs(id, false, 1024)).await.unwrap();
+    assert_eq!(
+        s.next().await.unwrap_err().code(),
+        Some(ErrorCode::NOT_FOUND)
+    );
+    assert!(bob.list(false).await.unwrap().is_empty());
+    assert_eq!(
+        alice.list(true).await.unwrap_err().code(),
+        Some(ErrorCode::PERMISSION_DENIED)
+    );
+
+    assert_eq!(admin.status(id).await.unwrap().owner, "alice");
+    assert_eq!(admin.list(true).await.unwrap().len(), 1);
+    assert!(
+        admin.list(false).await.unwrap().is_empty(),
+        "without --all, admins list their own"
+    );
+    let info = admin.stop(id, 0).await.unwrap();
+    assert!(info.stopped);
+    admin.remove(id).await.unwrap();
+    assert!(alice.list(false).await.unwrap().is_empty());
+}
+
+fn client_config(cert: &str, key: &str) -> Arc<rustls::ClientConfig> {
+    jw::tls::client_config(
+        &certs().join("server-ca.crt"),
+        &certs().join(cert),
+        &certs().join(key),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificates_and_old_tls_are_refused() {
+    let Some(jwd) = Jwd::start("badcerts", &[]) else {
+        return;
+    };
+    for (cert, why) in [
+        ("rogue", "UnknownIssuer"),
+        ("expired", "certificate expired"),
+    ] {
+        let config = client_config(&format!("{cert}.crt"), &format!("{cert}.key"));
+        match Client::connect_with(&jwd.addr, config).await {
+            Err(ClientError::Rejected { .. }) => {}
+            Err(e) => panic!("{cert}: expected a rejection, got {e}"),
+            Ok(_) => panic!("{cert}: the server accepted a bad certificate"),
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !jwd.log().contains(why) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not log why ({why}):\n{}",
+                jwd.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // No client certificate at all.
+    let roots = {
+        let mut r = rustls::RootCertStore::empty();
+        for c in jw::tls::load_certs(&certs().join("server-ca.crt")).unwrap() {
+            r.add(c).unwrap();
+        }
+        Arc::new(r)
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut anon = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    anon.alpn_protocols = vec![b"jw/1".to_vec()];
+    assert!(Client::connect_with(&jwd.addr, Arc::new(anon))
+        .await
+        .is_err());
+
+    // A client that offers only TLS 1.2 (with a good certificate).
+    let mut old = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            jw::tls::load_certs(&certs().join("alice.crt")).unwrap(),
+            jw::tls::load_key(&certs().join("alice.key")).unwrap(),
+        )
+        .unwrap();
+    old.alpn_protocols = vec![b"jw/1".to_vec()];
+    match Client::connect_with(&jwd.addr, Arc::new(old)).await {
+        Err(e) => assert!(
+            e.to_string().contains("ProtocolVersion") || e.to_string().contains("version"),
+            "{e}"
+        ),
+        Ok(_) => panic!("TLS 1.2 was accepted"),
+    }
+    // Good clients are unaffected.
+    let alice = jwd.client("alice").await;
+    assert!(alice.list(false).await.unwrap().is_empty());
+}
+
+/// A raw TLS session after a good handshake and Hello, for sending bytes
+/// no well-behaved client would.
+async fn raw_session(jwd: &Jwd) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(&jwd.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config("alice.crt", "alice.key"))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut hello = Vec::new();
+    protocol::encode(
+        &ClientMessage::Hello(Hello {
+            version: 1,
+            client: "raw".into(),
+        }),
+        &mut hello,
+    )
+    .unwrap();
+    tls.write_all(&hello).await.unwrap();
+    match read_server_message(&mut tls).await {
+        Some(ServerMessage::Welcome(_)) => {}
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    tls
+}
+
+async fn read_server_message(tls: &mut (impl AsyncReadExt + Unpin)) -> Option<ServerMessage> {
+    let mut decoder = FrameDecoder::new(protocol::MAX_FRAME);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if let Some(payload) = decoder.next_frame().unwrap() {
+            return Some(protocol::decode(payload).unwrap());
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        decoder.feed(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_an_error_and_a_close_while_others_carry_on() {
+    let Some(jwd) = Jwd::start("malformed", &[]) else {
+        return;
+    };
+    let bystander = jwd.client("bob").await;
+    let job = bystander
+        .start(req(
+            "sh",
+            &["-c", "for i in $(seq 1 50); do echo $i; sleep 0.02; done"],
+        ))
+        .await
+        .unwrap();
+    let follower = tokio::spawn({
+        let bystander = bystander.clone();
+        async move { collect(bystander.logs(logs(job, true, 1 << 20)).await.unwrap()).await }
+    });
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"\x00\x00\x00\x05\xff\xff\xff\xff\xff".to_vec()),
+        ("oversize", vec![0x7f, 0xff, 0xff, 0xff]),
+        ("unknown variant", vec![0, 0, 0, 1, 9]),
+        ("stream zero", {
+            let mut f = Vec::new();
+            protocol::encode(
+                &ClientMessage::Request {
+                    stream: 0,
+                    request: Request::List { all: false },
+                },
+                &mut f,
+            )
+            .unwrap();
+            f
+        }),
+    ];
+    for (name, bytes) in cases {
+        let mut tls = raw_session(&jwd).await;
+        tls.write_all(&bytes).await.unwrap();
+        match read_server_message(&mut tls).await {
+            Some(ServerMessage::Fatal(e)) => {
+                assert_eq!(e.code, ErrorCode::BAD_REQUEST, "{name}: {e}")
+            }
+            other => panic!("{name}: expected Fatal, got {other:?}"),
+        }
+        assert!(
+            read_server_message(&mut tls).await.is_none(),
+            "{name}: the connection stays open"
+        );
+    }
+    let (out, _, end) = follower.await.unwrap();
+    assert_eq!(end.exit_code, Some(0));
+    assert_eq!(
+        out,
+        (1..=50)
+            .map(|i| format!("{i}\n"))
+            .collect::<String>()
+            .into_bytes()
+    );
+    assert!(bystander.list(false).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_mid_handshake_leak_nothing() {
+    let Some(jwd) = Jwd::start("handshake_drop", &[]) else {
+        return;
+    };
+    // Warm up: one full session so lazily opened fds exist before counting.
+    jwd.client("alice").await.list(false).await.unwrap();
+    let before = jwd.fd_count();
+    for i in 0..1000 {
+        let mut tcp = tokio::net::TcpStream::connect(&jwd.addr).await.unwrap();
+        if i % 2 == 0 {
+            // Half a ClientHello.
+            tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+                .await
+                .unwrap();
+        }
+        drop(tcp);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = jwd.fd_count();
+        if now <= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jwd holds {now} fds, {before} before"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    jwd.client("alice").await.list(false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_credit_does_not_stall_another() {
+    let Some(jwd) = Jwd::start("credit", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let big = alice
+        .start(req("sh", &["-c", "head -c 1000000 /dev/zero"]))
+        .await
+        .unwrap();
+    alice.wait(big).await.unwrap();
+    // Stream 1 gets 1000 bytes of credit and never more.
+    let mut starved = alice.logs(logs(big, true, 1000)).await.unwrap();
+    let ticker = alice
+        .start(req(
+            "sh",
+            &[
+                "-c",
+                "for i in $(seq 1 20); do echo tick$i; sleep 0.02; done",
+            ],
+        ))
+        .await
+        .unwrap();
+    let (out, _, end) = collect(alice.logs(logs(ticker, true, 1 << 20)).await.unwrap()).await;
+    assert_eq!(end.exit_code, Some(0));
+    assert_eq!(
+        out,
+        (1..=20)
+            .map(|i| format!("tick{i}\n"))
+            .collect::<String>()
+            .into_bytes()
+    );
+    // The starved stream got exactly its credit, and nothing more.
+    let mut got = 0;
+    while got < 1000 {
+        match starved.next().await.unwrap() {
+            Some(Event::Output(c)) => got += c.data.len(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, 1000);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), starved.next())
+            .await
+            .is_err(),
+        "sent past the credit"
+    );
+    starved.grant(999_000).await.unwrap();
+    let mut rest = 0;
+    loop {
+        match starved.next().await.unwrap() {
+            Some(Event::Output(c)) => rest += c.data.len(),
+            Some(Event::End(_)) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rest, 999_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_job_limit() {
+    let Some(jwd) = Jwd::start("maxjobs", &["--max-jobs-per-user", "2"]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let a = alice.start(req("sleep", &["1000"])).await.unwrap();
+    let b = alice.start(req("sleep", &["1000"])).await.unwrap();
+    let e = alice.start(req("sleep", &["1000"])).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::RESOURCE_EXHAUSTED));
+    // Another user is not affected.
+    let bob = jwd.client("bob").await;
+    let c = bob.start(req("sleep", &["1000"])).await.unwrap();
+    for (client, id) in [(&alice, a), (&alice, b), (&bob, c)] {
+        client.stop(id, 0).await.unwrap();
+    }
+    alice.start(req("true", &[])).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_timeout_and_connection_limit() {
+    let Some(jwd) = Jwd::start(
+        "timeouts",
+        &["--handshake-timeout", "1s", "--max-connections", "3"],
+    ) else {
+        return;
+    };
+    // A TCP connection that never speaks is closed after the timeout.
+    let mut silent = tokio::net::TcpStream::connect(&jwd.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    // The server counts the connection until its task has finished.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !jwd.log().contains("handshake timeout") {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Past --max-connections, new connections are closed at once.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        match Client::connect(&jwd.options("alice")).await {
+            Ok(c) => open.push(c),
+            Err(e) => panic!("{e}\n{}", jwd.log()),
+        }
+    }
+    assert!(Client::connect(&jwd.options("alice")).await.is_err());
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    jwd.client("alice").await.list(false).await.unwrap();
+    assert!(jwd.log().contains("handshake timeout"));
+    assert!(jwd.log().contains("--max-connections"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_restart_keeps_output_and_statuses() {
+    let Some(mut jwd) = Jwd::start("restart", &[]) else {
+        return;
+    };
+    let data = jwd.keep_data().unwrap();
+    let alice = jwd.client("alice").await;
+    let done = alice
+        .start(req("sh", &["-c", "seq 1 1000; echo bye >&2; exit 7"]))
+        .await
+        .unwrap();
+    alice.wait(done).await.unwrap();
+    let running = alice
+        .start(req("sh", &["-c", "echo started; exec sleep 1000"]))
+        .await
+        .unwrap();
+    let mut s = alice.logs(logs(running, true, 1 << 20)).await.unwrap();
+    assert!(matches!(s.next().await.unwrap(), Some(Event::Output(_))));
+    drop(alice);
+    jwd.kill9();
+
+    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &[]);
+    let alice = again.client("alice").await;
+    let list = alice.list(false).await.unwrap();
+    assert_eq!(list.len(), 2);
+    let d = alice.status(done).await.unwrap();
+    assert_eq!((d.state, d.exit_code), (JobState::Exited, Some(7)));
+    let (out, err, _) = collect(alice.logs(logs(done, true, 1 << 20)).await.unwrap()).await;
+    assert_eq!(
+        out,
+        (1..=1000)
+            .map(|i| format!("{i}\n"))
+            .collect::<String>()
+            .into_bytes()
+    );
+    assert_eq!(err, b"bye\n");
+    let r = alice.status(running).await.unwrap();
+    assert_eq!(r.state, JobState::Lost);
+    let (out, _, end) = collect(alice.logs(logs(running, true, 1 << 20)).await.unwrap()).await;
+    assert_eq!(out, b"started\n");
+    assert_eq!(end.state, JobState::Lost);
+    drop(again);
+    drop(data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_jobs_records_them_and_exits_zero() {
+    let Some(mut jwd) = Jwd::start("sigterm", &["--shutdown-grace", "500ms"]) else {
+        return;
+    };
+    let data = jwd.keep_data().unwrap();
+    let alice = jwd.client("alice").await;
+    let id = alice.start(req("sleep", &["1000"])).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = jwd.terminate();
+        (s, jwd)
+    })
+    .await
+    .unwrap();
+    let (status, jwd) = status;
+    assert!(status.success(), "jwd exited with {status}");
+    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &[]);
+    let info = again.client("alice").await.status(id).await.unwrap();
+    assert_eq!(info.state, JobState::Exited, "{info:?}");
+    assert!(info.stopped);
+    drop(again);
+    drop(data);
+}
