@@ -14,6 +14,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .unwrap_or(t);
     let (number, scale) = match t.chars().last() {
         Some(c) if c.is_ascii_alphabetic() => {
+            if t[..t.len() - 1].parse::<f64>().is_err() {
+                return Err(format!(
+                    "{text:?} is not a size (examples: 4096, 64K, 256M, 1.5G)"
+                ));
+            }
             let scale: u64 = match c.to_ascii_uppercase() {
                 'K' => 1 << 10,
                 'M' => 1 << 20,

@@ -537,7 +537,7 @@ fn command_text(info: &JobInfo) -> String {
 fn exit_text(info: &JobInfo) -> String {
     match (info.exit_code, info.signal) {
         (Some(c), _) => c.to_string(),
-        (None, Some(s)) => format!("sig {}", signal_name(s)),
+        (None, Some(s)) => signal_name(s).to_string(),
         _ => "-".into(),
     }
 }
