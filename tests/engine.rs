@@ -123,7 +123,12 @@ async fn io_write_limit_throttles_direct_writes() {
         .tempdir_in("/var/tmp")
         .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let target = format!("of={}/data", dir.path().display());
+    // In the test VM the root is in RAM: there the target is the scratch
+    // block device named by JW_TEST_IO_TARGET.
+    let target = match std::env::var("JW_TEST_IO_TARGET") {
+        Ok(t) => format!("of={t}"),
+        Err(_) => format!("of={}/data", dir.path().display()),
+    };
     let mut req = start_req(
         "dd",
         &["if=/dev/zero", &target, "bs=1M", "count=20", "oflag=direct"],
@@ -156,7 +161,7 @@ async fn job_is_isolated_from_the_host() {
                   echo host=$(cat /proc/sys/kernel/hostname); \
                   echo uid=$(id -u); \
                   echo fds=$(ls /proc/self/fd | tr '\\n' ,); \
-                  echo lo=$(ip -o link show lo 2>/dev/null | grep -c 'UP')";
+                  echo lo=$(ip link show lo 2>/dev/null | grep -c 'UP')";
     let info = run_to_end(&e, start_req("sh", &["-c", script])).await;
     let out = e.read_output(info.id, OutputStream::Stdout);
     println!("[{}] isolation:\n{out}", e.layout());

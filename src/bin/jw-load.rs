@@ -19,9 +19,19 @@ use serde_json::json;
 struct Cli {
     #[arg(long, env = "JW_ADDR", default_value = "127.0.0.1:7443", global = true)]
     addr: String,
-    #[arg(long, env = "JW_CA", default_value = "certs/server-ca.crt", global = true)]
+    #[arg(
+        long,
+        env = "JW_CA",
+        default_value = "certs/server-ca.crt",
+        global = true
+    )]
     ca: PathBuf,
-    #[arg(long, env = "JW_CERT", default_value = "certs/alice.crt", global = true)]
+    #[arg(
+        long,
+        env = "JW_CERT",
+        default_value = "certs/alice.crt",
+        global = true
+    )]
     cert: PathBuf,
     #[arg(long, env = "JW_KEY", default_value = "certs/alice.key", global = true)]
     key: PathBuf,
@@ -143,7 +153,10 @@ fn main() -> ExitCode {
         emit(lines, interval_us);
         return ExitCode::SUCCESS;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -167,7 +180,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     let meter = ServerMeter::new(cli.server_pid);
     let mut report = match &cli.scenario {
         Scenario::Start { jobs, concurrency } => start(&opts, *jobs, *concurrency).await?,
-        Scenario::Status { requests, connections } => status(&opts, *requests, *connections).await?,
+        Scenario::Status {
+            requests,
+            connections,
+        } => status(&opts, *requests, *connections).await?,
         Scenario::Fanout {
             bytes,
             readers,
@@ -175,7 +191,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             server_cert,
             server_key,
             client_ca,
-        } => fanout(&opts, *bytes, *readers, *connections, (server_cert, server_key, client_ca)).await?,
+        } => {
+            fanout(
+                &opts,
+                *bytes,
+                *readers,
+                *connections,
+                (server_cert, server_key, client_ca),
+            )
+            .await?
+        }
         Scenario::FollowLatency { writes } => follow_latency(&opts, *writes).await?,
         Scenario::Emit { .. } => unreachable!("handled in main"),
     };
@@ -192,7 +217,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     if cli.json {
         println!("{report}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -230,7 +258,11 @@ fn local_spawn(n: usize, namespaced: bool) -> Result<Histogram<u64>, String> {
     Ok(h)
 }
 
-async fn start(opts: &ConnectOptions, jobs: usize, concurrency: usize) -> Result<serde_json::Value, String> {
+async fn start(
+    opts: &ConnectOptions,
+    jobs: usize,
+    concurrency: usize,
+) -> Result<serde_json::Value, String> {
     let concurrency = concurrency.max(1);
     let mut clients = Vec::new();
     for _ in 0..concurrency {
@@ -294,7 +326,11 @@ async fn start(opts: &ConnectOptions, jobs: usize, concurrency: usize) -> Result
     Ok(report)
 }
 
-async fn status(opts: &ConnectOptions, requests: usize, connections: usize) -> Result<serde_json::Value, String> {
+async fn status(
+    opts: &ConnectOptions,
+    requests: usize,
+    connections: usize,
+) -> Result<serde_json::Value, String> {
     let connections = connections.max(1);
     let setup = Client::connect(opts).await.map_err(|e| e.to_string())?;
     let id = setup.start(true_job()).await.map_err(|e| e.to_string())?;
@@ -350,7 +386,11 @@ struct Digest {
 
 impl Digest {
     fn new() -> Self {
-        Digest { hash: FNV_START, word: 0, fill: 0 }
+        Digest {
+            hash: FNV_START,
+            word: 0,
+            fill: 0,
+        }
     }
 
     fn update(&mut self, mut bytes: &[u8]) {
@@ -456,7 +496,9 @@ async fn fanout(
                             owed = 0;
                         }
                     }
-                    Some(Event::End(info)) => return Ok::<_, String>((hash, got, t.elapsed(), info.exit_code)),
+                    Some(Event::End(info)) => {
+                        return Ok::<_, String>((hash, got, t.elapsed(), info.exit_code))
+                    }
                     other => return Err(format!("unexpected {other:?}")),
                 }
             }
@@ -498,10 +540,16 @@ async fn fanout(
 
 /// Plain TLS 1.3 over loopback with jw's rustls configurations: a sink
 /// server in this process and `readers` connections each sending `bytes`.
-async fn tls_baseline(bytes: u64, readers: usize, (cert, key, client_ca): (&PathBuf, &PathBuf, &PathBuf)) -> Result<f64, String> {
+async fn tls_baseline(
+    bytes: u64,
+    readers: usize,
+    (cert, key, client_ca): (&PathBuf, &PathBuf, &PathBuf),
+) -> Result<f64, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server_config = jw::tls::server_config(cert, key, client_ca).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
     let server = tokio::spawn(async move {
@@ -540,8 +588,11 @@ async fn tls_baseline(bytes: u64, readers: usize, (cert, key, client_ca): (&Path
         let config = client_config.clone();
         tasks.push(tokio::spawn(async move {
             let tcp = tokio::net::TcpStream::connect(addr).await?;
-            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
-            let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1")
+                .map_err(std::io::Error::other)?;
+            let mut tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
             let mut buf = vec![0u8; 65536];
             let mut got = 0u64;
             loop {
@@ -556,9 +607,15 @@ async fn tls_baseline(bytes: u64, readers: usize, (cert, key, client_ca): (&Path
     }
     let mut total = 0;
     for t in tasks {
-        total += t.await.map_err(|e| e.to_string())?.map_err(|e| format!("TLS baseline: {e}"))?;
+        total += t
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("TLS baseline: {e}"))?;
     }
-    server.await.map_err(|e| e.to_string())?.map_err(|e| format!("TLS baseline: {e}"))?;
+    server
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("TLS baseline: {e}"))?;
     Ok(total as f64 / began.elapsed().as_secs_f64() / 1e6)
 }
 
@@ -589,8 +646,19 @@ async fn follow_latency(opts: &ConnectOptions, writes: usize) -> Result<serde_js
     let exe = std::env::current_exe().map_err(|e| format!("cannot find jw-load itself: {e}"))?;
     let mut req = true_job();
     req.command = exe.display().to_string();
-    req.args = vec!["emit".into(), "--lines".into(), writes.to_string(), "--interval-us".into(), "1000".into()];
-    let job = client.start(req).await.map_err(|e| format!("{e} (the job runs jw-load itself: is {} readable by the job user?)", exe.display()))?;
+    req.args = vec![
+        "emit".into(),
+        "--lines".into(),
+        writes.to_string(),
+        "--interval-us".into(),
+        "1000".into(),
+    ];
+    let job = client.start(req).await.map_err(|e| {
+        format!(
+            "{e} (the job runs jw-load itself: is {} readable by the job user?)",
+            exe.display()
+        )
+    })?;
     let mut stream = client
         .logs(LogsRequest {
             job,
@@ -610,7 +678,10 @@ async fn follow_latency(opts: &ConnectOptions, writes: usize) -> Result<serde_js
                 partial.extend_from_slice(&c.data);
                 while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = partial.drain(..=pos).collect();
-                    if let Some(sent) = std::str::from_utf8(&line).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                    if let Some(sent) = std::str::from_utf8(&line)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                    {
                         h.record(received.saturating_sub(sent) / 1000).ok();
                     }
                 }

@@ -35,6 +35,10 @@ pub const REPORT_LEN: usize = 12;
 pub const REPORT_EXEC_OK: u32 = 1;
 pub const REPORT_FAILED: u32 = 2;
 pub const REPORT_EXITED: u32 = 3;
+/// The init's exit code when it cannot set up its fds (and so cannot report).
+pub const EXIT_FDS: i32 = 125;
+/// The init's exit code when the server abandoned it before releasing it.
+pub const EXIT_ABANDONED: i32 = 126;
 
 /// Where set-up failed, for the message the user sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +193,7 @@ pub unsafe fn run(ctx: &InitContext) -> ! {
                     continue;
                 }
                 // The server went away or gave up on this job.
-                libc::_exit(126);
+                libc::_exit(EXIT_ABANDONED);
             }
             libc::close(GO_FD);
         }
@@ -303,13 +307,13 @@ unsafe fn setup_fds(ctx: &InitContext) {
             if fd >= 0 {
                 high[i] = libc::fcntl(fd, libc::F_DUPFD, 10);
                 if high[i] < 0 {
-                    libc::_exit(125);
+                    libc::_exit(EXIT_FDS);
                 }
             }
         }
         for (target, &fd) in high.iter().enumerate() {
             if fd >= 0 && libc::dup2(fd, target as c_int) < 0 {
-                libc::_exit(125);
+                libc::_exit(EXIT_FDS);
             }
         }
         let first_closed = if ctx.go >= 0 { 5 } else { 4 };

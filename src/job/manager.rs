@@ -369,11 +369,15 @@ impl Manager {
             Some(rec) if rec.kind == init::REPORT_EXEC_OK => {}
             other => {
                 // Not executed: collect the init, clean up, say why.
-                let _ = reap(&pidfd).await;
+                let init_status = reap(&pidfd).await.ok();
                 drop(pumps);
                 let cg = cgroup.clone();
                 let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
-                return Err(JobError::ExecFailed(describe_failure(&spec, other)));
+                return Err(JobError::ExecFailed(describe_failure(
+                    &spec,
+                    other,
+                    init_status,
+                )));
             }
         }
 
@@ -626,12 +630,22 @@ fn new_job_id() -> JobId {
 }
 
 /// What the user sees when the command could not be executed.
-fn describe_failure(spec: &JobSpec, record: Option<Report>) -> String {
+fn describe_failure(
+    spec: &JobSpec,
+    record: Option<Report>,
+    init_status: Option<(i32, i32)>,
+) -> String {
     let Some(rec) = record.filter(|r| r.kind == init::REPORT_FAILED) else {
-        return format!(
-            "cannot start {:?}: the job's init exited before executing it",
-            spec.command
-        );
+        // The init could not even report: its exit code says where it stopped.
+        let why = match init_status {
+            Some((libc::CLD_EXITED, init::EXIT_FDS)) => {
+                "the job's init could not set up its file descriptors (is jwd out of file descriptors?)".to_string()
+            }
+            Some((libc::CLD_EXITED, code)) => format!("the job's init exited with status {code} before executing it"),
+            Some((_, sig)) => format!("the job's init was killed by signal {sig} before executing it"),
+            None => "the job's init exited before executing it".to_string(),
+        };
+        return format!("cannot start {:?}: {why}", spec.command);
     };
     let reason = errno_text(rec.value);
     match Stage::from_u32(rec.stage) {

@@ -53,10 +53,20 @@ pub fn engine(name: &str) -> Option<Engine> {
     engine_with(name, |_| {})
 }
 
+/// Raises the soft fd limit to the hard one, as jwd does at start: a
+/// test process with hundreds of jobs needs more than the usual 1024.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 pub fn engine_with(name: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Option<Engine> {
     if !require_root(name) {
         return None;
     }
+    raise_fd_limit();
     let data = tempfile::tempdir().unwrap();
     let mut config = EngineConfig {
         data_dir: data.path().to_path_buf(),
