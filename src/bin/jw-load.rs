@@ -83,6 +83,26 @@ enum Scenario {
         #[arg(long, default_value_t = 10000)]
         writes: usize,
     },
+    /// K sleeping jobs and L idle followers: server memory per job and per
+    /// follower, and the time to start them all.
+    Scale {
+        #[arg(long, default_value_t = 1000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 1000)]
+        followers: usize,
+        /// Connections to spread jobs and followers over.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
+    /// A mix of run/logs/status/stop/rm from several connections for S
+    /// seconds; fails on any error and on leaked fds or processes
+    /// (needs --server-pid for the leak check).
+    Soak {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+    },
     /// Inside a job: write N timestamped lines, one every interval.
     #[command(hide = true)]
     Emit {
@@ -202,6 +222,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             .await?
         }
         Scenario::FollowLatency { writes } => follow_latency(&opts, *writes).await?,
+        Scenario::Scale {
+            jobs,
+            followers,
+            connections,
+        } => scale(&opts, *jobs, *followers, *connections, cli.server_pid).await?,
+        Scenario::Soak {
+            seconds,
+            connections,
+        } => soak(&opts, *seconds, *connections, cli.server_pid).await?,
         Scenario::Emit { .. } => unreachable!("handled in main"),
     };
     if let Some((cpu, rss0, rss1)) = meter.delta() {
@@ -703,4 +732,254 @@ async fn follow_latency(opts: &ConnectOptions, writes: usize) -> Result<serde_js
         "writes": h.len(),
         "delay": percentiles(&h),
     }))
+}
+
+fn sleeper() -> StartRequest {
+    let mut req = true_job();
+    req.command = "sleep".into();
+    req.args = vec!["3600".into()];
+    req
+}
+
+async fn scale(
+    opts: &ConnectOptions,
+    jobs: usize,
+    followers: usize,
+    connections: usize,
+    server_pid: Option<u32>,
+) -> Result<serde_json::Value, String> {
+    let connections = connections.max(1).max(followers.div_ceil(1000));
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(Client::connect(opts).await.map_err(|e| e.to_string())?);
+    }
+    let rss = |pid: Option<u32>| pid.and_then(process_usage).map(|(_, r)| r);
+    let rss0 = rss(server_pid);
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let n = jobs / connections + usize::from(i < jobs % connections);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                ids.push(client.start(sleeper()).await.map_err(|e| e.to_string())?);
+            }
+            Ok::<_, String>(ids)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let start_all = began.elapsed().as_secs_f64();
+    let rss_jobs = rss(server_pid);
+    let mut streams = Vec::new();
+    for f in 0..followers {
+        let client = &clients[f % connections];
+        let job = ids[f % ids.len().max(1)];
+        streams.push(
+            client
+                .logs(LogsRequest {
+                    job,
+                    stdout: Some(0),
+                    stderr: Some(0),
+                    follow: true,
+                    credit: 65536,
+                })
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    // Let the server register every stream before measuring.
+    clients[0].list(false).await.map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_followers = rss(server_pid);
+    drop(streams);
+    for batch in ids.chunks(64) {
+        let handles: Vec<_> = batch
+            .iter()
+            .map(|id| {
+                let c = clients[0].clone();
+                let id = *id;
+                tokio::spawn(async move {
+                    let _ = c.stop(id, 0).await;
+                    let _ = c.remove(id).await;
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+    let per = |a: Option<u64>, b: Option<u64>, n: usize| match (a, b) {
+        (Some(a), Some(b)) if n > 0 => Some(b.saturating_sub(a) as f64 / n as f64),
+        _ => None,
+    };
+    let per_job = per(rss0, rss_jobs, jobs);
+    let per_follower = per(rss_jobs, rss_followers, followers);
+    eprintln!(
+        "scale: {jobs} jobs started in {start_all:.1} s; {followers} followers; RssAnon per job {} B, per follower {} B",
+        per_job.map(|v| format!("{v:.0}")).unwrap_or("?".into()),
+        per_follower.map(|v| format!("{v:.0}")).unwrap_or("?".into()),
+    );
+    Ok(json!({
+        "scenario": "scale",
+        "jobs": jobs,
+        "followers": followers,
+        "connections": connections,
+        "start_all_seconds": start_all,
+        "rss_anon_per_job_bytes": per_job,
+        "rss_anon_per_follower_bytes": per_follower,
+    }))
+}
+
+fn count_dir(path: &str) -> Option<usize> {
+    std::fs::read_dir(path).ok().map(|d| d.count())
+}
+
+/// Processes whose parent is `pid` (jwd's job inits).
+fn children(pid: u32) -> Option<usize> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    let mut n = text.split_whitespace().count();
+    // Threads other than the main one have children lists too.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(Result::ok)
+    {
+        if task.file_name().to_str() != Some(&pid.to_string()) {
+            if let Ok(t) = std::fs::read_to_string(task.path().join("children")) {
+                n += t.split_whitespace().count();
+            }
+        }
+    }
+    Some(n)
+}
+
+async fn soak(
+    opts: &ConnectOptions,
+    seconds: u64,
+    connections: usize,
+    server_pid: Option<u32>,
+) -> Result<serde_json::Value, String> {
+    let fds = |pid: Option<u32>| pid.and_then(|p| count_dir(&format!("/proc/{p}/fd")));
+    let kids = |pid: Option<u32>| pid.and_then(children);
+    let (fd0, kids0) = (fds(server_pid), kids(server_pid));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for worker in 0..connections.max(1) {
+        let opts = opts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ops = 0u64;
+            let mut errors = Vec::new();
+            let mut round = 0u64;
+            while Instant::now() < deadline {
+                round += 1;
+                // A fresh connection now and then, as real clients come and go.
+                let client = match Client::connect(&opts).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errors.push(format!("connect: {e}"));
+                        continue;
+                    }
+                };
+                for _ in 0..10 {
+                    let result: Result<u64, String> = async {
+                        let mut n = 0;
+                        let mut req = true_job();
+                        req.command = "sh".into();
+                        req.args = vec![
+                            "-c".into(),
+                            format!("echo worker {worker} round {round}; echo err >&2"),
+                        ];
+                        let id = client.start(req).await.map_err(|e| format!("start: {e}"))?;
+                        let info = client.wait(id).await.map_err(|e| format!("wait: {e}"))?;
+                        if info.exit_code != Some(0) {
+                            return Err(format!("job exited with {:?}", info.exit_code));
+                        }
+                        let mut s = client
+                            .logs(LogsRequest {
+                                job: id,
+                                stdout: Some(0),
+                                stderr: Some(0),
+                                follow: false,
+                                credit: 65536,
+                            })
+                            .await
+                            .map_err(|e| format!("logs: {e}"))?;
+                        let mut bytes = 0;
+                        while let Some(ev) = s.next().await.map_err(|e| format!("logs: {e}"))? {
+                            match ev {
+                                Event::Output(c) => bytes += c.data.len(),
+                                Event::End(_) => break,
+                                other => return Err(format!("logs: unexpected {other:?}")),
+                            }
+                        }
+                        if bytes == 0 {
+                            return Err("logs: no output".into());
+                        }
+                        client
+                            .status(id)
+                            .await
+                            .map_err(|e| format!("status: {e}"))?;
+                        client.remove(id).await.map_err(|e| format!("rm: {e}"))?;
+                        let long = client
+                            .start(sleeper())
+                            .await
+                            .map_err(|e| format!("start: {e}"))?;
+                        client
+                            .stop(long, 100)
+                            .await
+                            .map_err(|e| format!("stop: {e}"))?;
+                        client.remove(long).await.map_err(|e| format!("rm: {e}"))?;
+                        n += 9;
+                        Ok(n)
+                    }
+                    .await;
+                    match result {
+                        Ok(n) => ops += n,
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            (ops, errors)
+        }));
+    }
+    let mut ops = 0;
+    let mut errors = Vec::new();
+    for t in tasks {
+        let (n, e) = t.await.map_err(|e| e.to_string())?;
+        ops += n;
+        errors.extend(e);
+    }
+    // Give the server a moment to close the last connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (fd1, kids1) = (fds(server_pid), kids(server_pid));
+    let fd_leak = matches!((fd0, fd1), (Some(a), Some(b)) if b > a);
+    let proc_leak = matches!((kids0, kids1), (Some(a), Some(b)) if b > a);
+    eprintln!(
+        "soak: {seconds} s, {ops} operations, {} errors; server fds {:?} -> {:?}, child processes {:?} -> {:?}",
+        errors.len(),
+        fd0,
+        fd1,
+        kids0,
+        kids1
+    );
+    for e in errors.iter().take(10) {
+        eprintln!("  error: {e}");
+    }
+    let report = json!({
+        "scenario": "soak",
+        "seconds": seconds,
+        "operations": ops,
+        "errors": errors.len(),
+        "server_fds_before": fd0,
+        "server_fds_after": fd1,
+        "server_children_before": kids0,
+        "server_children_after": kids1,
+    });
+    if !errors.is_empty() || fd_leak || proc_leak {
+        return Err(format!("soak failed: {report}"));
+    }
+    Ok(report)
 }

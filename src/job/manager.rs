@@ -131,6 +131,12 @@ impl Job {
         self.info.subscribe()
     }
 
+    /// `persist` on the blocking pool: the record is fsync'd, which must not
+    /// stall the runtime thread (and every connection on it).
+    async fn persist_off_thread(self: Arc<Self>) {
+        let _ = tokio::task::spawn_blocking(move || self.persist()).await;
+    }
+
     /// Persists the current status; failures are logged, not fatal: the
     /// job goes on and the in-memory status stays right.
     fn persist(&self) {
@@ -393,7 +399,7 @@ impl Manager {
             output,
             dir: dir.to_path_buf(),
         });
-        job.persist();
+        job.clone().persist_off_thread().await;
         inner
             .jobs
             .lock()
@@ -788,7 +794,7 @@ async fn supervise(
             Err(e) => tracing::warn!(job = %job.id, error = %e, "output capture task failed"),
         }
     }
-    writer.close();
+    let _ = tokio::task::spawn_blocking(move || writer.close()).await;
     let usage = Usage {
         pids_current: 0,
         ..cgroup.usage()
@@ -828,6 +834,6 @@ async fn supervise(
             }
         }
     });
-    job.persist();
+    job.clone().persist_off_thread().await;
     tracing::debug!(job = %job.id, "job ended");
 }

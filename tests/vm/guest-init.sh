@@ -9,8 +9,9 @@ export HOME=/root TMPDIR=/tmp
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+# /tmp and /var/tmp stay on the initramfs (already in RAM): the host paths
+# of the payload may live under /tmp and must stay visible.
+chmod 1777 /tmp /var/tmp
 mount -t tmpfs tmpfs /run
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
