@@ -808,7 +808,11 @@ async fn supervise(
     }
 
     let output = job.output.info();
-    job.info.send_modify(|info| {
+    // The final status is recorded on disk before anyone can see it: a
+    // client that saw the end may remove the job at once.
+    let mut info = job.info.borrow().clone();
+    {
+        let info = &mut info;
         info.ended_at_ms = Some(now_ms());
         info.usage = usage;
         info.oom_killed = oom_killed;
@@ -833,7 +837,21 @@ async fn supervise(
                 info.error = Some(format!("cannot collect the job's init: {e}"));
             }
         }
+    }
+    let dir = job.dir.clone();
+    let record = info.clone();
+    match tokio::task::spawn_blocking(move || record::write(&dir, &record)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(job = %job.id, error = %e, "cannot write the job's final status record")
+        }
+        Err(e) => tracing::warn!(job = %job.id, error = %e, "the status record task failed"),
+    }
+    // `stopped` may have been set by a Stop while the record was written.
+    job.info.send_modify(|current| {
+        let stopped = current.stopped;
+        *current = info;
+        current.stopped |= stopped;
     });
-    job.clone().persist_off_thread().await;
     tracing::debug!(job = %job.id, "job ended");
 }
