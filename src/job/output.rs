@@ -322,19 +322,30 @@ pub fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
+thread_local! {
+    /// One read buffer per runtime thread, shared by every pump on it: a
+    /// pump reads and appends without awaiting in between, so no two pumps
+    /// use it at once, and a quiet job costs no buffer at all.
+    static PUMP_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; PUMP_BUF]);
+}
+
 /// Drains one pipe into the output until every writer has closed it.
-pub async fn pump(
-    pipe: OwnedFd,
-    which: OutputStream,
-    writer: Arc<OutputWriter>,
-) -> std::io::Result<()> {
+pub async fn pump(pipe: OwnedFd, which: OutputStream, writer: Arc<OutputWriter>) -> std::io::Result<()> {
     let pipe = super::async_readable(pipe)?;
-    let mut buf = vec![0u8; PUMP_BUF];
     loop {
         let mut guard = pipe.readable().await?;
-        match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut buf).map_err(Into::into)) {
+        let read = guard.try_io(|fd| {
+            PUMP_BUFFER.with_borrow_mut(|buf| {
+                let n = rustix::io::read(fd.get_ref(), &mut buf[..])?;
+                if n > 0 {
+                    writer.append(which, &buf[..n]);
+                }
+                Ok(n)
+            })
+        });
+        match read {
             Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(n)) => writer.append(which, &buf[..n]),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => {}
