@@ -78,21 +78,26 @@ fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// Raises the soft fd limit to the hard one (as root, first raising the
-/// hard one): every connection, follower and job costs descriptors.
-fn raise_fd_limit() {
+/// Raises the fd limit as far as this host allows (every connection,
+/// follower and job costs descriptors) and returns the limit in force.
+fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
     };
     let want = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(hard)
-        .min(1 << 20);
-    if setrlimit(Resource::RLIMIT_NOFILE, want.max(hard), want.max(hard)).is_err() {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        .min(1 << 20)
+        .max(hard);
+    if setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
+        return want;
     }
+    if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
 }
 
 fn main() -> ExitCode {
@@ -123,7 +128,7 @@ fn run(args: Args) -> Result<(), String> {
     stop_signals
         .thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
-    raise_fd_limit();
+    let fd_limit = raise_fd_limit();
 
     let tls = jw::tls::server_config(&args.cert, &args.key, &args.client_ca)
         .map_err(|e| e.to_string())?;
@@ -169,6 +174,7 @@ fn run(args: Args) -> Result<(), String> {
         job_user = %args.job_user,
         threads = args.threads.max(1),
         host_network = args.allow_host_network,
+        fd_limit,
         "jwd ready"
     );
 

@@ -330,7 +330,11 @@ thread_local! {
 }
 
 /// Drains one pipe into the output until every writer has closed it.
-pub async fn pump(pipe: OwnedFd, which: OutputStream, writer: Arc<OutputWriter>) -> std::io::Result<()> {
+pub async fn pump(
+    pipe: OwnedFd,
+    which: OutputStream,
+    writer: Arc<OutputWriter>,
+) -> std::io::Result<()> {
     let pipe = super::async_readable(pipe)?;
     loop {
         let mut guard = pipe.readable().await?;
