@@ -245,7 +245,7 @@ impl Manager {
     /// executed, or with the reason it could not be.
     pub async fn start(&self, owner: &str, request: &StartRequest) -> Result<Started, JobError> {
         let spec = JobSpec::validate(request, &self.inner.policy)?;
-        let id = new_job_id();
+        let id = new_job_id()?;
         let dir = self.job_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(io_err(format!("cannot create {}", dir.display())))?;
@@ -620,7 +620,7 @@ fn load_jobs(jobs_dir: &std::path::Path) -> HashMap<JobId, Arc<Job>> {
     jobs
 }
 
-fn new_job_id() -> JobId {
+fn new_job_id() -> Result<JobId, JobError> {
     let mut bytes = [0u8; 16];
     // getrandom(2) without flags blocks only before the pool is seeded at
     // boot, and never fails for 16 bytes after that.
@@ -629,10 +629,10 @@ fn new_job_id() -> JobId {
         match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
             Ok(n) => filled += n,
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => panic!("getrandom failed: {e}"),
+            Err(e) => return Err(io_err("cannot draw a random job id")(e.into())),
         }
     }
-    JobId::from_random(bytes)
+    Ok(JobId::from_random(bytes))
 }
 
 /// What the user sees when the command could not be executed.
