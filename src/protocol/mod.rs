@@ -89,5 +89,43 @@ pub fn encode_output(
     encode(&fields, out)
 }
 
+/// Appends the start of an `Event::Output` frame whose `len` data bytes the
+/// caller appends right after (for example by reading a file straight into
+/// the buffer): the same bytes as `encode_output` without copying the data
+/// twice.
+pub fn encode_output_header(
+    stream: u32,
+    which: OutputStream,
+    offset: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ProtocolError> {
+    const EVENT_VARIANT: u32 = 1;
+    const OUTPUT_VARIANT: u32 = 4;
+    let which: u32 = match which {
+        OutputStream::Stdout => 0,
+        OutputStream::Stderr => 1,
+    };
+    // The fields before the data, then the data's varint length.
+    let prefix = postcard::to_allocvec(&(
+        EVENT_VARIANT,
+        stream,
+        OUTPUT_VARIANT,
+        which,
+        offset,
+        len as u64,
+    ))?;
+    let total = prefix.len() + len;
+    if total > MAX_FRAME {
+        return Err(ProtocolError::FrameTooLarge {
+            len: total,
+            max: MAX_FRAME,
+        });
+    }
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(&prefix);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -325,6 +325,22 @@ proptest! {
         }
     }
 
+    /// Header plus data is the same frame as the one-call encoder.
+    #[test]
+    fn output_header_then_data_matches(
+        stream in any::<u32>(),
+        which in output_stream(),
+        offset in any::<u64>(),
+        data in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut split = Vec::new();
+        encode_output_header(stream, which, offset, data.len(), &mut split).unwrap();
+        split.extend_from_slice(&data);
+        let mut whole = Vec::new();
+        encode_output(stream, which, offset, &data, &mut whole).unwrap();
+        prop_assert_eq!(split, whole);
+    }
+
     /// The hand-assembled Output frame is byte-identical to the generic one.
     #[test]
     fn fast_output_encoding_matches_generic(

@@ -293,8 +293,20 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             OutputStream::Stderr => files[1].as_ref(),
         }
         .expect("spans come only from selected streams");
-        let data = match read_span(file, &span).await {
-            Ok(d) => d,
+        // The frame header first, then the file's bytes read straight into
+        // the frame: no intermediate buffer.
+        let mut frame = Vec::with_capacity(span.len as usize + 32);
+        if let Err(e) = protocol::encode_output_header(
+            stream.id,
+            span.stream,
+            span.offset,
+            span.len as usize,
+            &mut frame,
+        ) {
+            return Outcome::Failed(ErrorInfo::new(ErrorCode::INTERNAL, e.to_string()));
+        }
+        let frame = match read_span_into(file, &span, frame).await {
+            Ok(f) => f,
             Err(e) => {
                 return Outcome::Failed(ErrorInfo::new(
                     ErrorCode::INTERNAL,
@@ -302,12 +314,6 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
                 ))
             }
         };
-        let mut frame = Vec::with_capacity(data.len() + 32);
-        if let Err(e) =
-            protocol::encode_output(stream.id, span.stream, span.offset, &data, &mut frame)
-        {
-            return Outcome::Failed(ErrorInfo::new(ErrorCode::INTERNAL, e.to_string()));
-        }
         stream.spend(span.len);
         if !conn.send_output(stream, frame).await {
             return Outcome::Cancelled;
@@ -325,13 +331,24 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
     Outcome::Ok(None)
 }
 
-/// Reads a whole span with io_uring (short reads are continued).
-async fn read_span(file: &tokio_uring::fs::File, span: &Span) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::with_capacity(span.len as usize);
-    while (data.len() as u64) < span.len {
-        let want = span.len as usize - data.len();
-        let chunk = Vec::with_capacity(want);
-        let (result, chunk) = file.read_at(chunk, span.offset + data.len() as u64).await;
+/// Appends a whole span to `buf` with io_uring reads into its spare
+/// capacity (short reads are continued).
+async fn read_span_into(
+    file: &tokio_uring::fs::File,
+    span: &Span,
+    mut buf: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    let end = buf.len() + span.len as usize;
+    buf.reserve_exact(end - buf.len());
+    let mut pos = span.offset;
+    while buf.len() < end {
+        let before = buf.len();
+        // tokio-uring reads into the vector's spare capacity, up to its
+        // capacity: cap it at the span's end.
+        let (result, slice) = file
+            .read_at(tokio_uring::buf::BoundedBuf::slice(buf, before..end), pos)
+            .await;
+        buf = slice.into_inner();
         let n = result?;
         if n == 0 {
             return Err(std::io::Error::new(
@@ -339,7 +356,7 @@ async fn read_span(file: &tokio_uring::fs::File, span: &Span) -> std::io::Result
                 "the output file is shorter than its committed length",
             ));
         }
-        data.extend_from_slice(&chunk[..n]);
+        pos += n as u64;
     }
-    Ok(data)
+    Ok(buf)
 }
