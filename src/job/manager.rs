@@ -294,6 +294,13 @@ impl Manager {
         let stdout_w = write_ends.pop().expect("two pipes");
         let hostname = format!("jw-{}", &id_text[..8]);
 
+        let leaf_fd = match cgroup.open_leaf() {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(e.into());
+            }
+        };
         let began = Instant::now();
         let child = loop {
             let into = inner.clone_into_cgroup.load(Ordering::Acquire);
@@ -302,7 +309,7 @@ impl Manager {
                 hostname: &hostname,
                 uid: inner.uid,
                 gid: inner.gid,
-                cgroup: into.then(|| cgroup.leaf_fd()),
+                cgroup: into.then(|| leaf_fd.as_fd()),
                 wait_for_release: cgroup.needs_placement(into),
                 stdout: stdout_w
                     .try_clone()
@@ -321,7 +328,7 @@ impl Manager {
                 Err(e) => break Err(e),
             }
         };
-        drop((stdout_w, stderr_w));
+        drop((stdout_w, stderr_w, leaf_fd));
         let (mut child, into) = match child {
             Ok(c) => c,
             Err(e) => {

@@ -19,7 +19,7 @@ mod hybrid;
 mod v1;
 mod v2;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub use devices::{block_devices, BlockDevice};
@@ -206,21 +206,13 @@ impl Cgroups {
 pub struct JobCgroup {
     /// The cgroup2 leaf the job is cloned into.
     leaf: PathBuf,
-    /// The leaf opened O_PATH, for clone3's `cgroup` field.
-    leaf_fd: OwnedFd,
     /// Hybrid only: the v1 cgroups that carry the limits.
     v1: Option<v1::V1Job>,
 }
 
 impl JobCgroup {
     fn new(leaf: PathBuf, v1: Option<v1::V1Job>) -> Result<Self, CgroupError> {
-        let leaf_fd = rustix::fs::open(
-            &leaf,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| CgroupError::io("open", &leaf, e.into()))?;
-        Ok(JobCgroup { leaf, leaf_fd, v1 })
+        Ok(JobCgroup { leaf, v1 })
     }
 
     /// The cgroup2 leaf directory.
@@ -228,9 +220,15 @@ impl JobCgroup {
         &self.leaf
     }
 
-    /// The fd to pass as clone3's `cgroup`.
-    pub fn leaf_fd(&self) -> BorrowedFd<'_> {
-        self.leaf_fd.as_fd()
+    /// Opens the leaf O_PATH for clone3's `cgroup` field. Held only around
+    /// the clone: a running job should not cost the server one more fd.
+    pub fn open_leaf(&self) -> Result<OwnedFd, CgroupError> {
+        rustix::fs::open(
+            &self.leaf,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| CgroupError::io("open", &self.leaf, e.into()))
     }
 
     /// Whether the child must be placed by pid before it may execve: always
