@@ -90,21 +90,24 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Checks that a key belongs to the leaf certificate, so a mismatch is a
-/// clear start-up error rather than failed handshakes later.
-fn check_pair(
-    certs: &[CertificateDer<'static>],
-    key: &PrivateKeyDer<'static>,
+/// Loads a certificate chain and its key, and checks that the key belongs
+/// to the leaf certificate, so a mismatch is a clear start-up error rather
+/// than failed handshakes later.
+fn load_pair(
     cert_path: &Path,
     key_path: &Path,
-) -> Result<(), TlsError> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let certs = load_certs(cert_path)?;
+    let key = load_key(key_path)?;
     let signing = provider()
         .key_provider
         .load_private_key(key.clone_key())
         .map_err(TlsError::Rustls)?;
-    let certified = rustls::sign::CertifiedKey::new(certs.to_vec(), signing);
+    let certified = rustls::sign::CertifiedKey::new(certs.clone(), signing);
     match certified.keys_match() {
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok((certs, key))
+        }
         Err(_) => Err(TlsError::Mismatch {
             cert: cert_path.to_path_buf(),
             key: key_path.to_path_buf(),
@@ -119,9 +122,7 @@ pub fn server_config(
     key: &Path,
     client_ca: &Path,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = load_certs(cert)?;
-    let private = load_key(key)?;
-    check_pair(&certs, &private, cert, key)?;
+    let (certs, private) = load_pair(cert, key)?;
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider())
             .build()
@@ -143,9 +144,7 @@ pub fn client_config(
     cert: &Path,
     key: &Path,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let certs = load_certs(cert)?;
-    let private = load_key(key)?;
-    check_pair(&certs, &private, cert, key)?;
+    let (certs, private) = load_pair(cert, key)?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(server_ca)?)

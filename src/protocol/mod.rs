@@ -62,14 +62,32 @@ pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, ProtocolEr
 /// `data` into an owned message: the server's hot path.
 ///
 /// The bytes are exactly those of
-/// `encode(&ServerMessage::Event { stream, event: Event::Output(chunk) })`:
-/// postcard writes enum variant indexes and integers as the same varints,
-/// and a byte string as its length and the bytes.
+/// `encode(&ServerMessage::Event { stream, event: Event::Output(chunk) })`
+/// (a proptest holds it to that).
 pub fn encode_output(
     stream: u32,
     which: OutputStream,
     offset: u64,
     data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ProtocolError> {
+    encode_output_header(stream, which, offset, data.len(), out)?;
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// Appends the start of an `Event::Output` frame whose `len` data bytes the
+/// caller appends right after (for example by reading a file straight into
+/// the buffer).
+///
+/// postcard writes enum variant indexes and integers as the same varints,
+/// and a byte string as its varint length then the bytes, so the prefix is
+/// a tuple of the variant indexes, the fields and the data's length.
+pub fn encode_output_header(
+    stream: u32,
+    which: OutputStream,
+    offset: u64,
+    len: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), ProtocolError> {
     const EVENT_VARIANT: u32 = 1; // ServerMessage::Event
@@ -78,35 +96,6 @@ pub fn encode_output(
         OutputStream::Stdout => 0,
         OutputStream::Stderr => 1,
     };
-    let fields = (
-        EVENT_VARIANT,
-        stream,
-        OUTPUT_VARIANT,
-        which,
-        offset,
-        serde_bytes::Bytes::new(data),
-    );
-    encode(&fields, out)
-}
-
-/// Appends the start of an `Event::Output` frame whose `len` data bytes the
-/// caller appends right after (for example by reading a file straight into
-/// the buffer): the same bytes as `encode_output` without copying the data
-/// twice.
-pub fn encode_output_header(
-    stream: u32,
-    which: OutputStream,
-    offset: u64,
-    len: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), ProtocolError> {
-    const EVENT_VARIANT: u32 = 1;
-    const OUTPUT_VARIANT: u32 = 4;
-    let which: u32 = match which {
-        OutputStream::Stdout => 0,
-        OutputStream::Stderr => 1,
-    };
-    // The fields before the data, then the data's varint length.
     let prefix = postcard::to_allocvec(&(
         EVENT_VARIANT,
         stream,
