@@ -449,3 +449,62 @@ async fn remove_refuses_running_jobs_and_deletes_ended_ones() {
         .exists());
     e.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_style_clone_runs_the_same_job() {
+    let Some(e) = engine("forkclone") else { return };
+    e.manager.force_fork_clone();
+    let info = run_to_end(
+        &e,
+        start_req(
+            "sh",
+            &[
+                "-c",
+                "echo pid=$$ host=$(hostname); cat /proc/self/cgroup; exit 3",
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(info.exit_code, Some(3));
+    let out = e.read_output(info.id, OutputStream::Stdout);
+    assert!(out.starts_with("pid=2 host=jw-"), "{out}");
+    assert!(
+        out.contains(&info.id.to_string()),
+        "not in its cgroup: {out}"
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn a_missing_init_program_is_a_clear_error_at_start_up() {
+    if !common::require_root("noinit") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let config = jw::job::EngineConfig {
+        data_dir: data.path().to_path_buf(),
+        init_program: Some("/nonexistent/jw-init".into()),
+        ..jw::job::EngineConfig::default()
+    };
+    let err = jw::job::Manager::new(config).err().expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("/nonexistent/jw-init") && text.contains("--init"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_program_that_is_not_jw_init_fails_the_start_cleanly() {
+    let Some(e) = common::engine_with("wronginit", |c| c.init_program = Some("/bin/true".into()))
+    else {
+        return;
+    };
+    let err = e
+        .manager
+        .start("alice", &start_req("true", &[]))
+        .await
+        .expect_err("not started");
+    assert!(err.to_string().contains("init exited"), "{err}");
+    e.assert_clean();
+}

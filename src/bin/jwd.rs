@@ -67,6 +67,10 @@ struct Args {
     /// Close connections that have not finished TLS and Hello in this time.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
+    /// The job init program, executed as each job's PID 1 (default:
+    /// jw-init beside jwd).
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Close connections without open streams after this time.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     idle_timeout: Duration,
@@ -141,6 +145,7 @@ fn run(args: Args) -> Result<(), String> {
         job_user: args.job_user.clone(),
         allow_host_network: args.allow_host_network,
         max_output_bytes: args.max_output,
+        init_program: args.init.clone(),
     })
     .map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");

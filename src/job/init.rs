@@ -1,33 +1,37 @@
-//! The PID-1 init that runs inside each job's namespaces.
+//! The job's PID 1: the `jw-init` program, which jwd executes as the first
+//! process of every job's new PID namespace.
 //!
-//! It runs in the child of `clone3`, a copy of a multi-threaded server with
-//! one thread. The other threads' locks (malloc's among them) were copied
-//! in whatever state they were, and glibc still believes the process is
-//! multi-threaded. So from here to `execve` (and for the init's whole life,
-//! since it never execs) the code may only make system calls and touch
-//! memory prepared before the clone: no allocation, no locks, no std I/O,
-//! no panics. Calls that glibc implements with cross-thread machinery
-//! (`fork`, `setresuid`, `setgroups`, ...) are made as raw syscalls.
+//! jwd clones it with CLONE_VM | CLONE_VFORK (see `spawn.rs`): the child
+//! borrows jwd's memory only long enough to put its fds in place and
+//! execute this program, so jwd never copies its page tables and never
+//! takes copy-on-write faults afterwards, and everything the job's set-up
+//! costs (the namespaces, the mounts, the cgroup moves) is done and paid
+//! for by the job's own process, inside the job's cgroup.
 //!
-//! What it does, in order (like runc init and tini, in one small loop):
-//! 1. put the job's stdio on fds 0, 1, 2 and its two pipes to the server on
-//!    3 and 4; close every other inherited fd;
-//! 2. (hybrid layout, or no CLONE_INTO_CGROUP) wait until the server has
-//!    placed it in all its cgroups;
-//! 3. make every mount private, mount a fresh /proc, set the hostname, bring
-//!    `lo` up in a new network namespace;
+//! What it does, in order (like runc init and tini, in one small program):
+//! 1. find its stdio on fds 0, 1, 2 and the report pipe to jwd on 3;
+//! 2. join the job's cgroups that CLONE_INTO_CGROUP could not put it in
+//!    (the v1 controllers of the hybrid layout);
+//! 3. create its mount, UTS, IPC and (unless host networking) network
+//!    namespaces, make every mount private, mount a fresh /proc, set the
+//!    hostname, bring `lo` up;
 //! 4. fork the command, which drops to the job user, sets no_new_privs and
 //!    execs; an exec failure comes back over a close-on-exec pipe;
-//! 5. report "exec ok" or the exact error to the server, then forward
+//! 5. report "exec ok" or the exact error to jwd, then forward
 //!    SIGTERM/SIGINT/... to the command, reap every orphan, and exit with the
 //!    command's status once it has ended (the kernel then kills whatever is
 //!    left in the PID namespace).
+//!
+//! Its arguments come from `InitArgs::to_argv`, its environment is the
+//! job's, and it is a fresh single-threaded process: ordinary code is safe
+//! here, unlike in the child of the clone before the exec.
 
-use std::ffi::{c_char, c_int, CString};
+use std::ffi::{c_char, c_int, CString, OsString};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 
-/// Fds in the init after set-up.
-const REPORT_FD: c_int = 3;
-const GO_FD: c_int = 4;
+/// The report pipe to jwd, in the init.
+pub const REPORT_FD: c_int = 3;
 
 /// Report records the init writes to the server: three little-endian u32s
 /// (kind, stage, value), 12 bytes, written in one `write` (atomic on a pipe).
@@ -35,61 +39,73 @@ pub const REPORT_LEN: usize = 12;
 pub const REPORT_EXEC_OK: u32 = 1;
 pub const REPORT_FAILED: u32 = 2;
 pub const REPORT_EXITED: u32 = 3;
-/// The init's exit code when it cannot set up its fds (and so cannot report).
+/// The exit code of the clone's child when it cannot set up its fds (and
+/// so cannot report).
 pub const EXIT_FDS: i32 = 125;
-/// The init's exit code when the server abandoned it before releasing it.
-pub const EXIT_ABANDONED: i32 = 126;
+/// The first argument: the argument format, so a jwd and a jw-init from
+/// different builds fail loudly instead of misreading each other.
+const ARGS_VERSION: &str = "jw-init/1";
 
 /// Where set-up failed, for the message the user sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Stage {
     Fds = 1,
-    Go = 2,
-    MountPrivate = 3,
-    MountProc = 4,
-    Hostname = 5,
-    Loopback = 6,
-    Signals = 7,
-    Fork = 8,
-    Session = 9,
-    Chdir = 10,
-    Groups = 11,
-    Gid = 12,
-    Uid = 13,
-    NoNewPrivs = 14,
-    Exec = 15,
+    Init = 2,
+    Args = 3,
+    Join = 4,
+    Unshare = 5,
+    MountPrivate = 6,
+    MountProc = 7,
+    Hostname = 8,
+    Loopback = 9,
+    Signals = 10,
+    Fork = 11,
+    Session = 12,
+    Chdir = 13,
+    Groups = 14,
+    Gid = 15,
+    Uid = 16,
+    NoNewPrivs = 17,
+    Exec = 18,
 }
 
 impl Stage {
+    const ALL: [Stage; 18] = [
+        Stage::Fds,
+        Stage::Init,
+        Stage::Args,
+        Stage::Join,
+        Stage::Unshare,
+        Stage::MountPrivate,
+        Stage::MountProc,
+        Stage::Hostname,
+        Stage::Loopback,
+        Stage::Signals,
+        Stage::Fork,
+        Stage::Session,
+        Stage::Chdir,
+        Stage::Groups,
+        Stage::Gid,
+        Stage::Uid,
+        Stage::NoNewPrivs,
+        Stage::Exec,
+    ];
+
     pub fn from_u32(n: u32) -> Option<Stage> {
-        use Stage::*;
-        [
-            Fds,
-            Go,
-            MountPrivate,
-            MountProc,
-            Hostname,
-            Loopback,
-            Signals,
-            Fork,
-            Session,
-            Chdir,
-            Groups,
-            Gid,
-            Uid,
-            NoNewPrivs,
-            Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == n)
+        Stage::ALL.into_iter().find(|s| *s as u32 == n)
     }
 
     /// What the init was doing, in words.
     pub fn describe(self) -> &'static str {
         match self {
             Stage::Fds => "set up the job's file descriptors",
-            Stage::Go => "wait to be placed in the job's cgroups",
+            Stage::Init => "execute the job init program jw-init (jwd --init)",
+            Stage::Args => {
+                "read the job init's arguments (are jwd and jw-init from the same build?)"
+            }
+            Stage::Join => "join the job's cgroups",
+            Stage::Unshare => "create the job's namespaces",
             Stage::MountPrivate => "make the job's mounts private",
             Stage::MountProc => "mount /proc for the job",
             Stage::Hostname => "set the job's hostname",
@@ -107,26 +123,91 @@ impl Stage {
     }
 }
 
-/// Everything the init needs, prepared (and allocated) before the clone.
-pub struct InitContext {
-    pub stdin: c_int,
-    pub stdout: c_int,
-    pub stderr: c_int,
-    pub report: c_int,
-    /// Read end of the "go" pipe, or -1 when no placement is needed.
-    pub go: c_int,
-    pub hostname: CString,
-    pub new_net: bool,
+/// What jwd tells the init, as its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitArgs {
     pub uid: u32,
     pub gid: u32,
-    pub workdir: CString,
-    /// Null-terminated pointer arrays into the CStrings below.
-    pub candidates: Vec<CString>,
-    pub argv_ptrs: Vec<*const c_char>,
-    pub envp_ptrs: Vec<*const c_char>,
-    /// Owners of the strings the pointer arrays point into.
-    pub _argv: Vec<CString>,
-    pub _envp: Vec<CString>,
+    /// A new network namespace with only `lo` (false: the host's network).
+    pub new_net: bool,
+    pub hostname: String,
+    pub workdir: String,
+    /// Cgroup directories the init moves itself into before anything else.
+    pub join: Vec<PathBuf>,
+    /// Paths to try for the command, in order (execvp's search).
+    pub candidates: Vec<String>,
+    /// The command's argv, argv[0] first.
+    pub argv: Vec<String>,
+}
+
+impl InitArgs {
+    /// The init's argv: `jw-init jw-init/1 UID GID net|host HOSTNAME WORKDIR
+    /// N JOIN... M CANDIDATE... ARGV...`. Every string was validated free of
+    /// NUL bytes.
+    pub fn to_argv(&self) -> Vec<CString> {
+        let mut out: Vec<Vec<u8>> = vec![
+            b"jw-init".to_vec(),
+            ARGS_VERSION.into(),
+            self.uid.to_string().into(),
+            self.gid.to_string().into(),
+            if self.new_net { "net" } else { "host" }.into(),
+            self.hostname.clone().into(),
+            self.workdir.clone().into(),
+            self.join.len().to_string().into(),
+        ];
+        out.extend(
+            self.join
+                .iter()
+                .map(|p| p.clone().into_os_string().into_vec()),
+        );
+        out.push(self.candidates.len().to_string().into());
+        out.extend(self.candidates.iter().map(|c| c.clone().into_bytes()));
+        out.extend(self.argv.iter().map(|a| a.clone().into_bytes()));
+        out.into_iter()
+            .map(|s| CString::new(s).expect("validated: no NUL"))
+            .collect()
+    }
+
+    /// Reads what `to_argv` wrote (argv[0] included).
+    pub fn parse(args: Vec<OsString>) -> Option<InitArgs> {
+        let mut it = args
+            .into_iter()
+            .skip(1)
+            .map(|a| String::from_utf8(a.into_vec()).ok());
+        let mut next = || it.next().flatten();
+        if next()? != ARGS_VERSION {
+            return None;
+        }
+        let uid = next()?.parse().ok()?;
+        let gid = next()?.parse().ok()?;
+        let new_net = match next()?.as_str() {
+            "net" => true,
+            "host" => false,
+            _ => return None,
+        };
+        let hostname = next()?;
+        let workdir = next()?;
+        let joins: usize = next()?.parse().ok()?;
+        let join = (0..joins)
+            .map(|_| next().map(PathBuf::from))
+            .collect::<Option<Vec<_>>>()?;
+        let count: usize = next()?.parse().ok()?;
+        let candidates = (0..count).map(|_| next()).collect::<Option<Vec<_>>>()?;
+        let argv = it.collect::<Option<Vec<_>>>()?;
+        if argv.is_empty() || candidates.is_empty() {
+            return None;
+        }
+        Some(InitArgs {
+            uid,
+            gid,
+            new_net,
+            hostname,
+            workdir,
+            join,
+            candidates,
+            argv,
+        })
+    }
 }
 
 /// The signals the init forwards to the command.
@@ -141,63 +222,80 @@ const FORWARDED: [c_int; 8] = [
     libc::SIGCONT,
 ];
 
+extern "C" {
+    /// The process environment: jwd executed the init with the job's.
+    static environ: *const *const c_char;
+}
+
 extern "C" fn ignore_signal(_: c_int) {}
 
 fn errno() -> i32 {
-    // SAFETY: __errno_location returns this thread's errno slot; reading it
-    // is async-signal-safe.
-    unsafe { *libc::__errno_location() }
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-/// Writes one report record; errors are ignored (the server sees EOF).
-fn report(kind: u32, stage: u32, value: i32) {
+/// Writes one report record to `fd`; errors are ignored (jwd sees EOF).
+/// Async-signal-safe: the child of the clone calls it too.
+pub fn report_to(fd: c_int, kind: u32, stage: u32, value: i32) {
     let mut rec = [0u8; REPORT_LEN];
     rec[0..4].copy_from_slice(&kind.to_le_bytes());
     rec[4..8].copy_from_slice(&stage.to_le_bytes());
     rec[8..12].copy_from_slice(&value.to_le_bytes());
     // SAFETY: rec is a live stack buffer of REPORT_LEN bytes.
-    unsafe { libc::write(REPORT_FD, rec.as_ptr().cast(), REPORT_LEN) };
+    unsafe { libc::write(fd, rec.as_ptr().cast(), REPORT_LEN) };
+}
+
+fn report(kind: u32, stage: u32, value: i32) {
+    report_to(REPORT_FD, kind, stage, value);
+}
+
+/// Reports a set-up failure with `err` and exits.
+fn fail_with(stage: Stage, err: i32) -> ! {
+    report(REPORT_FAILED, stage as u32, err);
+    // SAFETY: _exit ends the process at once.
+    unsafe { libc::_exit(127) }
 }
 
 /// Reports a set-up failure with the current errno and exits.
 fn fail(stage: Stage) -> ! {
-    report(REPORT_FAILED, stage as u32, errno());
-    // SAFETY: _exit is async-signal-safe and ends the process at once.
-    unsafe { libc::_exit(127) }
+    fail_with(stage, errno())
 }
 
-fn check(rc: libc::c_long, stage: Stage) {
+fn check(rc: c_int, stage: Stage) {
     if rc < 0 {
         fail(stage);
     }
 }
 
-/// The init's entry point in the child of clone3.
-///
-/// # Safety
-/// Call only in a freshly cloned child process (never in the server), with
-/// `ctx` fully prepared and its fds open. Never returns.
-pub unsafe fn run(ctx: &InitContext) -> ! {
-    // SAFETY (whole function): only raw system calls on memory that `ctx`
-    // owns or on stack buffers; see the module comment.
-    unsafe {
-        setup_fds(ctx);
-        if ctx.go >= 0 {
-            let mut byte = 0u8;
-            loop {
-                let n = libc::read(GO_FD, (&raw mut byte).cast(), 1);
-                if n == 1 {
-                    break;
-                }
-                if n < 0 && errno() == libc::EINTR {
-                    continue;
-                }
-                // The server went away or gave up on this job.
-                libc::_exit(EXIT_ABANDONED);
-            }
-            libc::close(GO_FD);
+/// `jw-init`'s main.
+pub fn main() -> ! {
+    // SAFETY: getpid and fcntl(F_GETFD) only read process state.
+    let started_by_jwd =
+        unsafe { libc::getpid() == 1 && libc::fcntl(REPORT_FD, libc::F_GETFD) >= 0 };
+    if !started_by_jwd {
+        eprintln!("jw-init: jwd starts this program as the first process of each job; it is not meant to be run by hand");
+        std::process::exit(2);
+    }
+    // The report pipe stays with the init, not the command.
+    // SAFETY: fcntl on an fd this process owns.
+    unsafe { libc::fcntl(REPORT_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let Some(args) = InitArgs::parse(std::env::args_os().collect()) else {
+        fail_with(Stage::Args, libc::EINVAL)
+    };
+    for dir in &args.join {
+        // "0" is "the writing process" in both cgroup versions.
+        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), "0") {
+            fail_with(Stage::Join, e.raw_os_error().unwrap_or(libc::EIO));
         }
-
+    }
+    let command = Command::prepare(&args);
+    // SAFETY: a single-threaded process; everything below is system calls
+    // on memory this function owns.
+    unsafe {
+        let mut namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if args.new_net {
+            namespaces |= libc::CLONE_NEWNET;
+        }
+        check(libc::unshare(namespaces), Stage::Unshare);
         check(
             libc::mount(
                 std::ptr::null(),
@@ -205,7 +303,7 @@ pub unsafe fn run(ctx: &InitContext) -> ! {
                 std::ptr::null(),
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
-            ) as libc::c_long,
+            ),
             Stage::MountPrivate,
         );
         check(
@@ -215,14 +313,14 @@ pub unsafe fn run(ctx: &InitContext) -> ! {
                 c"proc".as_ptr(),
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 std::ptr::null(),
-            ) as libc::c_long,
+            ),
             Stage::MountProc,
         );
         check(
-            libc::sethostname(ctx.hostname.as_ptr(), ctx.hostname.as_bytes().len()) as libc::c_long,
+            libc::sethostname(args.hostname.as_ptr().cast(), args.hostname.len()),
             Stage::Hostname,
         );
-        if ctx.new_net {
+        if args.new_net {
             loopback_up();
         }
 
@@ -232,7 +330,7 @@ pub unsafe fn run(ctx: &InitContext) -> ! {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         check(
-            libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut()) as libc::c_long,
+            libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut()),
             Stage::Signals,
         );
         let mut action: libc::sigaction = std::mem::zeroed();
@@ -240,7 +338,7 @@ pub unsafe fn run(ctx: &InitContext) -> ! {
         libc::sigfillset(&mut action.sa_mask);
         for sig in FORWARDED {
             check(
-                libc::sigaction(sig, &action, std::ptr::null_mut()) as libc::c_long,
+                libc::sigaction(sig, &action, std::ptr::null_mut()),
                 Stage::Signals,
             );
         }
@@ -248,28 +346,24 @@ pub unsafe fn run(ctx: &InitContext) -> ! {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         check(
-            libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut()) as libc::c_long,
+            libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut()),
             Stage::Signals,
         );
 
         // A close-on-exec pipe: EOF means the command's execve succeeded.
         let mut exec_pipe = [0 as c_int; 2];
         check(
-            libc::pipe2(exec_pipe.as_mut_ptr(), libc::O_CLOEXEC) as libc::c_long,
+            libc::pipe2(exec_pipe.as_mut_ptr(), libc::O_CLOEXEC),
             Stage::Fork,
         );
-
-        // fork() as a raw clone: glibc's fork would take locks copied from
-        // the server's other threads.
-        let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
+        let pid = libc::fork();
         if pid < 0 {
             fail(Stage::Fork);
         }
         if pid == 0 {
             libc::close(exec_pipe[0]);
-            exec_command(ctx, exec_pipe[1]);
+            command.exec(exec_pipe[1]);
         }
-        let command = pid as libc::pid_t;
         libc::close(exec_pipe[1]);
 
         let mut failure = [0u8; 8];
@@ -285,58 +379,12 @@ pub unsafe fn run(ctx: &InitContext) -> ! {
             let stage = u32::from_le_bytes([failure[0], failure[1], failure[2], failure[3]]);
             let err = i32::from_le_bytes([failure[4], failure[5], failure[6], failure[7]]);
             let mut status = 0;
-            libc::waitpid(command, &mut status, 0);
+            libc::waitpid(pid, &mut status, 0);
             report(REPORT_FAILED, stage, err);
             libc::_exit(127);
         }
         report(REPORT_EXEC_OK, 0, 0);
-
-        supervise(command)
-    }
-}
-
-/// Moves the job's fds to 0..=4 and closes everything else the server had.
-unsafe fn setup_fds(ctx: &InitContext) {
-    // SAFETY: fcntl/dup2/close on fds; no memory is touched.
-    unsafe {
-        // First dup every source above the target range, so that moving one
-        // into place can never clobber another still to be moved.
-        let sources = [ctx.stdin, ctx.stdout, ctx.stderr, ctx.report, ctx.go];
-        let mut high = [-1 as c_int; 5];
-        for (i, &fd) in sources.iter().enumerate() {
-            if fd >= 0 {
-                high[i] = libc::fcntl(fd, libc::F_DUPFD, 10);
-                if high[i] < 0 {
-                    libc::_exit(EXIT_FDS);
-                }
-            }
-        }
-        for (target, &fd) in high.iter().enumerate() {
-            if fd >= 0 && libc::dup2(fd, target as c_int) < 0 {
-                libc::_exit(EXIT_FDS);
-            }
-        }
-        let first_closed = if ctx.go >= 0 { 5 } else { 4 };
-        if libc::syscall(
-            libc::SYS_close_range,
-            first_closed as libc::c_uint,
-            libc::c_uint::MAX,
-            0,
-        ) < 0
-        {
-            // Kernels before 5.9: close one by one up to the fd limit.
-            let mut lim: libc::rlimit = std::mem::zeroed();
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-            let max = lim.rlim_cur.min(1 << 20) as c_int;
-            for fd in first_closed..max {
-                libc::close(fd);
-            }
-        }
-        // The pipes to the server stay with the init, not the command.
-        libc::fcntl(REPORT_FD, libc::F_SETFD, libc::FD_CLOEXEC);
-        if ctx.go >= 0 {
-            libc::fcntl(GO_FD, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
+        supervise(pid)
     }
 }
 
@@ -364,82 +412,108 @@ unsafe fn loopback_up() {
     }
 }
 
-/// The command's side of the fork: drop privileges and exec. Never returns.
-unsafe fn exec_command(ctx: &InitContext, exec_pipe: c_int) -> ! {
-    fn fail_exec(exec_pipe: c_int, stage: Stage, err: i32) -> ! {
-        let mut rec = [0u8; 8];
-        rec[0..4].copy_from_slice(&(stage as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&err.to_le_bytes());
-        // SAFETY: rec is a live stack buffer; _exit ends the process.
-        unsafe {
-            libc::write(exec_pipe, rec.as_ptr().cast(), rec.len());
-            libc::_exit(127)
+/// The command, with every string prepared before the fork.
+struct Command {
+    uid: u32,
+    gid: u32,
+    workdir: CString,
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+}
+
+impl Command {
+    fn prepare(args: &InitArgs) -> Command {
+        let c = |s: &str| CString::new(s).expect("argv strings have no NUL");
+        let argv: Vec<CString> = args.argv.iter().map(|a| c(a)).collect();
+        let argv_ptrs = argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Command {
+            uid: args.uid,
+            gid: args.gid,
+            workdir: c(&args.workdir),
+            candidates: args.candidates.iter().map(|p| c(p)).collect(),
+            argv,
+            argv_ptrs,
         }
     }
-    // SAFETY: raw syscalls on ctx-owned memory, in a single-threaded child.
-    unsafe {
-        // Default dispositions and an empty mask: the server ignores SIGPIPE
-        // (Rust does) and the init blocked everything; neither is the job's.
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+
+    /// The command's side of the fork: drop privileges and exec. Never
+    /// returns; a failure goes to `exec_pipe` as (stage, errno).
+    unsafe fn exec(&self, exec_pipe: c_int) -> ! {
+        fn fail_exec(exec_pipe: c_int, stage: Stage, err: i32) -> ! {
+            let mut rec = [0u8; 8];
+            rec[0..4].copy_from_slice(&(stage as u32).to_le_bytes());
+            rec[4..8].copy_from_slice(&err.to_le_bytes());
+            // SAFETY: rec is a live stack buffer; _exit ends the process.
+            unsafe {
+                libc::write(exec_pipe, rec.as_ptr().cast(), rec.len());
+                libc::_exit(127)
             }
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-
-        if libc::setsid() < 0 {
-            fail_exec(exec_pipe, Stage::Session, errno());
-        }
-        // The server raised its own fd limit for many connections; a job
-        // starts with the conventional soft limit.
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur > 1024 {
-            lim.rlim_cur = 1024;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-        libc::umask(0o022);
-
-        // Raw syscalls: glibc's wrappers would try to change the credentials
-        // of threads that exist only in the server.
-        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0 {
-            fail_exec(exec_pipe, Stage::Groups, errno());
-        }
-        if libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid) < 0 {
-            fail_exec(exec_pipe, Stage::Gid, errno());
-        }
-        if libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid) < 0 {
-            fail_exec(exec_pipe, Stage::Uid, errno());
-        }
-        // chdir as the job user, so directory permissions apply to it.
-        if libc::chdir(ctx.workdir.as_ptr()) < 0 {
-            fail_exec(exec_pipe, Stage::Chdir, errno());
-        }
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-            fail_exec(exec_pipe, Stage::NoNewPrivs, errno());
-        }
-        // execvp's rules: try each candidate; remember EACCES; stop at an
-        // error other than "not there".
-        let mut err = libc::ENOENT;
-        for path in &ctx.candidates {
-            libc::execve(
-                path.as_ptr(),
-                ctx.argv_ptrs.as_ptr(),
-                ctx.envp_ptrs.as_ptr(),
-            );
-            match errno() {
-                libc::ENOENT | libc::ENOTDIR => {}
-                libc::EACCES => err = libc::EACCES,
-                other => {
-                    err = other;
-                    break;
+        debug_assert_eq!(self.argv.len() + 1, self.argv_ptrs.len());
+        // SAFETY: system calls on memory `self` owns, in the forked child.
+        unsafe {
+            // Default dispositions and an empty mask: jwd ignores SIGPIPE
+            // (Rust does) and the init blocked everything; neither is the job's.
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            for sig in 1..libc::SIGRTMAX() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
                 }
             }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+            if libc::setsid() < 0 {
+                fail_exec(exec_pipe, Stage::Session, errno());
+            }
+            // jwd raised its own fd limit for many connections; a job starts
+            // with the conventional soft limit.
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur > 1024 {
+                lim.rlim_cur = 1024;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            libc::umask(0o022);
+
+            if libc::setgroups(0, std::ptr::null()) < 0 {
+                fail_exec(exec_pipe, Stage::Groups, errno());
+            }
+            if libc::setresgid(self.gid, self.gid, self.gid) < 0 {
+                fail_exec(exec_pipe, Stage::Gid, errno());
+            }
+            if libc::setresuid(self.uid, self.uid, self.uid) < 0 {
+                fail_exec(exec_pipe, Stage::Uid, errno());
+            }
+            // chdir as the job user, so directory permissions apply to it.
+            if libc::chdir(self.workdir.as_ptr()) < 0 {
+                fail_exec(exec_pipe, Stage::Chdir, errno());
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+                fail_exec(exec_pipe, Stage::NoNewPrivs, errno());
+            }
+            // execvp's rules: try each candidate; remember EACCES; stop at
+            // an error other than "not there".
+            let mut err = libc::ENOENT;
+            for path in &self.candidates {
+                libc::execve(path.as_ptr(), self.argv_ptrs.as_ptr(), environ);
+                match errno() {
+                    libc::ENOENT | libc::ENOTDIR => {}
+                    libc::EACCES => err = libc::EACCES,
+                    other => {
+                        err = other;
+                        break;
+                    }
+                }
+            }
+            fail_exec(exec_pipe, Stage::Exec, err)
         }
-        fail_exec(exec_pipe, Stage::Exec, err)
     }
 }
 
@@ -480,5 +554,73 @@ unsafe fn supervise(command: libc::pid_t) -> ! {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> InitArgs {
+        InitArgs {
+            uid: 65534,
+            gid: 65533,
+            new_net: true,
+            hostname: "jw-0123abcd".into(),
+            workdir: "/tmp/a dir".into(),
+            join: vec![
+                "/sys/fs/cgroup/memory/x/1".into(),
+                "/sys/fs/cgroup/pids/x/1".into(),
+            ],
+            candidates: vec!["/usr/bin/sh".into(), "/bin/sh".into()],
+            argv: vec!["sh".into(), "-c".into(), "".into(), "--".into(), "3".into()],
+        }
+    }
+
+    fn os(argv: Vec<CString>) -> Vec<OsString> {
+        argv.into_iter()
+            .map(|c| OsString::from_vec(c.into_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn init_args_round_trip() {
+        let args = sample();
+        assert_eq!(InitArgs::parse(os(args.to_argv())), Some(args));
+        let host = InitArgs {
+            new_net: false,
+            join: vec![],
+            ..sample()
+        };
+        assert_eq!(InitArgs::parse(os(host.to_argv())), Some(host));
+    }
+
+    #[test]
+    fn init_args_reject_what_jwd_never_writes() {
+        let good = os(sample().to_argv());
+        // Another build's format.
+        let mut other = good.clone();
+        other[1] = "jw-init/0".into();
+        assert_eq!(InitArgs::parse(other), None);
+        // Every truncation that cuts into the fixed part or leaves no argv.
+        let fixed = 2 + 5 + 1 + 2 + 1 + 2;
+        for len in 0..=fixed {
+            assert_eq!(InitArgs::parse(good[..len].to_vec()), None, "len {len}");
+        }
+        let mut bad = good.clone();
+        bad[4] = "both".into();
+        assert_eq!(InitArgs::parse(bad), None);
+        let mut bad = good;
+        bad[2] = "-1".into();
+        assert_eq!(InitArgs::parse(bad), None);
+    }
+
+    #[test]
+    fn every_stage_has_a_number_and_words() {
+        for stage in Stage::ALL {
+            assert_eq!(Stage::from_u32(stage as u32), Some(stage));
+            assert!(!stage.describe().is_empty());
+        }
+        assert_eq!(Stage::from_u32(0), None);
     }
 }

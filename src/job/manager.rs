@@ -18,12 +18,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, LayoutKind};
-use super::init::{self, Stage};
+use super::init::{self, InitArgs, Stage};
 use super::output::{self, Output, OutputWriter};
 use super::record;
 use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::{JobSpec, SpecError, SpecPolicy};
-use crate::protocol::{JobId, JobInfo, JobState, OutputStream, StartRequest, Usage};
+use crate::protocol::{JobId, JobInfo, JobState, Network, OutputStream, StartRequest, Usage};
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -36,6 +36,9 @@ pub struct EngineConfig {
     pub allow_host_network: bool,
     /// Output cap per job, and the default.
     pub max_output_bytes: u64,
+    /// The job init program (`jwd --init`); `None`: `jw-init` beside the
+    /// running executable.
+    pub init_program: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +49,7 @@ impl Default for EngineConfig {
             job_user: "nobody".into(),
             allow_host_network: false,
             max_output_bytes: 1 << 30,
+            init_program: None,
         }
     }
 }
@@ -72,6 +76,11 @@ pub enum JobError {
     },
     #[error("job user {0:?} does not exist on this host (jwd --job-user)")]
     NoSuchUser(String),
+    #[error("cannot use the job init program {path}: {source} (install jw-init beside jwd, or give its path with jwd --init)")]
+    InitProgram {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobError {
@@ -162,8 +171,16 @@ struct Inner {
     gid: u32,
     jobs: Mutex<HashMap<JobId, Arc<Job>>>,
     next_seq: AtomicU64,
-    /// False once the kernel refused CLONE_INTO_CGROUP: clone, then place.
+    /// False once the kernel refused CLONE_INTO_CGROUP: clone, then the
+    /// init joins its cgroups itself.
     clone_into_cgroup: AtomicBool,
+    /// Clone with CLONE_VM | CLONE_VFORK (false: fork-style, for tests).
+    share_memory: AtomicBool,
+    /// The job init program, opened O_PATH once: a jw-init replaced on
+    /// disk later does not change what runs.
+    init_program: OwnedFd,
+    /// /dev/null, every job's stdin.
+    devnull: OwnedFd,
     /// How many jobs are supervised now.
     active: watch::Sender<usize>,
 }
@@ -190,6 +207,13 @@ impl Manager {
             .ok()
             .flatten()
             .ok_or_else(|| JobError::NoSuchUser(config.job_user.clone()))?;
+        let init_program = open_init_program(config.init_program.as_deref())?;
+        let devnull = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| io_err("cannot open /dev/null")(e.into()))?;
         let cgroups = Cgroups::detect(&config.cgroup)?;
         let stale = cgroups.cleanup_stale()?;
         tracing::info!(
@@ -217,6 +241,9 @@ impl Manager {
                 jobs: Mutex::new(jobs),
                 next_seq,
                 clone_into_cgroup: AtomicBool::new(true),
+                share_memory: AtomicBool::new(spawn::CAN_SHARE_MEMORY),
+                init_program,
+                devnull,
                 active: watch::Sender::new(0),
             }),
         })
@@ -235,6 +262,12 @@ impl Manager {
     /// CLONE_INTO_CGROUP (for tests of that path).
     pub fn force_placement_fallback(&self) {
         self.inner.clone_into_cgroup.store(false, Ordering::Release);
+    }
+
+    /// Forces fork-style clones, as on architectures without the CLONE_VM
+    /// trampoline (for tests of that path).
+    pub fn force_fork_clone(&self) {
+        self.inner.share_memory.store(false, Ordering::Release);
     }
 
     fn job_dir(&self, id: JobId) -> PathBuf {
@@ -301,59 +334,50 @@ impl Manager {
                 return Err(e.into());
             }
         };
+        let mut init_args = InitArgs {
+            uid: inner.uid,
+            gid: inner.gid,
+            new_net: spec.network == Network::None,
+            hostname,
+            workdir: spec.workdir.clone(),
+            join: Vec::new(),
+            candidates: spec.exec_candidates(),
+            argv: std::iter::once(spec.command.clone())
+                .chain(spec.args.iter().cloned())
+                .collect(),
+        };
         let began = Instant::now();
         let child = loop {
             let into = inner.clone_into_cgroup.load(Ordering::Acquire);
+            init_args.join = cgroup.join_dirs(into);
             let config = SpawnConfig {
-                spec: &spec,
-                hostname: &hostname,
-                uid: inner.uid,
-                gid: inner.gid,
+                init: inner.init_program.as_fd(),
+                args: &init_args,
+                env: &spec.env,
                 cgroup: into.then(|| leaf_fd.as_fd()),
-                wait_for_release: cgroup.needs_placement(into),
-                stdout: stdout_w
-                    .try_clone()
-                    .map_err(io_err("cannot duplicate an output pipe"))?,
-                stderr: stderr_w
-                    .try_clone()
-                    .map_err(io_err("cannot duplicate an output pipe"))?,
+                stdin: inner.devnull.as_fd(),
+                stdout: stdout_w.as_fd(),
+                stderr: stderr_w.as_fd(),
+                share_memory: inner.share_memory.load(Ordering::Acquire),
             };
             match spawn::spawn(config) {
-                Ok(child) => break Ok((child, into)),
+                Ok(child) => break Ok(child),
                 Err(SpawnError::IntoCgroupRefused(e)) => {
                     if inner.clone_into_cgroup.swap(false, Ordering::AcqRel) {
-                        tracing::warn!(error = %e, "the kernel refused CLONE_INTO_CGROUP; falling back to clone, then placing each job in its cgroups before exec");
+                        tracing::warn!(error = %e, "the kernel refused CLONE_INTO_CGROUP; falling back to clone, then each job's init joins its cgroups before it executes anything of the job");
                     }
                 }
                 Err(e) => break Err(e),
             }
         };
         drop((stdout_w, stderr_w, leaf_fd));
-        let (mut child, into) = match child {
+        let child = match child {
             Ok(c) => c,
             Err(e) => {
                 let _ = cgroup.remove();
                 return Err(e.into());
             }
         };
-        if cgroup.needs_placement(into) {
-            // The child blocks on its go pipe until it is in every cgroup.
-            let placed = cgroup
-                .place(child.pid, into)
-                .map_err(JobError::from)
-                .and_then(|()| {
-                    child
-                        .release()
-                        .map_err(io_err("cannot release the job's init"))
-                });
-            if let Err(e) = placed {
-                // Dropping the go pipe makes the init exit at once.
-                child.abandon();
-                let _ = reap(&Arc::new(child.pidfd)).await;
-                let _ = cgroup.remove();
-                return Err(e);
-            }
-        }
 
         let mut reports =
             ReportReader::new(child.report).map_err(io_err("cannot watch the job's init"))?;
@@ -640,6 +664,36 @@ fn new_job_id() -> Result<JobId, JobError> {
         }
     }
     Ok(JobId::from_random(bytes))
+}
+
+/// Opens the init program O_PATH after checking it is an executable file.
+fn open_init_program(configured: Option<&std::path::Path>) -> Result<OwnedFd, JobError> {
+    let path = match configured {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|source| JobError::InitProgram {
+                path: "jw-init".into(),
+                source,
+            })?
+            .with_file_name("jw-init"),
+    };
+    let fail = |source: std::io::Error| JobError::InitProgram {
+        path: path.clone(),
+        source,
+    };
+    let meta = std::fs::metadata(&path).map_err(fail)?;
+    if !meta.is_file() || nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not an executable file",
+        )));
+    }
+    rustix::fs::open(
+        &path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| fail(e.into()))
 }
 
 /// What the user sees when the command could not be executed.

@@ -3,7 +3,7 @@
 //! frames; usable as a library without the server.
 
 pub mod cgroup;
-mod init;
+pub mod init;
 pub mod manager;
 pub mod output;
 mod record;

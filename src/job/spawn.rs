@@ -1,19 +1,26 @@
-//! clone3 with CLONE_INTO_CGROUP | CLONE_PIDFD and new namespaces: the one
-//! place the server forks.
+//! clone3 with CLONE_INTO_CGROUP | CLONE_PIDFD | CLONE_NEWPID, then execute
+//! the job init (`jw-init`, see `init.rs`): the one place the server forks.
 //!
-//! The child starts as the job's PID 1 (see `init.rs`), already inside its
-//! cgroup, so not one instruction of the job runs outside its limits. The
-//! parent gets a pidfd (exit is observed through its readiness, with no
-//! SIGCHLD handler and no pid-reuse race) and the read end of a report pipe
-//! on which the init says whether the command was executed and how it ended.
+//! The child starts as the job's PID 1, already inside its cgroup, so not
+//! one instruction of the job runs outside its limits. The parent gets a
+//! pidfd (exit is observed through its readiness, with no SIGCHLD handler
+//! and no pid-reuse race) and the read end of a report pipe on which the
+//! init says whether the command was executed and how it ended.
+//!
+//! On x86_64 the clone shares jwd's memory (CLONE_VM | CLONE_VFORK, as
+//! posix_spawn does): the child runs a few system calls on a stack of its
+//! own, executes the init, and only then does the calling thread go on.
+//! A fork-style clone would copy the page tables of the whole server and
+//! leave every page copy-on-write, which the server would then pay for in
+//! faults and TLB shootdowns on each of its threads: that was a fifth of
+//! jwd's CPU per start. Other architectures take the fork-style path, which
+//! runs the same child code.
 
-use std::ffi::{c_int, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::init::{self, InitContext};
-use super::spec::JobSpec;
-use crate::protocol::Network;
+use super::init::{self, InitArgs, Stage};
 
 /// Bit 33 of clone3's u64 flags. (libc's constant is deprecated because it
 /// overflows its c_int type.)
@@ -38,20 +45,23 @@ struct CloneArgs {
 
 /// What to clone.
 pub struct SpawnConfig<'a> {
-    pub spec: &'a JobSpec,
-    /// The job's UTS hostname.
-    pub hostname: &'a str,
-    /// The job user and group.
-    pub uid: u32,
-    pub gid: u32,
+    /// The init program, opened O_PATH (executed with execveat, so a
+    /// replaced or deleted file on disk does not matter).
+    pub init: BorrowedFd<'a>,
+    /// The init's arguments: the command and how to set the job up.
+    pub args: &'a InitArgs,
+    /// The job's environment, `NAME=value` each.
+    pub env: &'a [String],
     /// The cgroup2 leaf to clone into; `None` clones into the server's own
-    /// cgroup and relies on placement before exec.
+    /// cgroup and relies on the init joining its cgroups (`args.join`).
     pub cgroup: Option<BorrowedFd<'a>>,
-    /// Whether the child waits for `Child::release` before doing anything.
-    pub wait_for_release: bool,
-    /// Write ends for the job's stdout and stderr.
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    /// The job's stdin (/dev/null) and the write ends of its output pipes.
+    pub stdin: BorrowedFd<'a>,
+    pub stdout: BorrowedFd<'a>,
+    pub stderr: BorrowedFd<'a>,
+    /// Share the server's memory until the exec (CLONE_VM | CLONE_VFORK);
+    /// false clones fork-style.
+    pub share_memory: bool,
 }
 
 /// A cloned job init.
@@ -62,32 +72,13 @@ pub struct Child {
     pub pidfd: OwnedFd,
     /// Read end of the init's report pipe.
     pub report: OwnedFd,
-    /// Write end of the go pipe, while the child waits on it.
-    go: Option<OwnedFd>,
-}
-
-impl Child {
-    /// Lets a child that waits for placement go on. Dropping the child's go
-    /// pipe without releasing makes it exit instead.
-    pub fn release(&mut self) -> io::Result<()> {
-        if let Some(go) = self.go.take() {
-            rustix::io::write(&go, b"g")?;
-        }
-        Ok(())
-    }
-
-    /// Gives up on a child that waits for release: closing the go pipe
-    /// makes its init exit without running anything.
-    pub fn abandon(&mut self) {
-        self.go = None;
-    }
 }
 
 /// Why a clone failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     /// The kernel does not accept CLONE_INTO_CGROUP here (older kernel,
-    /// threaded cgroup, ...): retry without it and place the child by pid.
+    /// threaded cgroup, ...): retry without it and let the init join.
     #[error("clone3 refused CLONE_INTO_CGROUP: {0}")]
     IntoCgroupRefused(io::Error),
     #[error("cannot clone the job: {0}")]
@@ -96,72 +87,57 @@ pub enum SpawnError {
     Prepare(io::Error),
 }
 
-fn cstring(s: &str) -> CString {
-    // JobSpec validation rejected NUL bytes in every string.
-    CString::new(s).expect("validated: no NUL")
+/// Whether this build can clone with CLONE_VM (it has the trampoline).
+pub const CAN_SHARE_MEMORY: bool = cfg!(target_arch = "x86_64");
+
+/// What the child needs between the clone and the exec, prepared (and
+/// allocated) before the clone: it may only make system calls.
+struct ChildSetup {
+    /// Become fds 0, 1, 2 and `init::REPORT_FD` (3), in that order.
+    fds: [c_int; 4],
+    /// The init program (O_PATH), moved to fd 4 with close-on-exec.
+    init: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| SpawnError::Prepare(e.into()))
+/// Where the init program sits while the child executes it.
+const INIT_FD: c_int = 4;
+
+fn null_terminated(v: &[CString]) -> Vec<*const c_char> {
+    v.iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// Clones the job's init.
 pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
-    let spec = config.spec;
-    let devnull = rustix::fs::open(
-        "/dev/null",
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| SpawnError::Prepare(e.into()))?;
-    let (report_read, report_write) = pipe()?;
-    let go = if config.wait_for_release {
-        Some(pipe()?)
-    } else {
-        None
-    };
-
-    let argv: Vec<CString> = std::iter::once(spec.command.as_str())
-        .chain(spec.args.iter().map(String::as_str))
-        .map(cstring)
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SpawnError::Prepare(e.into()))?;
+    let argv = config.args.to_argv();
+    let envp: Vec<CString> = config
+        .env
+        .iter()
+        .map(|e| CString::new(e.as_str()).expect("validated: no NUL"))
         .collect();
-    let envp: Vec<CString> = spec.env.iter().map(|e| cstring(e)).collect();
-    let null_terminated = |v: &[CString]| {
-        v.iter()
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect::<Vec<_>>()
-    };
-    let ctx = InitContext {
-        stdin: devnull.as_raw_fd(),
-        stdout: config.stdout.as_raw_fd(),
-        stderr: config.stderr.as_raw_fd(),
-        report: report_write.as_raw_fd(),
-        go: go.as_ref().map(|(r, _)| r.as_raw_fd()).unwrap_or(-1),
-        hostname: cstring(config.hostname),
-        new_net: spec.network == Network::None,
-        uid: config.uid,
-        gid: config.gid,
-        workdir: cstring(&spec.workdir),
-        candidates: spec.exec_candidates(),
-        argv_ptrs: null_terminated(&argv),
-        envp_ptrs: null_terminated(&envp),
-        _argv: argv,
-        _envp: envp,
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
+    let setup = ChildSetup {
+        fds: [
+            config.stdin.as_raw_fd(),
+            config.stdout.as_raw_fd(),
+            config.stderr.as_raw_fd(),
+            report_write.as_raw_fd(),
+        ],
+        init: config.init.as_raw_fd(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
     };
 
-    let mut flags = (libc::CLONE_PIDFD
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC) as u64;
-    if spec.network == Network::None {
-        flags |= libc::CLONE_NEWNET as u64;
-    }
     let mut pidfd: c_int = -1;
     let mut args = CloneArgs {
-        flags,
+        flags: (libc::CLONE_PIDFD | libc::CLONE_NEWPID) as u64,
         pidfd: (&raw mut pidfd) as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
@@ -170,25 +146,13 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cgroup.as_raw_fd() as u64;
     }
-
-    // SAFETY: clone3 with stack = 0 behaves like fork: the child gets a copy
-    // of this address space and returns 0 here on the same stack. The child
-    // branch calls only `init::run`, which never returns and uses nothing but
-    // system calls and the memory prepared above (see init.rs). `args`
-    // points to a live, correctly sized struct; `pidfd` outlives the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &raw mut args,
-            std::mem::size_of::<CloneArgs>(),
-        )
+    let ret = if config.share_memory && CAN_SHARE_MEMORY {
+        clone_vm(&mut args, &setup)
+    } else {
+        clone_fork(&mut args, &setup)
     };
-    if ret == 0 {
-        // SAFETY: we are the freshly cloned child; ctx is fully prepared.
-        unsafe { init::run(&ctx) }
-    }
     if ret < 0 {
-        let err = io::Error::last_os_error();
+        let err = io::Error::from_raw_os_error(-ret as i32);
         let refused = matches!(
             err.raw_os_error(),
             Some(libc::E2BIG) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
@@ -199,17 +163,182 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
             SpawnError::Clone(err)
         });
     }
-    // The child has its copies; the parent's ends for the child are closed
-    // when `devnull`, `report_write`, the go read end and the stdio write
-    // ends drop at the end of this function.
+    // The child has its copies (or has executed the init already); the
+    // parent's write end of the report pipe closes when it drops here.
+    drop(report_write);
     // SAFETY: clone3 with CLONE_PIDFD stored a new pidfd that we now own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     Ok(Child {
         pid: ret as i32,
         pidfd,
         report: report_read,
-        go: go.map(|(_, w)| w),
     })
+}
+
+/// Blocks every signal in the calling thread until dropped: a handler
+/// must never run in a child that shares the server's memory, and the init
+/// starts with everything blocked (it sets its own mask).
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        // SAFETY: sigset_t is plain data; pthread_sigmask only changes this
+        // thread's mask and stores the old one in `old`.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            SignalsBlocked(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+/// clone3 fork-style: the child gets a copy of the address space and runs
+/// `child_main` on the same stack. Returns the pid or -errno.
+fn clone_fork(args: &mut CloneArgs, setup: &ChildSetup) -> libc::c_long {
+    let _blocked = SignalsBlocked::new();
+    // SAFETY: clone3 with stack = 0 behaves like fork. The child branch
+    // calls only `child_main`, which never returns and makes nothing but
+    // system calls on `setup` (see there). `args` points to a live,
+    // correctly sized struct.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == 0 {
+        // SAFETY: we are the child; `setup` and what it points to are our
+        // copies, prepared before the clone.
+        unsafe { child_main((setup as *const ChildSetup).cast_mut().cast()) }
+    }
+    if ret < 0 {
+        return -(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL) as libc::c_long);
+    }
+    ret
+}
+
+/// clone3 with CLONE_VM | CLONE_VFORK: the child runs `child_main` on a
+/// stack of its own, in the server's memory, while this thread waits for
+/// its exec (or exit). Returns the pid or -errno.
+#[cfg(target_arch = "x86_64")]
+fn clone_vm(args: &mut CloneArgs, setup: &ChildSetup) -> libc::c_long {
+    /// The child's stack: it makes a handful of system calls, whose frames
+    /// need well under a page; 64 KiB leaves room for glibc's wrappers.
+    const STACK_WORDS: usize = 64 * 1024 / 16;
+    // u128 for the ABI's 16-byte stack alignment.
+    let mut stack = vec![0u128; STACK_WORDS];
+    args.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+    args.stack = stack.as_mut_ptr() as u64;
+    args.stack_size = (STACK_WORDS * 16) as u64;
+    let _blocked = SignalsBlocked::new();
+    let ret: libc::c_long;
+    // SAFETY: clone3 starts the child with rsp at stack + stack_size (16-
+    // byte aligned) and every register but rax, rcx and r11 as they were,
+    // so it finds `setup` in r12 and `child_main` in r13 and calls it; the
+    // call pushes the return address, leaving the alignment the ABI
+    // expects at a function's entry. `child_main` never returns (ud2
+    // guards the impossible). The parent takes the branch with rax != 0
+    // and sees no other register change. CLONE_VFORK keeps this thread
+    // (and so `stack`, `setup` and what they point to) where it is until
+    // the child has executed the init or exited. With every signal blocked,
+    // no handler can run on the child's side of the shared memory.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") setup as *const ChildSetup,
+            in("r13") child_main as unsafe extern "C" fn(*mut c_void) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    drop(stack);
+    ret
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn clone_vm(args: &mut CloneArgs, setup: &ChildSetup) -> libc::c_long {
+    clone_fork(args, setup)
+}
+
+/// The child between clone and exec: put the fds in place, execute the
+/// init, or report why not.
+///
+/// # Safety
+/// Only in the child of `clone_fork` or `clone_vm`, with `setup` pointing
+/// to a live `ChildSetup`. It may share the server's memory and must not
+/// touch it beyond reading `setup`: nothing here allocates, takes a lock
+/// or writes anything but this stack and the thread's errno (which the
+/// parent, waiting in clone3, does not read).
+unsafe extern "C" fn child_main(setup: *mut c_void) -> ! {
+    // SAFETY: see the function's contract; only system calls follow.
+    unsafe {
+        let setup = &*(setup as *const ChildSetup);
+        // First copy every source above the target range, so that moving
+        // one into place can never clobber another still to be moved.
+        let mut high = [-1 as c_int; 5];
+        for (i, &fd) in setup.fds.iter().chain([&setup.init]).enumerate() {
+            high[i] = libc::fcntl(fd, libc::F_DUPFD, 10);
+            if high[i] < 0 {
+                libc::_exit(init::EXIT_FDS);
+            }
+        }
+        for (target, &fd) in high[..4].iter().enumerate() {
+            if libc::dup2(fd, target as c_int) < 0 {
+                libc::_exit(init::EXIT_FDS);
+            }
+        }
+        if libc::dup3(high[4], INIT_FD, libc::O_CLOEXEC) < 0 {
+            libc::_exit(init::EXIT_FDS);
+        }
+        // Nothing else of the server's reaches the job.
+        if libc::syscall(libc::SYS_close_range, INIT_FD + 1, libc::c_uint::MAX, 0) < 0 {
+            // Kernels before 5.9: whatever is close-on-exec goes at the
+            // exec; close the rest one by one up to the fd limit.
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            for fd in INIT_FD + 1..lim.rlim_cur.min(1 << 20) as c_int {
+                libc::close(fd);
+            }
+        }
+        libc::syscall(
+            libc::SYS_execveat,
+            INIT_FD,
+            c"".as_ptr(),
+            setup.argv,
+            setup.envp,
+            libc::AT_EMPTY_PATH,
+        );
+        let err = *libc::__errno_location();
+        init::report_to(
+            init::REPORT_FD,
+            init::REPORT_FAILED,
+            Stage::Init as u32,
+            err,
+        );
+        libc::_exit(127)
+    }
 }
 
 /// The kernel's text for an errno.

@@ -4,8 +4,6 @@
 //! the field, so the rest of the engine can trust its input (no NUL bytes in
 //! strings bound for the kernel, limits the cgroup files will accept).
 
-use std::ffi::CString;
-
 use crate::protocol::{
     Limits, Network, StartRequest, MAX_ARGS, MAX_ARGV_ENV_BYTES, MAX_COMMAND_LEN, MAX_ENV,
 };
@@ -228,14 +226,13 @@ impl JobSpec {
 
     /// The paths to try `execve` on, in order: the command itself if it is a
     /// path, else each directory of the job's PATH joined with it.
-    pub fn exec_candidates(&self) -> Vec<CString> {
-        let to_c = |s: String| CString::new(s).expect("validated: no NUL");
+    pub fn exec_candidates(&self) -> Vec<String> {
         if self.command.starts_with('/') {
-            vec![to_c(self.command.clone())]
+            vec![self.command.clone()]
         } else {
             JOB_PATH
                 .split(':')
-                .map(|dir| to_c(format!("{dir}/{}", self.command)))
+                .map(|dir| format!("{dir}/{}", self.command))
                 .collect()
         }
     }
@@ -277,10 +274,7 @@ mod tests {
         assert_eq!(spec.output_cap, 1 << 30);
         assert!(spec.env.contains(&format!("PATH={JOB_PATH}")));
         assert_eq!(spec.exec_candidates().len(), JOB_PATH.split(':').count());
-        assert_eq!(
-            spec.exec_candidates()[0].to_str().unwrap(),
-            "/usr/local/sbin/echo"
-        );
+        assert_eq!(spec.exec_candidates()[0], "/usr/local/sbin/echo");
     }
 
     #[test]

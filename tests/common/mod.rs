@@ -74,6 +74,7 @@ pub fn engine_with(name: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Option<
             name: format!("jwtest-{name}-{}", std::process::id()),
             ..CgroupConfig::default()
         },
+        init_program: Some(env!("CARGO_BIN_EXE_jw-init").into()),
         ..EngineConfig::default()
     };
     tweak(&mut config);

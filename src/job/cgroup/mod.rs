@@ -231,22 +231,19 @@ impl JobCgroup {
         .map_err(|e| CgroupError::io("open", &self.leaf, e.into()))
     }
 
-    /// Whether the child must be placed by pid before it may execve: always
-    /// in the hybrid layout (v1 has no CLONE_INTO_CGROUP), and in any layout
+    /// The cgroups the job's init must join itself, by writing to their
+    /// `cgroup.procs` before it runs anything of the job: the v1 ones in
+    /// the hybrid layout (v1 has no CLONE_INTO_CGROUP), and the leaf too
     /// when the kernel refused CLONE_INTO_CGROUP (`into_leaf = false`).
-    pub fn needs_placement(&self, into_leaf: bool) -> bool {
-        self.v1.is_some() || !into_leaf
-    }
-
-    /// Moves `pid` into every cgroup of the job that it is not in yet.
-    pub fn place(&self, pid: i32, into_leaf: bool) -> Result<(), CgroupError> {
+    pub fn join_dirs(&self, into_leaf: bool) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
         if !into_leaf {
-            fs::write(&self.leaf.join("cgroup.procs"), &pid.to_string())?;
+            dirs.push(self.leaf.clone());
         }
         if let Some(v1) = &self.v1 {
-            v1.place(pid)?;
+            dirs.extend(v1.dirs().into_iter().map(Path::to_path_buf));
         }
-        Ok(())
+        dirs
     }
 
     /// Kills every process in the job at once (cgroup.kill, Linux 5.14+).

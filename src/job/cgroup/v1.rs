@@ -19,7 +19,7 @@ pub struct V1Job {
 }
 
 impl V1Job {
-    fn dirs(&self) -> [&Path; 4] {
+    pub fn dirs(&self) -> [&Path; 4] {
         [&self.cpu, &self.memory, &self.blkio, &self.pids]
     }
 
@@ -73,14 +73,6 @@ impl V1Job {
             fs::write(&self.pids.join("pids.max"), &pids.to_string())?;
         }
         Ok(())
-    }
-
-    /// Moves `pid` into each controller's cgroup.
-    pub fn place(&self, pid: i32) -> Result<(), CgroupError> {
-        let pid = pid.to_string();
-        self.dirs()
-            .iter()
-            .try_for_each(|d| fs::write(&d.join("cgroup.procs"), &pid))
     }
 
     /// Memory, I/O and pids figures.
