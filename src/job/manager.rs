@@ -140,12 +140,6 @@ impl Job {
         self.info.subscribe()
     }
 
-    /// `persist` on the blocking pool: the record is fsync'd, which must not
-    /// stall the runtime thread (and every connection on it).
-    async fn persist_off_thread(self: Arc<Self>) {
-        let _ = tokio::task::spawn_blocking(move || self.persist()).await;
-    }
-
     /// Persists the current status; failures are logged, not fatal: the
     /// job goes on and the in-memory status stays right.
     fn persist(&self) {
@@ -430,7 +424,7 @@ impl Manager {
             output,
             dir: dir.to_path_buf(),
         });
-        job.clone().persist_off_thread().await;
+        job.persist();
         inner
             .jobs
             .lock()
@@ -855,16 +849,25 @@ async fn supervise(
             Err(e) => tracing::warn!(job = %job.id, error = %e, "output capture task failed"),
         }
     }
-    let _ = tokio::task::spawn_blocking(move || writer.close()).await;
+    writer.close();
     let usage = Usage {
         pids_current: 0,
         ..cgroup.usage()
     };
     let oom_killed = cgroup.oom_killed();
     *job.control.lock().expect("control lock") = None;
-    let cg = cgroup.clone();
-    let removed = tokio::task::spawn_blocking(move || cg.remove()).await;
-    if let Ok(Err(e)) | Err(e) = removed.map_err(|e| CgroupError::Unsupported(e.to_string())) {
+    // Usually the cgroups go at once; a busy one is waited for on the
+    // blocking pool, never on the runtime thread.
+    let removed = match cgroup.remove_now() {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => {
+            let cg = cgroup.clone();
+            tokio::task::spawn_blocking(move || cg.remove())
+                .await
+                .unwrap_or_else(|e| Err(CgroupError::Unsupported(e.to_string())))
+        }
+    };
+    if let Err(e) = removed {
         tracing::warn!(job = %job.id, error = %e, "cannot remove the job's cgroups");
     }
 
@@ -899,14 +902,10 @@ async fn supervise(
             }
         }
     }
-    let dir = job.dir.clone();
-    let record = info.clone();
-    match tokio::task::spawn_blocking(move || record::write(&dir, &record)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(job = %job.id, error = %e, "cannot write the job's final status record")
-        }
-        Err(e) => tracing::warn!(job = %job.id, error = %e, "the status record task failed"),
+    // A small file and a rename, with no fsync: cheaper inline than a
+    // thread hop.
+    if let Err(e) = record::write(&job.dir, &info) {
+        tracing::warn!(job = %job.id, error = %e, "cannot write the job's final status record")
     }
     // `stopped` may have been set by a Stop while the record was written.
     job.info.send_modify(|current| {

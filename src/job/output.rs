@@ -59,6 +59,14 @@ fn stream_of(i: usize) -> OutputStream {
     }
 }
 
+/// Creates an output file of a new job.
+fn create(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
 /// The path of one output file in a job directory.
 pub fn output_path(job_dir: &Path, which: OutputStream) -> PathBuf {
     job_dir.join(match which {
@@ -106,16 +114,14 @@ impl Output {
         &self.dir
     }
 
-    /// Creates empty output files for a new job, and the writer for them.
+    /// The file of one stream (it exists once the stream has a byte).
+    pub fn path(&self, which: OutputStream) -> PathBuf {
+        output_path(&self.dir, which)
+    }
+
+    /// The output of a new job, and its writer. No file exists until the
+    /// job writes to it: a quiet job costs no files and no descriptors.
     pub fn create(dir: &Path, cap: u64) -> std::io::Result<(Arc<Output>, Arc<OutputWriter>)> {
-        let open = |name: &str| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(dir.join(name))
-        };
-        let files = [open(STDOUT_FILE)?, open(STDERR_FILE)?];
-        let index = open(INDEX_FILE)?;
         let output = Arc::new(Output {
             dir: dir.to_path_buf(),
             progress: watch::Sender::new(Progress::default()),
@@ -124,8 +130,8 @@ impl Output {
             output: output.clone(),
             cap,
             state: Mutex::new(WriterState {
-                files,
-                index,
+                files: [None, None],
+                index: None,
                 last: None,
                 disk_failed: false,
             }),
@@ -195,22 +201,12 @@ impl Output {
         stderr: Option<u64>,
         follow: bool,
     ) -> std::io::Result<OutputReader> {
-        let open = |which: OutputStream| File::open(output_path(&self.dir, which));
-        let files = [
-            stdout.map(|_| open(OutputStream::Stdout)).transpose()?,
-            stderr.map(|_| open(OutputStream::Stderr)).transpose()?,
-        ];
-        let both = stdout.is_some() && stderr.is_some();
-        let index = if both {
-            Some(File::open(self.dir.join(INDEX_FILE))?)
-        } else {
-            None
-        };
         let rx = self.progress.subscribe();
         let limit = (!follow).then(|| *rx.borrow());
         Ok(OutputReader {
-            files,
-            index,
+            dir: self.dir.clone(),
+            files: [None, None],
+            index: None,
             want: [stdout, stderr],
             rx,
             limit,
@@ -220,8 +216,9 @@ impl Output {
 }
 
 struct WriterState {
-    files: [File; 2],
-    index: File,
+    /// Opened (created) at the first byte of each.
+    files: [Option<File>; 2],
+    index: Option<File>,
     /// The last index record: (its stream, its offset in the index, its run).
     last: Option<(usize, u64, u64)>,
     disk_failed: bool,
@@ -248,7 +245,12 @@ impl OutputWriter {
             room.min(bytes.len() as u64) as usize
         };
         if keep > 0 {
-            if let Err(e) = state.files[s].write_all_at(&bytes[..keep], p.lens[s]) {
+            let file = match &state.files[s] {
+                Some(f) => Ok(f),
+                None => create(&output_path(&self.output.dir, which))
+                    .map(|f| &*state.files[s].insert(f)),
+            };
+            if let Err(e) = file.and_then(|f| f.write_all_at(&bytes[..keep], p.lens[s])) {
                 // A partial write leaves bytes past the committed length;
                 // they are overwritten or ignored, never read.
                 self.disk_failure(&mut state, &e);
@@ -257,7 +259,9 @@ impl OutputWriter {
         }
         let mut index_len = p.index_len;
         if keep > 0 {
-            if let Err(e) = Self::index_run(&mut state, s, keep as u64, &mut index_len) {
+            if let Err(e) =
+                Self::index_run(&self.output.dir, &mut state, s, keep as u64, &mut index_len)
+            {
                 self.disk_failure(&mut state, &e);
                 keep = 0;
             }
@@ -272,21 +276,26 @@ impl OutputWriter {
 
     /// Records a run of `len` bytes of stream `s` in the index.
     fn index_run(
+        dir: &Path,
         state: &mut WriterState,
         s: usize,
         len: u64,
         index_len: &mut u64,
     ) -> std::io::Result<()> {
         let bit = if s == 1 { STDERR_BIT } else { 0 };
+        let index = match &state.index {
+            Some(f) => f,
+            None => state.index.insert(create(&dir.join(INDEX_FILE))?),
+        };
         match state.last {
             Some((ls, at, run)) if ls == s && run + len <= MAX_RUN => {
                 let rec = (run + len) as u32 | bit;
-                state.index.write_all_at(&rec.to_le_bytes(), at)?;
+                index.write_all_at(&rec.to_le_bytes(), at)?;
                 state.last = Some((s, at, run + len));
             }
             _ => {
                 let rec = len as u32 | bit;
-                state.index.write_all_at(&rec.to_le_bytes(), *index_len)?;
+                index.write_all_at(&rec.to_le_bytes(), *index_len)?;
                 state.last = Some((s, *index_len, len));
                 *index_len += RECORD;
             }
@@ -302,14 +311,9 @@ impl OutputWriter {
     }
 
     /// No more bytes will come: wakes every follower for the last time.
+    /// (No fsync: see `record.rs` for what survives what.)
     pub fn close(&self) {
-        let state = self.state.lock().expect("output writer lock");
-        // Best effort: the data is in the page cache either way; syncing
-        // here makes it survive a host crash after the job's end.
-        for f in &state.files {
-            let _ = f.sync_data();
-        }
-        let _ = state.index.sync_data();
+        let _state = self.state.lock().expect("output writer lock");
         self.output.progress.send_modify(|p| p.closed = true);
     }
 }
@@ -375,8 +379,11 @@ struct IndexCursor {
     base: [u64; 2],
 }
 
-/// One reader of a job's output.
+/// One reader of a job's output. Its files are opened when it first has
+/// something to read from them, and closed by `release` (an idle follower
+/// should not hold descriptors).
 pub struct OutputReader {
+    dir: PathBuf,
     files: [Option<File>; 2],
     index: Option<File>,
     /// Next offset per selected stream.
@@ -430,16 +437,28 @@ impl OutputReader {
         }
     }
 
-    /// The open file of a selected stream, for the caller's own reads.
-    pub fn file(&self, which: OutputStream) -> Option<&File> {
-        self.files[index_of(which)].as_ref()
+    /// The file of a selected stream, opened if it is not yet. Call it for
+    /// a stream a span came from: the file exists from its first byte on.
+    pub fn file(&mut self, which: OutputStream) -> std::io::Result<&File> {
+        let s = index_of(which);
+        if self.want[s].is_none() {
+            return Err(std::io::Error::other("stream not selected"));
+        }
+        match &mut self.files[s] {
+            Some(f) => Ok(f),
+            slot => Ok(slot.insert(File::open(output_path(&self.dir, which))?)),
+        }
+    }
+
+    /// Closes the reader's files; they are opened again when needed.
+    pub fn release(&mut self) {
+        self.files = [None, None];
+        self.index = None;
     }
 
     /// Reads a span into `buf` (cleared first) with `pread`.
-    pub fn read_span(&self, span: &Span, buf: &mut Vec<u8>) -> std::io::Result<()> {
-        let file = self
-            .file(span.stream)
-            .ok_or_else(|| std::io::Error::other("stream not selected"))?;
+    pub fn read_span(&mut self, span: &Span, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let file = self.file(span.stream)?;
         buf.clear();
         buf.resize(span.len as usize, 0);
         file.read_exact_at(buf, span.offset)
@@ -476,12 +495,15 @@ impl OutputReader {
     /// Walks the index in capture order, skipping what lies before the
     /// requested offsets.
     fn try_span_both(&mut self, p: &Progress, max: u64) -> std::io::Result<Option<Span>> {
-        let index = self.index.as_ref().expect("both streams have an index");
         let mut batch = [0u8; 4096];
         loop {
             if self.cursor.at >= p.index_len {
                 return Ok(None);
             }
+            let index = match &self.index {
+                Some(f) => f,
+                None => self.index.insert(File::open(self.dir.join(INDEX_FILE))?),
+            };
             let n = ((p.index_len - self.cursor.at) as usize).min(batch.len());
             index.read_exact_at(&mut batch[..n], self.cursor.at)?;
             for rec in batch[..n].chunks_exact(RECORD as usize) {
@@ -617,6 +639,34 @@ mod tests {
     }
 
     #[test]
+    fn files_exist_from_the_first_byte_and_readers_reopen_after_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut reader = output.reader(Some(0), Some(0), true).unwrap();
+        writer.append(OutputStream::Stderr, b"e");
+        assert!(dir.path().join(STDERR_FILE).exists());
+        assert!(dir.path().join(INDEX_FILE).exists());
+        assert!(!dir.path().join(STDOUT_FILE).exists());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut next = |reader: &mut OutputReader| {
+            let span = rt.block_on(reader.next_span(16)).unwrap().unwrap();
+            let mut buf = Vec::new();
+            reader.read_span(&span, &mut buf).unwrap();
+            (span.stream, buf)
+        };
+        assert_eq!(next(&mut reader), (OutputStream::Stderr, b"e".to_vec()));
+        reader.release();
+        writer.append(OutputStream::Stdout, b"o");
+        assert_eq!(next(&mut reader), (OutputStream::Stdout, b"o".to_vec()));
+        assert!(reader.file(OutputStream::Stdout).is_ok());
+        let mut only_out = output.reader(Some(0), None, false).unwrap();
+        assert!(only_out.file(OutputStream::Stderr).is_err(), "not selected");
+    }
+
+    #[test]
     fn non_follow_reader_stops_at_its_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
@@ -635,6 +685,7 @@ mod tests {
         // As if the server died between a data write and its index write.
         let f = std::fs::OpenOptions::new()
             .append(true)
+            .create(true)
             .open(dir.path().join(STDERR_FILE))
             .unwrap();
         f.write_all_at(b"tail", 0).unwrap();

@@ -1,7 +1,14 @@
-//! The durable status record of a job: `status` in its directory, written
-//! atomically (temp file, fsync, rename, fsync of the directory) when the
-//! job starts and when it ends, so a crash leaves either the old or the new
-//! record, never a torn one.
+//! The status record of a job: `status` in its directory, replaced
+//! atomically (temp file, rename) when the job starts and when it ends, so
+//! a crash of jwd leaves either the old or the new record, never a torn one.
+//!
+//! Not fsynced, like the output files: what survives is what the page cache
+//! holds, which is everything across a crash or restart of jwd; a crash of
+//! the host loses the changes the kernel had not written back yet (its
+//! dirty-expire interval, 30 s by default), and a job whose record did not
+//! reach the disk is not listed afterwards. Seven fsyncs per job (record at
+//! start and end, three output files) were a quarter of jwd's CPU per job
+//! and the ceiling on jobs per second; no other job runner pays them.
 
 use std::io::Write;
 use std::path::Path;
@@ -27,12 +34,8 @@ pub fn write(dir: &Path, info: &JobInfo) -> std::io::Result<()> {
     })
     .map_err(std::io::Error::other)?;
     let tmp = dir.join(".status.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join(STATUS_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::File::create(&tmp)?.write_all(&bytes)?;
+    std::fs::rename(&tmp, dir.join(STATUS_FILE))
 }
 
 /// Reads a job's status record.

@@ -16,6 +16,8 @@ use crate::protocol::{
 
 /// Largest `Output` chunk the server sends: four TLS records.
 const CHUNK: u64 = 64 * 1024;
+/// How long a follower waits for more output before it closes its files.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Longest grace period a Stop may ask for.
 const MAX_GRACE_MS: u32 = 3_600_000;
 
@@ -241,22 +243,11 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             ))
         }
     };
-    // io_uring handles for the selected files, shared with the reader.
-    let uring = |which: OutputStream| {
-        reader
-            .file(which)
-            .map(|f| f.try_clone().map(tokio_uring::fs::File::from_std))
-            .transpose()
-    };
-    let files = match (uring(OutputStream::Stdout), uring(OutputStream::Stderr)) {
-        (Ok(o), Ok(e)) => [o, e],
-        (Err(e), _) | (_, Err(e)) => {
-            return Outcome::Failed(ErrorInfo::new(
-                ErrorCode::INTERNAL,
-                format!("cannot open the job's output: {e}"),
-            ))
-        }
-    };
+    // io_uring handles for the streams, opened when there is something to
+    // read and closed once the reader has waited IDLE_RELEASE for more: a
+    // follower of a quiet job holds no descriptor.
+    let mut files: [Option<tokio_uring::fs::File>; 2] = [None, None];
+    let mut released = true;
     loop {
         if reader.is_done() {
             break;
@@ -274,9 +265,22 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             }
             continue;
         }
-        let span = tokio::select! {
-            span = reader.next_span(credit.min(CHUNK)) => span,
+        let max = credit.min(CHUNK);
+        let next = tokio::select! {
+            next = async {
+                if released {
+                    Ok(reader.next_span(max).await)
+                } else {
+                    tokio::time::timeout(IDLE_RELEASE, reader.next_span(max)).await
+                }
+            } => next,
             _ = stream.cancelled() => return Outcome::Cancelled,
+        };
+        let Ok(span) = next else {
+            files = [None, None];
+            reader.release();
+            released = true;
+            continue;
         };
         let span = match span {
             Ok(Some(span)) => span,
@@ -288,11 +292,26 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
                 ))
             }
         };
-        let file = match span.stream {
-            OutputStream::Stdout => files[0].as_ref(),
-            OutputStream::Stderr => files[1].as_ref(),
-        }
-        .expect("spans come only from selected streams");
+        released = false;
+        let slot = &mut files[match span.stream {
+            OutputStream::Stdout => 0,
+            OutputStream::Stderr => 1,
+        }];
+        let file = match slot {
+            Some(f) => f,
+            None => {
+                let path = job.output().path(span.stream);
+                match tokio_uring::fs::File::open(&path).await {
+                    Ok(f) => slot.insert(f),
+                    Err(e) => {
+                        return Outcome::Failed(ErrorInfo::new(
+                            ErrorCode::INTERNAL,
+                            format!("cannot open the job's output {}: {e}", path.display()),
+                        ))
+                    }
+                }
+            }
+        };
         // The frame header first, then the file's bytes read straight into
         // the frame: no intermediate buffer.
         let mut frame = Vec::with_capacity(span.len as usize + 32);

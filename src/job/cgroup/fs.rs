@@ -62,6 +62,17 @@ pub fn rmdir(path: &Path) -> Result<(), CgroupError> {
     }
 }
 
+/// Removes an empty cgroup directory without waiting: `Ok(false)` when the
+/// kernel answers EBUSY (still tearing the last task down; `rmdir` waits).
+pub fn rmdir_now(path: &Path) -> Result<bool, CgroupError> {
+    match std::fs::remove_dir(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+        Err(e) => Err(CgroupError::io("remove", path, e)),
+    }
+}
+
 /// The pids listed in a cgroup.procs file (empty if the cgroup is gone).
 pub fn procs(dir: &Path) -> Vec<i32> {
     read_optional(&dir.join("cgroup.procs"))

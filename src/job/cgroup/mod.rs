@@ -301,6 +301,22 @@ impl JobCgroup {
         }
     }
 
+    /// Removes the job's cgroups if that needs no waiting: `Ok(false)` if
+    /// one is still busy or populated (then call `remove`, off the async
+    /// runtime). Call after the job has ended and its figures were read.
+    pub fn remove_now(&self) -> Result<bool, CgroupError> {
+        if self.populated() {
+            return Ok(false);
+        }
+        let leaf = fs::rmdir_now(&self.leaf)?;
+        let v1 = self
+            .v1
+            .as_ref()
+            .map(v1::V1Job::remove_now)
+            .unwrap_or(Ok(true))?;
+        Ok(leaf && v1)
+    }
+
     /// Removes all of the job's cgroups. Call after the job has ended and
     /// its figures were read.
     pub fn remove(&self) -> Result<(), CgroupError> {

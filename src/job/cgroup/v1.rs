@@ -121,6 +121,17 @@ impl V1Job {
     }
 }
 
+impl V1Job {
+    /// `remove` without waiting: `Ok(false)` if a directory is still busy.
+    pub fn remove_now(&self) -> Result<bool, CgroupError> {
+        let mut all = true;
+        for dir in self.dirs() {
+            all &= fs::rmdir_now(dir)?;
+        }
+        Ok(all)
+    }
+}
+
 /// SIGKILLs every process listed in a jw-created v1 cgroup.
 pub fn kill_procs(dir: &Path) {
     for pid in fs::procs(dir) {
