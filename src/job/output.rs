@@ -651,7 +651,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let mut next = |reader: &mut OutputReader| {
+        let next = |reader: &mut OutputReader| {
             let span = rt.block_on(reader.next_span(16)).unwrap().unwrap();
             let mut buf = Vec::new();
             reader.read_span(&span, &mut buf).unwrap();
