@@ -9,7 +9,7 @@
 //! for by the job's own process, inside the job's cgroup.
 //!
 //! What it does, in order (like runc init and tini, in one small program):
-//! 1. find its stdio on fds 0, 1, 2 and the report pipe to jwd on 3;
+//! 1. find /dev/null on fds 0, 1, 2 and its channel to jwd on 3;
 //! 2. join the job's cgroups that CLONE_INTO_CGROUP could not put it in
 //!    (the v1 controllers of the hybrid layout);
 //! 3. create its mount, UTS, IPC and (unless host networking) network
@@ -17,10 +17,17 @@
 //!    hostname, bring `lo` up;
 //! 4. fork the command, which drops to the job user, sets no_new_privs and
 //!    execs; an exec failure comes back over a close-on-exec pipe;
-//! 5. report "exec ok" or the exact error to jwd, then forward
-//!    SIGTERM/SIGINT/... to the command, reap every orphan, and exit with the
-//!    command's status once it has ended (the kernel then kills whatever is
-//!    left in the PID namespace).
+//! 5. report "exec ok" or the exact error to jwd, then relay the command's
+//!    stdout and stderr (two pipes that end here) to jwd as messages on the
+//!    channel, forward SIGTERM/SIGINT/... to the command, reap every orphan,
+//!    and once the command has ended, relay what is left in the pipes,
+//!    report its status and exit (the kernel then kills whatever is left in
+//!    the PID namespace). If jwd goes away, the job ends with it.
+//!
+//! Relaying through the init, rather than handing jwd the pipes, keeps jwd
+//! at one descriptor per running job (the channel), which is what lets one
+//! jwd run 12,000 jobs under a 20,000 descriptor limit; the copy is paid
+//! by the job's own init, in the job's cgroup.
 //!
 //! Its arguments come from `InitArgs::to_argv`, its environment is the
 //! job's, and it is a fresh single-threaded process: ordinary code is safe
@@ -30,15 +37,27 @@ use std::ffi::{c_char, c_int, CString, OsString};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-/// The report pipe to jwd, in the init.
-pub const REPORT_FD: c_int = 3;
+/// The channel to jwd, in the init: one end of a SOCK_SEQPACKET socket
+/// pair, so every message arrives whole and alone. It is the only
+/// descriptor jwd holds for a running job.
+pub const CHANNEL_FD: c_int = 3;
 
-/// Report records the init writes to the server: three little-endian u32s
-/// (kind, stage, value), 12 bytes, written in one `write` (atomic on a pipe).
+/// Messages from the init to jwd start with a little-endian u32 kind.
+/// Reports are 12 bytes: kind, stage (u32), value (i32).
 pub const REPORT_LEN: usize = 12;
 pub const REPORT_EXEC_OK: u32 = 1;
 pub const REPORT_FAILED: u32 = 2;
 pub const REPORT_EXITED: u32 = 3;
+/// Output: the kind, then 1..=OUTPUT_CHUNK bytes the command wrote.
+pub const MSG_STDOUT: u32 = 4;
+pub const MSG_STDERR: u32 = 5;
+pub const OUTPUT_CHUNK: usize = 64 * 1024;
+/// The largest message jwd has to receive.
+pub const MAX_MESSAGE: usize = 4 + OUTPUT_CHUNK;
+/// From jwd to the init: kind, then the signal (i32) to forward to the
+/// command.
+pub const CONTROL_SIGNAL: u32 = 1;
+pub const CONTROL_LEN: usize = 8;
 /// The exit code of the clone's child when it cannot set up its fds (and
 /// so cannot report).
 pub const EXIT_FDS: i32 = 125;
@@ -68,10 +87,11 @@ pub enum Stage {
     Uid = 16,
     NoNewPrivs = 17,
     Exec = 18,
+    Pipes = 19,
 }
 
 impl Stage {
-    const ALL: [Stage; 18] = [
+    const ALL: [Stage; 19] = [
         Stage::Fds,
         Stage::Init,
         Stage::Args,
@@ -90,6 +110,7 @@ impl Stage {
         Stage::Uid,
         Stage::NoNewPrivs,
         Stage::Exec,
+        Stage::Pipes,
     ];
 
     pub fn from_u32(n: u32) -> Option<Stage> {
@@ -119,6 +140,7 @@ impl Stage {
             Stage::Uid => "switch to the job user",
             Stage::NoNewPrivs => "set no_new_privs",
             Stage::Exec => "execute the command",
+            Stage::Pipes => "create the job's output pipes",
         }
     }
 }
@@ -245,7 +267,7 @@ pub fn report_to(fd: c_int, kind: u32, stage: u32, value: i32) {
 }
 
 fn report(kind: u32, stage: u32, value: i32) {
-    report_to(REPORT_FD, kind, stage, value);
+    report_to(CHANNEL_FD, kind, stage, value);
 }
 
 /// Reports a set-up failure with `err` and exits.
@@ -270,14 +292,14 @@ fn check(rc: c_int, stage: Stage) {
 pub fn main() -> ! {
     // SAFETY: getpid and fcntl(F_GETFD) only read process state.
     let started_by_jwd =
-        unsafe { libc::getpid() == 1 && libc::fcntl(REPORT_FD, libc::F_GETFD) >= 0 };
+        unsafe { libc::getpid() == 1 && libc::fcntl(CHANNEL_FD, libc::F_GETFD) >= 0 };
     if !started_by_jwd {
         eprintln!("jw-init: jwd starts this program as the first process of each job; it is not meant to be run by hand");
         std::process::exit(2);
     }
-    // The report pipe stays with the init, not the command.
+    // The channel stays with the init, not the command.
     // SAFETY: fcntl on an fd this process owns.
-    unsafe { libc::fcntl(REPORT_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    unsafe { libc::fcntl(CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
     let Some(args) = InitArgs::parse(std::env::args_os().collect()) else {
         fail_with(Stage::Args, libc::EINVAL)
     };
@@ -324,9 +346,10 @@ pub fn main() -> ! {
             loopback_up();
         }
 
-        // Block everything; forwarded signals get a no-op handler because
-        // the kernel drops signals with a default disposition that are sent
-        // to a PID namespace's init, even from the parent namespace.
+        // Block everything and read SIGCHLD and the forwarded signals from a
+        // signalfd. The forwarded ones also get a no-op handler: the kernel
+        // drops signals with a default disposition that are sent to a PID
+        // namespace's init, should one ever be unblocked.
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         check(
@@ -349,6 +372,23 @@ pub fn main() -> ! {
             libc::sigaction(libc::SIGCHLD, &dfl, std::ptr::null_mut()),
             Stage::Signals,
         );
+        let mut watched: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut watched);
+        libc::sigaddset(&mut watched, libc::SIGCHLD);
+        for sig in FORWARDED {
+            libc::sigaddset(&mut watched, sig);
+        }
+        let signals = libc::signalfd(-1, &watched, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        check(signals, Stage::Signals);
+
+        // The command's stdout and stderr; the read ends stay here.
+        let mut pipes = [[0 as c_int; 2]; 2];
+        for pipe in &mut pipes {
+            check(
+                libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC),
+                Stage::Pipes,
+            );
+        }
 
         // A close-on-exec pipe: EOF means the command's execve succeeded.
         let mut exec_pipe = [0 as c_int; 2];
@@ -362,9 +402,13 @@ pub fn main() -> ! {
         }
         if pid == 0 {
             libc::close(exec_pipe[0]);
-            command.exec(exec_pipe[1]);
+            command.exec(exec_pipe[1], pipes[0][1], pipes[1][1]);
         }
         libc::close(exec_pipe[1]);
+        for pipe in &pipes {
+            libc::close(pipe[1]);
+            libc::fcntl(pipe[0], libc::F_SETFL, libc::O_NONBLOCK);
+        }
 
         let mut failure = [0u8; 8];
         let n = loop {
@@ -384,7 +428,7 @@ pub fn main() -> ! {
             libc::_exit(127);
         }
         report(REPORT_EXEC_OK, 0, 0);
-        supervise(pid)
+        relay(pid, signals, [pipes[0][0], pipes[1][0]])
     }
 }
 
@@ -443,7 +487,7 @@ impl Command {
 
     /// The command's side of the fork: drop privileges and exec. Never
     /// returns; a failure goes to `exec_pipe` as (stage, errno).
-    unsafe fn exec(&self, exec_pipe: c_int) -> ! {
+    unsafe fn exec(&self, exec_pipe: c_int, stdout: c_int, stderr: c_int) -> ! {
         fn fail_exec(exec_pipe: c_int, stage: Stage, err: i32) -> ! {
             let mut rec = [0u8; 8];
             rec[0..4].copy_from_slice(&(stage as u32).to_le_bytes());
@@ -457,6 +501,11 @@ impl Command {
         debug_assert_eq!(self.argv.len() + 1, self.argv_ptrs.len());
         // SAFETY: system calls on memory `self` owns, in the forked child.
         unsafe {
+            // The output pipes become fds 1 and 2 (dup2 clears close-on-exec;
+            // both are above 3, so neither can be clobbered by the other).
+            if libc::dup2(stdout, 1) < 0 || libc::dup2(stderr, 2) < 0 {
+                fail_exec(exec_pipe, Stage::Pipes, errno());
+            }
             // Default dispositions and an empty mask: jwd ignores SIGPIPE
             // (Rust does) and the init blocked everything; neither is the job's.
             let mut dfl: libc::sigaction = std::mem::zeroed();
@@ -517,41 +566,160 @@ impl Command {
     }
 }
 
-/// The init's life after a successful exec: forward signals, reap orphans,
-/// exit with the command's status.
-unsafe fn supervise(command: libc::pid_t) -> ! {
-    // SAFETY: signal set manipulation and wait/kill syscalls on stack data.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        for sig in FORWARDED {
-            libc::sigaddset(&mut set, sig);
+/// Sends one message on the channel; if jwd has gone away, the job ends
+/// with it (jwd marks it lost when it restarts).
+fn send(message: &[u8]) {
+    loop {
+        // SAFETY: message is a live buffer; MSG_NOSIGNAL turns a closed
+        // channel into EPIPE instead of SIGPIPE.
+        let n = unsafe {
+            libc::send(
+                CHANNEL_FD,
+                message.as_ptr().cast(),
+                message.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return;
         }
-        loop {
-            let sig = libc::sigwaitinfo(&set, std::ptr::null_mut());
-            if sig < 0 {
-                continue; // EINTR
-            }
-            if sig != libc::SIGCHLD {
-                libc::kill(command, sig);
+        if errno() != libc::EINTR {
+            // SAFETY: ends the process; the kernel kills the namespace.
+            unsafe { libc::_exit(137) }
+        }
+    }
+}
+
+/// Relays up to `reads` chunks of what is in one output pipe now (one
+/// per wake-up keeps the other pipe and the signals served; a pipe holds
+/// at most 1 MiB, 16 chunks, when the command has ended). Returns false at
+/// EOF.
+fn relay_pipe(fd: c_int, kind: u32, buf: &mut [u8], reads: usize) -> bool {
+    let mut left = reads;
+    loop {
+        if left == 0 {
+            return true;
+        }
+        left -= 1;
+        // SAFETY: reads into the buffer past its 4-byte header.
+        let n = unsafe { libc::read(fd, buf[4..].as_mut_ptr().cast(), buf.len() - 4) };
+        if n > 0 {
+            buf[..4].copy_from_slice(&kind.to_le_bytes());
+            send(&buf[..4 + n as usize]);
+            continue;
+        }
+        if n == 0 {
+            return false;
+        }
+        return match errno() {
+            libc::EINTR => {
+                left += 1;
                 continue;
             }
-            loop {
-                let mut status = 0;
-                let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
-                if pid <= 0 {
-                    break;
+            libc::EAGAIN => true,
+            _ => false,
+        };
+    }
+}
+
+/// The init's life after a successful exec: relay output, forward
+/// signals, reap orphans, exit with the command's status.
+unsafe fn relay(command: libc::pid_t, signals: c_int, mut pipes: [c_int; 2]) -> ! {
+    const KINDS: [u32; 2] = [MSG_STDOUT, MSG_STDERR];
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    // SAFETY: poll, read, waitpid and kill on this process's own fds,
+    // children and stack data.
+    unsafe {
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: signals,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pipes[0],
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pipes[1],
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: CHANNEL_FD,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            if libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) < 0 {
+                continue; // EINTR
+            }
+            for i in 0..2 {
+                if fds[i + 1].revents != 0 && !relay_pipe(pipes[i], KINDS[i], &mut buf, 1) {
+                    libc::close(pipes[i]);
+                    pipes[i] = -1; // poll skips negative fds
                 }
-                if pid == command {
-                    report(REPORT_EXITED, 0, status);
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        128 + libc::WTERMSIG(status)
-                    };
-                    libc::_exit(code);
+            }
+            if fds[3].revents != 0 {
+                let mut control = [0u8; CONTROL_LEN];
+                let n = libc::recv(
+                    CHANNEL_FD,
+                    control.as_mut_ptr().cast(),
+                    CONTROL_LEN,
+                    libc::MSG_DONTWAIT,
+                );
+                if n == 0 || (n < 0 && errno() != libc::EAGAIN && errno() != libc::EINTR) {
+                    // jwd is gone: nobody will read the output or the end.
+                    libc::_exit(137);
                 }
+                if n == CONTROL_LEN as isize
+                    && u32::from_le_bytes([control[0], control[1], control[2], control[3]])
+                        == CONTROL_SIGNAL
+                {
+                    let sig = i32::from_le_bytes([control[4], control[5], control[6], control[7]]);
+                    libc::kill(command, sig);
+                }
+            }
+            if fds[0].revents == 0 {
+                continue;
+            }
+            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            let mut ended = None;
+            while libc::read(signals, (&raw mut info).cast(), size) == size as isize {
+                if info.ssi_signo != libc::SIGCHLD as u32 {
+                    libc::kill(command, info.ssi_signo as c_int);
+                    continue;
+                }
+                loop {
+                    let mut status = 0;
+                    let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid == command {
+                        ended = Some(status);
+                    }
+                }
+            }
+            if let Some(status) = ended {
+                // What the command wrote before it ended is in the pipes
+                // now; a daemon it left may hold them open, so read what is
+                // there rather than wait for EOF.
+                for i in 0..2 {
+                    if pipes[i] >= 0 {
+                        relay_pipe(pipes[i], KINDS[i], &mut buf, 16);
+                    }
+                }
+                report(REPORT_EXITED, 0, status);
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+                libc::_exit(code);
             }
         }
     }

@@ -112,7 +112,8 @@ pub struct Job {
 
 #[derive(Debug, Clone)]
 struct Control {
-    pidfd: Arc<OwnedFd>,
+    /// jwd's end of the job's channel, to ask the init to forward signals.
+    channel: Arc<OwnedFd>,
     cgroup: Arc<JobCgroup>,
 }
 
@@ -303,22 +304,6 @@ impl Manager {
                 ))(e));
             }
         };
-        let mut pumps = Vec::new();
-        let mut write_ends = Vec::new();
-        for which in [OutputStream::Stdout, OutputStream::Stderr] {
-            match output::output_pipe() {
-                Ok((read, write)) => {
-                    pumps.push((read, which));
-                    write_ends.push(write);
-                }
-                Err(e) => {
-                    let _ = cgroup.remove();
-                    return Err(io_err("cannot create an output pipe")(e));
-                }
-            }
-        }
-        let stderr_w = write_ends.pop().expect("two pipes");
-        let stdout_w = write_ends.pop().expect("two pipes");
         let hostname = format!("jw-{}", &id_text[..8]);
 
         let leaf_fd = match cgroup.open_leaf() {
@@ -349,9 +334,7 @@ impl Manager {
                 args: &init_args,
                 env: &spec.env,
                 cgroup: into.then(|| leaf_fd.as_fd()),
-                stdin: inner.devnull.as_fd(),
-                stdout: stdout_w.as_fd(),
-                stderr: stderr_w.as_fd(),
+                devnull: inner.devnull.as_fd(),
                 share_memory: inner.share_memory.load(Ordering::Acquire),
             };
             match spawn::spawn(config) {
@@ -364,7 +347,7 @@ impl Manager {
                 Err(e) => break Err(e),
             }
         };
-        drop((stdout_w, stderr_w, leaf_fd));
+        drop(leaf_fd);
         let child = match child {
             Ok(c) => c,
             Err(e) => {
@@ -373,9 +356,19 @@ impl Manager {
             }
         };
 
-        let mut reports =
-            ReportReader::new(child.report).map_err(io_err("cannot watch the job's init"))?;
-        let first = reports.next().await;
+        let pid = child.pid;
+        let mut channel = match InitChannel::new(child.channel) {
+            Ok(c) => c,
+            Err(e) => {
+                // Without the channel the init cannot be watched: end it.
+                let _ = cgroup.kill();
+                let _ = reap_pid(pid).await;
+                let _ = cgroup.remove();
+                return Err(io_err("cannot watch the job's init")(e));
+            }
+        };
+        // The first message is the exec report: no output can come before.
+        let first = channel.next_report(None).await;
         let exec_latency = began.elapsed();
         let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
         let info = JobInfo {
@@ -394,14 +387,12 @@ impl Manager {
             output: Default::default(),
             error: None,
         };
-        let pidfd = Arc::new(child.pidfd);
-
         match first {
             Some(rec) if rec.kind == init::REPORT_EXEC_OK => {}
             other => {
                 // Not executed: collect the init, clean up, say why.
-                let init_status = reap(&pidfd).await.ok();
-                drop(pumps);
+                drop(channel);
+                let init_status = reap_pid(pid).await.ok();
                 let cg = cgroup.clone();
                 let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
                 return Err(JobError::ExecFailed(describe_failure(
@@ -418,7 +409,7 @@ impl Manager {
             seq,
             info: watch::Sender::new(info),
             control: Mutex::new(Some(Control {
-                pidfd: pidfd.clone(),
+                channel: channel.fd.get_ref().clone(),
                 cgroup: cgroup.clone(),
             })),
             output,
@@ -431,14 +422,10 @@ impl Manager {
             .expect("jobs lock")
             .insert(id, job.clone());
 
-        let pump_tasks: Vec<_> = pumps
-            .into_iter()
-            .map(|(read, which)| tokio::spawn(output::pump(read, which, writer.clone())))
-            .collect();
         inner.active.send_modify(|n| *n += 1);
         let this = self.clone();
         tokio::spawn(async move {
-            supervise(job, pidfd, cgroup, reports, pump_tasks, writer).await;
+            supervise(job, pid, cgroup, channel, writer).await;
             this.inner.active.send_modify(|n| *n -= 1);
         });
         Ok(Started { id, exec_latency })
@@ -506,7 +493,8 @@ impl Manager {
         let job = self.get(id, owner)?;
         let control = job.control.lock().expect("control lock").clone();
         let Some(control) = control else {
-            return Ok(job.info());
+            // Ended, or ending right now.
+            return Ok(job.wait().await);
         };
         job.info.send_modify(|i| {
             if i.state.is_active() {
@@ -516,11 +504,15 @@ impl Manager {
         if grace.is_zero() {
             let _ = control.cgroup.kill();
         } else {
-            // To the init, which forwards it to the command. ESRCH means it
-            // already exited: the pidfd cannot reach another process.
-            let _ = rustix::process::pidfd_send_signal(
-                control.pidfd.as_fd(),
-                rustix::process::Signal::TERM,
+            // To the init, which forwards it to the command. A closed
+            // channel means the init has already exited.
+            let mut message = [0u8; init::CONTROL_LEN];
+            message[..4].copy_from_slice(&init::CONTROL_SIGNAL.to_le_bytes());
+            message[4..].copy_from_slice(&libc::SIGTERM.to_le_bytes());
+            let _ = rustix::net::send(
+                control.channel.as_fd(),
+                &message,
+                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
             );
             if tokio::time::timeout(grace, job.wait()).await.is_err() {
                 let _ = control.cgroup.kill();
@@ -746,46 +738,87 @@ struct Report {
     value: i32,
 }
 
-/// Reads report records from the init, asynchronously.
-struct ReportReader {
-    fd: AsyncFd<OwnedFd>,
-    buf: Vec<u8>,
+/// jwd's end of a job's channel: reports and relayed output from the init.
+struct InitChannel {
+    fd: AsyncFd<Arc<OwnedFd>>,
 }
 
-impl ReportReader {
+thread_local! {
+    /// One receive buffer per runtime thread, shared by every channel on
+    /// it: a message is received and handled without awaiting in between,
+    /// so a quiet job costs no buffer at all.
+    static RECEIVE_BUFFER: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0u8; init::MAX_MESSAGE]);
+}
+
+impl InitChannel {
     fn new(fd: OwnedFd) -> std::io::Result<Self> {
         rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
-        Ok(ReportReader {
-            fd: super::async_readable(fd)?,
-            buf: Vec::new(),
+        Ok(InitChannel {
+            fd: super::async_readable(Arc::new(fd))?,
         })
     }
 
-    /// The next record, or `None` once the init has exited (EOF).
-    async fn next(&mut self) -> Option<Report> {
+    /// The next report, with the output before it appended to `writer`;
+    /// `None` once the init has exited (EOF).
+    async fn next_report(&mut self, writer: Option<&OutputWriter>) -> Option<Report> {
         loop {
-            if self.buf.len() >= init::REPORT_LEN {
-                let rec: Vec<u8> = self.buf.drain(..init::REPORT_LEN).collect();
-                let word =
-                    |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
-                return Some(Report {
-                    kind: word(0),
-                    stage: word(4),
-                    value: word(8) as i32,
-                });
-            }
             let mut guard = self.fd.readable().await.ok()?;
-            let mut chunk = [0u8; 64];
-            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut chunk).map_err(Into::into))
-            {
-                Ok(Ok(0)) => return None,
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            let received = guard.try_io(|fd| {
+                RECEIVE_BUFFER.with_borrow_mut(|buf| {
+                    let (n, _) = rustix::net::recv(
+                        fd.get_ref(),
+                        &mut buf[..],
+                        rustix::net::RecvFlags::empty(),
+                    )?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    let msg = &buf[..n];
+                    let word = |i: usize| {
+                        msg.get(i..i + 4)
+                            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    };
+                    let kind = word(0).unwrap_or(0);
+                    let stream = match kind {
+                        init::MSG_STDOUT => Some(OutputStream::Stdout),
+                        init::MSG_STDERR => Some(OutputStream::Stderr),
+                        _ => None,
+                    };
+                    if let Some(stream) = stream {
+                        if let Some(writer) = writer {
+                            writer.append(stream, &msg[4..]);
+                        }
+                        return Ok(Some(None));
+                    }
+                    Ok(Some(Some(Report {
+                        kind,
+                        stage: word(4).unwrap_or(0),
+                        value: word(8).unwrap_or(0) as i32,
+                    })))
+                })
+            });
+            match received {
+                Ok(Ok(None)) => return None,
+                Ok(Ok(Some(Some(report)))) => return Some(report),
+                Ok(Ok(Some(None))) => {}
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(Err(_)) => return None,
                 Err(_would_block) => {}
             }
         }
     }
+}
+
+/// Waits for the init (pid `pid`, jwd's unreaped child) to exit and reaps
+/// it. Returns its `(si_code, si_status)`. The pidfd lives only for this
+/// wait: the pid cannot have been reused, since only this reaps it.
+async fn reap_pid(pid: i32) -> std::io::Result<(i32, i32)> {
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).ok_or_else(|| std::io::Error::other("pid 0"))?,
+        rustix::process::PidfdFlags::empty(),
+    )?;
+    reap(&Arc::new(pidfd)).await
 }
 
 /// Waits for the pidfd's process to exit and reaps it. Returns its
@@ -822,32 +855,28 @@ async fn reap(pidfd: &Arc<OwnedFd>) -> std::io::Result<(i32, i32)> {
 /// Owns a running job until its end, then records the final status.
 async fn supervise(
     job: Arc<Job>,
-    pidfd: Arc<OwnedFd>,
+    pid: i32,
     cgroup: Arc<JobCgroup>,
-    mut reports: ReportReader,
-    pumps: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    mut channel: InitChannel,
     writer: Arc<OutputWriter>,
 ) {
-    // The init reports the command's wait status, then exits (EOF).
+    // The init relays output, reports the command's wait status, then
+    // exits (EOF).
     let mut command_status = None;
-    while let Some(rec) = reports.next().await {
+    while let Some(rec) = channel.next_report(Some(&writer)).await {
         if rec.kind == init::REPORT_EXITED {
             command_status = Some(rec.value);
         }
     }
-    let init_status = reap(&pidfd).await;
+    // No more signals for this init: its pid is about to be released.
+    *job.control.lock().expect("control lock") = None;
+    drop(channel);
+    let init_status = reap_pid(pid).await;
 
     // The init's exit tore the PID namespace down; make sure nothing is left
     // before reading the final figures.
     if cgroup.populated() {
         let _ = cgroup.kill();
-    }
-    for pump in pumps {
-        match pump.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(job = %job.id, error = %e, "output capture failed"),
-            Err(e) => tracing::warn!(job = %job.id, error = %e, "output capture task failed"),
-        }
     }
     writer.close();
     let usage = Usage {
@@ -855,7 +884,6 @@ async fn supervise(
         ..cgroup.usage()
     };
     let oom_killed = cgroup.oom_killed();
-    *job.control.lock().expect("control lock") = None;
     // Usually the cgroups go at once; a busy one is waited for on the
     // blocking pool, never on the runtime thread.
     let removed = match cgroup.remove_now() {

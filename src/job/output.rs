@@ -24,7 +24,6 @@
 //! (and counted), so a job never blocks because of its output.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,8 +37,6 @@ pub const STDOUT_FILE: &str = "stdout";
 pub const STDERR_FILE: &str = "stderr";
 pub const INDEX_FILE: &str = "index";
 
-/// Read size from the job's pipes: the default pipe capacity.
-const PUMP_BUF: usize = 64 * 1024;
 const RECORD: u64 = 4;
 const STDERR_BIT: u32 = 1 << 31;
 const MAX_RUN: u64 = (STDERR_BIT - 1) as u64;
@@ -224,7 +221,7 @@ struct WriterState {
     disk_failed: bool,
 }
 
-/// The single writer of a job's output, shared by its two pumps.
+/// The single writer of a job's output.
 pub struct OutputWriter {
     output: Arc<Output>,
     cap: u64,
@@ -315,49 +312,6 @@ impl OutputWriter {
     pub fn close(&self) {
         let _state = self.state.lock().expect("output writer lock");
         self.output.progress.send_modify(|p| p.closed = true);
-    }
-}
-
-/// Creates a non-blocking pipe for one of the job's outputs: the read end
-/// for the pump, the write end for the job.
-pub fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
-    Ok((read, write))
-}
-
-thread_local! {
-    /// One read buffer per runtime thread, shared by every pump on it: a
-    /// pump reads and appends without awaiting in between, so no two pumps
-    /// use it at once, and a quiet job costs no buffer at all.
-    static PUMP_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; PUMP_BUF]);
-}
-
-/// Drains one pipe into the output until every writer has closed it.
-pub async fn pump(
-    pipe: OwnedFd,
-    which: OutputStream,
-    writer: Arc<OutputWriter>,
-) -> std::io::Result<()> {
-    let pipe = super::async_readable(pipe)?;
-    loop {
-        let mut guard = pipe.readable().await?;
-        let read = guard.try_io(|fd| {
-            PUMP_BUFFER.with_borrow_mut(|buf| {
-                let n = rustix::io::read(fd.get_ref(), &mut buf[..])?;
-                if n > 0 {
-                    writer.append(which, &buf[..n]);
-                }
-                Ok(n)
-            })
-        });
-        match read {
-            Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_would_block) => {}
-        }
     }
 }
 

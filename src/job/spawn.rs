@@ -1,11 +1,13 @@
-//! clone3 with CLONE_INTO_CGROUP | CLONE_PIDFD | CLONE_NEWPID, then execute
-//! the job init (`jw-init`, see `init.rs`): the one place the server forks.
+//! clone3 with CLONE_INTO_CGROUP | CLONE_NEWPID, then execute the job init
+//! (`jw-init`, see `init.rs`): the one place the server forks.
 //!
 //! The child starts as the job's PID 1, already inside its cgroup, so not
-//! one instruction of the job runs outside its limits. The parent gets a
-//! pidfd (exit is observed through its readiness, with no SIGCHLD handler
-//! and no pid-reuse race) and the read end of a report pipe on which the
-//! init says whether the command was executed and how it ended.
+//! one instruction of the job runs outside its limits. The parent gets the
+//! pid and its end of the job's channel, on which the init says whether the
+//! command was executed, relays its output and says how it ended. No pidfd
+//! is kept while the job runs (one descriptor per job is the budget): the
+//! init is jwd's child and is reaped only after its channel closed, so its
+//! pid cannot be reused before then.
 //!
 //! On x86_64 the clone shares jwd's memory (CLONE_VM | CLONE_VFORK, as
 //! posix_spawn does): the child runs a few system calls on a stack of its
@@ -18,7 +20,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use super::init::{self, InitArgs, Stage};
 
@@ -55,10 +57,8 @@ pub struct SpawnConfig<'a> {
     /// The cgroup2 leaf to clone into; `None` clones into the server's own
     /// cgroup and relies on the init joining its cgroups (`args.join`).
     pub cgroup: Option<BorrowedFd<'a>>,
-    /// The job's stdin (/dev/null) and the write ends of its output pipes.
-    pub stdin: BorrowedFd<'a>,
-    pub stdout: BorrowedFd<'a>,
-    pub stderr: BorrowedFd<'a>,
+    /// /dev/null: the init's fds 0, 1 and 2, and the command's stdin.
+    pub devnull: BorrowedFd<'a>,
     /// Share the server's memory until the exec (CLONE_VM | CLONE_VFORK);
     /// false clones fork-style.
     pub share_memory: bool,
@@ -69,9 +69,8 @@ pub struct SpawnConfig<'a> {
 pub struct Child {
     /// Pid in the server's namespace.
     pub pid: i32,
-    pub pidfd: OwnedFd,
-    /// Read end of the init's report pipe.
-    pub report: OwnedFd,
+    /// jwd's end of the job's channel (SOCK_SEQPACKET).
+    pub channel: OwnedFd,
 }
 
 /// Why a clone failed.
@@ -93,7 +92,7 @@ pub const CAN_SHARE_MEMORY: bool = cfg!(target_arch = "x86_64");
 /// What the child needs between the clone and the exec, prepared (and
 /// allocated) before the clone: it may only make system calls.
 struct ChildSetup {
-    /// Become fds 0, 1, 2 and `init::REPORT_FD` (3), in that order.
+    /// Become fds 0, 1, 2 and `init::CHANNEL_FD` (3), in that order.
     fds: [c_int; 4],
     /// The init program (O_PATH), moved to fd 4 with close-on-exec.
     init: c_int,
@@ -113,8 +112,13 @@ fn null_terminated(v: &[CString]) -> Vec<*const c_char> {
 
 /// Clones the job's init.
 pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
-    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| SpawnError::Prepare(e.into()))?;
+    let (channel, child_channel) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| SpawnError::Prepare(e.into()))?;
     let argv = config.args.to_argv();
     let envp: Vec<CString> = config
         .env
@@ -125,20 +129,18 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
     let envp_ptrs = null_terminated(&envp);
     let setup = ChildSetup {
         fds: [
-            config.stdin.as_raw_fd(),
-            config.stdout.as_raw_fd(),
-            config.stderr.as_raw_fd(),
-            report_write.as_raw_fd(),
+            config.devnull.as_raw_fd(),
+            config.devnull.as_raw_fd(),
+            config.devnull.as_raw_fd(),
+            child_channel.as_raw_fd(),
         ],
         init: config.init.as_raw_fd(),
         argv: argv_ptrs.as_ptr(),
         envp: envp_ptrs.as_ptr(),
     };
 
-    let mut pidfd: c_int = -1;
     let mut args = CloneArgs {
-        flags: (libc::CLONE_PIDFD | libc::CLONE_NEWPID) as u64,
-        pidfd: (&raw mut pidfd) as u64,
+        flags: libc::CLONE_NEWPID as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
@@ -163,15 +165,13 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
             SpawnError::Clone(err)
         });
     }
-    // The child has its copies (or has executed the init already); the
-    // parent's write end of the report pipe closes when it drops here.
-    drop(report_write);
-    // SAFETY: clone3 with CLONE_PIDFD stored a new pidfd that we now own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    // The child has its copy (or has executed the init already): the
+    // parent's copy of the child's end goes, so the channel reads EOF
+    // exactly when the init is gone.
+    drop(child_channel);
     Ok(Child {
         pid: ret as i32,
-        pidfd,
-        report: report_read,
+        channel,
     })
 }
 
@@ -332,7 +332,7 @@ unsafe extern "C" fn child_main(setup: *mut c_void) -> ! {
         );
         let err = *libc::__errno_location();
         init::report_to(
-            init::REPORT_FD,
+            init::CHANNEL_FD,
             init::REPORT_FAILED,
             Stage::Init as u32,
             err,
