@@ -267,6 +267,9 @@ async fn watch_timers(conn: Rc<Conn>) {
 
 async fn write_loop(conn: Rc<Conn>) {
     let mut sent_close = false;
+    // One buffer for the connection's TLS output, handed to io_uring and
+    // back: no allocation, growth copy or fresh page per write.
+    let mut out: Vec<u8> = Vec::new();
     loop {
         let (wants_write, handshaking) = {
             let tls = conn.tls.borrow();
@@ -277,10 +280,12 @@ async fn write_loop(conn: Rc<Conn>) {
             if conn.closing.get() {
                 break;
             }
+            // Idle: an idle connection keeps no output buffer.
+            out = Vec::new();
             conn.wake_writer.notified().await;
             continue;
         }
-        let mut out = Vec::new();
+        out.clear();
         let mut done = Vec::new();
         {
             let mut tls = conn.tls.borrow_mut();
@@ -312,7 +317,8 @@ async fn write_loop(conn: Rc<Conn>) {
             conn.wake_writer.notified().await;
             continue;
         }
-        let (result, _) = conn.tcp.write_all(out).await;
+        let (result, buf) = conn.tcp.write_all(out).await;
+        out = buf;
         if let Err(e) = result {
             tracing::debug!(peer = %conn.peer, error = %e, "write failed; closing");
             conn.close();
