@@ -584,3 +584,79 @@ async fn sigterm_stops_jobs_records_them_and_exits_zero() {
     drop(again);
     drop(data);
 }
+
+/// Output in the page cache is sent from the shared mapping; output that is
+/// not (evicted here, as after a restart or under memory pressure) is read
+/// with io_uring. Both must give the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_evicted_from_the_page_cache_reads_back_the_same() {
+    let Some(jwd) = Jwd::start("evicted", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let script = "i=0; while [ $i -lt 20000 ]; do echo line-$i-of-a-job-output; i=$((i+1)); done";
+    let id = alice.start(req("sh", &["-c", script])).await.unwrap();
+    let info = alice.wait(id).await.unwrap();
+    assert_eq!(info.exit_code, Some(0));
+    let expected: Vec<u8> = (0..20000)
+        .flat_map(|i| format!("line-{i}-of-a-job-output\n").into_bytes())
+        .collect();
+    let hot = collect(alice.logs(logs(id, false, 1 << 20)).await.unwrap()).await;
+    assert_eq!(hot.0, expected);
+
+    let path = jwd
+        .data_dir
+        .join("jobs")
+        .join(id.to_string())
+        .join("stdout");
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: advice on an open file; no memory is touched.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0);
+    // tmpfs and ramfs (the CI guest's root) keep their pages: there the
+    // second read goes the same way as the first, and the host run (ext4)
+    // is the one that covers the io_uring path.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and a statfs buffer to fill.
+    assert_eq!(unsafe { libc::statfs(c_path.as_ptr(), &mut fs) }, 0);
+    // TMPFS_MAGIC, and RAMFS_MAGIC (0x858458f6, not in libc).
+    let memory_fs = [libc::TMPFS_MAGIC, 0x8584_58f6].contains(&(fs.f_type as i64));
+    assert!(
+        memory_fs || !fully_resident(&file),
+        "the test could not evict the file"
+    );
+    let cold = collect(alice.logs(logs(id, false, 1 << 20)).await.unwrap()).await;
+    assert_eq!(cold.0, expected);
+    assert!(cold.1.is_empty());
+}
+
+/// Whether every page of the file is in the page cache.
+fn fully_resident(file: &std::fs::File) -> bool {
+    let len = file.metadata().unwrap().len() as usize;
+    // SAFETY: a private read-only mapping of an open file, unmapped below;
+    // mincore writes one byte per page into `pages`.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        let mut pages = vec![0u8; len.div_ceil(4096)];
+        assert_eq!(libc::mincore(addr, len, pages.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+        pages.iter().all(|p| p & 1 == 1)
+    }
+}

@@ -90,7 +90,17 @@ pub struct Progress {
 pub struct Output {
     dir: PathBuf,
     progress: watch::Sender<Progress>,
+    /// The latest read-only mapping of each stream, shared by its readers
+    /// while any holds it (no descriptor is kept: a mapping needs none).
+    maps: Mutex<[std::sync::Weak<Mmap>; 2]>,
 }
+
+/// A read-only mapping of an output file.
+pub type Mmap = memmap2::Mmap;
+
+/// The smallest mapping window: mappings grow by doubling past it, so a
+/// growing file is remapped a few dozen times at most.
+const MIN_MAP: u64 = 64 << 20;
 
 impl Output {
     /// The counts for a job's status.
@@ -116,12 +126,45 @@ impl Output {
         output_path(&self.dir, which)
     }
 
+    /// A read-only mapping of stream `which` that covers its committed
+    /// bytes up to `end` (pass a committed offset: only committed bytes may
+    /// be touched). The mapping is shared with the job's other readers
+    /// while any of them holds it.
+    ///
+    /// A window may reach past the end of the file, which is allowed and
+    /// lets the same mapping serve a growing file: the pages past the end
+    /// are never touched, since readers only read committed spans, and the
+    /// files only grow (nothing in jw truncates them).
+    pub fn mapping(&self, which: OutputStream, end: u64) -> std::io::Result<Arc<Mmap>> {
+        let s = index_of(which);
+        let mut maps = self.maps.lock().expect("output maps lock");
+        let current = maps[s].upgrade();
+        if let Some(map) = &current {
+            if map.len() as u64 >= end {
+                return Ok(map.clone());
+            }
+        }
+        let previous = current.as_ref().map_or(0, |m| m.len() as u64);
+        let len = end.max(previous.saturating_mul(2)).max(MIN_MAP);
+        let len = usize::try_from(len).map_err(std::io::Error::other)?;
+        let file = File::open(self.path(which))?;
+        // SAFETY: the mapping is read-only and jw never truncates or writes
+        // into the committed part of an output file, so the bytes a reader
+        // is given never change under it and never lie past the end of the
+        // file (which would fault). The file may be unlinked while mapped
+        // (job removal); the mapping keeps its inode.
+        let map = Arc::new(unsafe { memmap2::MmapOptions::new().len(len).map(&file)? });
+        maps[s] = Arc::downgrade(&map);
+        Ok(map)
+    }
+
     /// The output of a new job, and its writer. No file exists until the
     /// job writes to it: a quiet job costs no files and no descriptors.
     pub fn create(dir: &Path, cap: u64) -> std::io::Result<(Arc<Output>, Arc<OutputWriter>)> {
         let output = Arc::new(Output {
             dir: dir.to_path_buf(),
             progress: watch::Sender::new(Progress::default()),
+            maps: Mutex::default(),
         });
         let writer = Arc::new(OutputWriter {
             output: output.clone(),
@@ -186,6 +229,7 @@ impl Output {
                 dropped,
                 closed: true,
             }),
+            maps: Mutex::default(),
         }))
     }
 

@@ -38,7 +38,39 @@ const READ_BUF: usize = 17 * 1024;
 /// A frame waiting for the writer, and who to tell once it is in TLS.
 struct Outgoing {
     frame: Vec<u8>,
+    /// Bytes that follow `frame` on the wire, straight from an output
+    /// file's mapping (rustls reads them as it encrypts: no copy here).
+    body: Option<MappedSpan>,
     sent: Option<oneshot::Sender<()>>,
+}
+
+/// A committed span of an output file, in a mapping shared by the job's
+/// readers.
+pub(crate) struct MappedSpan {
+    pub map: Arc<crate::job::output::Mmap>,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl MappedSpan {
+    fn bytes(&self) -> &[u8] {
+        &self.map[self.start..self.start + self.len]
+    }
+}
+
+/// Writes a frame and its body as one stream of TLS records.
+fn write_frame(w: &mut impl std::io::Write, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let n = w.write_vectored(&[std::io::IoSlice::new(head), std::io::IoSlice::new(body)])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[n - from_head..];
+    }
+    Ok(())
 }
 
 /// Per-stream state the connection and the stream's handler share.
@@ -109,15 +141,17 @@ impl Conn {
             .expect("handlers run after Hello")
     }
 
-    fn enqueue(&self, frame: Vec<u8>, sent: Option<oneshot::Sender<()>>) {
-        self.queue.borrow_mut().push_back(Outgoing { frame, sent });
+    fn enqueue(&self, frame: Vec<u8>, body: Option<MappedSpan>, sent: Option<oneshot::Sender<()>>) {
+        self.queue
+            .borrow_mut()
+            .push_back(Outgoing { frame, body, sent });
         self.wake_writer.notify_one();
     }
 
     fn send_message(&self, msg: &ServerMessage) {
         let mut frame = Vec::new();
         match protocol::encode(msg, &mut frame) {
-            Ok(()) => self.enqueue(frame, None),
+            Ok(()) => self.enqueue(frame, None, None),
             Err(e) => {
                 // Only a JobInfo with absurdly long strings could get here;
                 // tell the client rather than send nothing.
@@ -132,7 +166,7 @@ impl Conn {
                         )),
                     };
                     if protocol::encode(&err, &mut frame).is_ok() {
-                        self.enqueue(frame, None);
+                        self.enqueue(frame, None, None);
                     }
                 }
             }
@@ -158,12 +192,17 @@ impl Conn {
     /// Queues a ready `Output` frame and waits until the writer has taken
     /// it, so a stream never has more than one chunk in memory. `false` if
     /// the stream or the connection ended meanwhile.
-    pub async fn send_output(&self, stream: &StreamState, frame: Vec<u8>) -> bool {
+    pub async fn send_output(
+        &self,
+        stream: &StreamState,
+        frame: Vec<u8>,
+        body: Option<MappedSpan>,
+    ) -> bool {
         if stream.cancelled.get() || self.closing.get() {
             return false;
         }
         let (tx, rx) = oneshot::channel();
-        self.enqueue(frame, Some(tx));
+        self.enqueue(frame, body, Some(tx));
         rx.await.is_ok() && !stream.cancelled.get()
     }
 
@@ -293,7 +332,10 @@ async fn write_loop(conn: Rc<Conn>) {
                 let mut queue = conn.queue.borrow_mut();
                 while let Some(item) = queue.pop_front() {
                     // The buffer limit is off: rustls takes all of it.
-                    let _ = tls.writer().write_all(&item.frame);
+                    let _ = match &item.body {
+                        None => tls.writer().write_all(&item.frame),
+                        Some(body) => write_frame(&mut tls.writer(), &item.frame, body.bytes()),
+                    };
                     done.extend(item.sent);
                 }
                 if conn.closing.get() && queue.is_empty() && !sent_close {

@@ -4,11 +4,12 @@
 //! tasks: cancelling the stream stops waiting for them, not the work.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::authz;
-use super::conn::{Conn, StreamState};
-use crate::job::output::Span;
+use super::conn::{Conn, MappedSpan, StreamState};
+use crate::job::output::{self, Span};
 use crate::job::JobError;
 use crate::protocol::{
     self, ErrorCode, ErrorInfo, Event, Identity, JobId, LogsRequest, OutputStream, Request,
@@ -243,9 +244,11 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             ))
         }
     };
-    // io_uring handles for the streams, opened when there is something to
-    // read and closed once the reader has waited IDLE_RELEASE for more: a
-    // follower of a quiet job holds no descriptor.
+    // Per stream: a mapping shared with the job's other readers, and an
+    // io_uring handle for bytes not in the page cache. Both are taken when
+    // there is something to read and dropped once the reader has waited
+    // IDLE_RELEASE for more: a follower of a quiet job holds nothing.
+    let mut maps: [Option<Arc<output::Mmap>>; 2] = [None, None];
     let mut files: [Option<tokio_uring::fs::File>; 2] = [None, None];
     let mut released = true;
     loop {
@@ -277,6 +280,7 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             _ = stream.cancelled() => return Outcome::Cancelled,
         };
         let Ok(span) = next else {
+            maps = [None, None];
             files = [None, None];
             reader.release();
             released = true;
@@ -285,36 +289,27 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         let span = match span {
             Ok(Some(span)) => span,
             Ok(None) => break,
-            Err(e) => {
-                return Outcome::Failed(ErrorInfo::new(
-                    ErrorCode::INTERNAL,
-                    format!("cannot read the job's output: {e}"),
-                ))
-            }
+            Err(e) => return read_failed(e),
         };
         released = false;
-        let slot = &mut files[match span.stream {
+        let s = match span.stream {
             OutputStream::Stdout => 0,
             OutputStream::Stderr => 1,
-        }];
-        let file = match slot {
-            Some(f) => f,
-            None => {
-                let path = job.output().path(span.stream);
-                match tokio_uring::fs::File::open(&path).await {
-                    Ok(f) => slot.insert(f),
-                    Err(e) => {
-                        return Outcome::Failed(ErrorInfo::new(
-                            ErrorCode::INTERNAL,
-                            format!("cannot open the job's output {}: {e}", path.display()),
-                        ))
-                    }
-                }
-            }
         };
-        // The frame header first, then the file's bytes read straight into
-        // the frame: no intermediate buffer.
-        let mut frame = Vec::with_capacity(span.len as usize + 32);
+        let end = span.offset + span.len;
+        if maps[s].as_ref().is_none_or(|m| (m.len() as u64) < end) {
+            match job.output().mapping(span.stream, end) {
+                Ok(m) => maps[s] = Some(m),
+                Err(e) => return read_failed(e),
+            }
+        }
+        let map = maps[s].as_ref().expect("mapped above");
+        // The frame header first; then the bytes, from the mapping when
+        // they are in the page cache (rustls reads them there as it
+        // encrypts: no copy on the way), else read with io_uring straight
+        // into the frame (a fault on the mapping would stall this thread,
+        // and every connection on it, on the disk).
+        let mut frame = Vec::with_capacity(32);
         if let Err(e) = protocol::encode_output_header(
             stream.id,
             span.stream,
@@ -324,17 +319,31 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         ) {
             return Outcome::Failed(ErrorInfo::new(ErrorCode::INTERNAL, e.to_string()));
         }
-        let frame = match read_span_into(file, &span, frame).await {
-            Ok(f) => f,
-            Err(e) => {
-                return Outcome::Failed(ErrorInfo::new(
-                    ErrorCode::INTERNAL,
-                    format!("cannot read the job's output: {e}"),
-                ))
+        let body = if resident(map, span.offset, span.len) {
+            Some(MappedSpan {
+                map: map.clone(),
+                start: span.offset as usize,
+                len: span.len as usize,
+            })
+        } else {
+            let file = match &mut files[s] {
+                Some(f) => f,
+                slot => {
+                    let path = job.output().path(span.stream);
+                    match tokio_uring::fs::File::open(&path).await {
+                        Ok(f) => slot.insert(f),
+                        Err(e) => return read_failed(e),
+                    }
+                }
+            };
+            match read_span_into(file, &span, frame).await {
+                Ok(f) => frame = f,
+                Err(e) => return read_failed(e),
             }
+            None
         };
         stream.spend(span.len);
-        if !conn.send_output(stream, frame).await {
+        if !conn.send_output(stream, frame, body).await {
             return Outcome::Cancelled;
         }
     }
@@ -348,6 +357,38 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
     };
     conn.emit(stream, Event::End(info));
     Outcome::Ok(None)
+}
+
+fn read_failed(e: std::io::Error) -> Outcome {
+    Outcome::Failed(ErrorInfo::new(
+        ErrorCode::INTERNAL,
+        format!("cannot read the job's output: {e}"),
+    ))
+}
+
+/// Whether every page of `[offset, offset + len)` of a mapped output file
+/// is in the page cache (mincore), so reading it through the mapping
+/// cannot wait for the disk.
+fn resident(map: &output::Mmap, offset: u64, len: u64) -> bool {
+    // SAFETY: sysconf has no preconditions; glibc returns a cached value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let start = offset / page * page;
+    let pages = (offset + len - start).div_ceil(page) as usize;
+    let mut vec = [0u8; (CHUNK / 4096) as usize + 1];
+    if len == 0 || pages > vec.len() || offset + len > map.len() as u64 {
+        return false;
+    }
+    // SAFETY: `start` is a multiple of the page size and the range lies
+    // inside the mapping; mincore writes one byte per page into `vec`,
+    // which has room for `pages`.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr().add(start as usize) as *mut libc::c_void,
+            (offset + len - start) as usize,
+            vec.as_mut_ptr(),
+        )
+    };
+    rc == 0 && vec[..pages].iter().all(|b| b & 1 == 1)
 }
 
 /// Appends a whole span to `buf` with io_uring reads into its spare
