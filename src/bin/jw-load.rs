@@ -287,6 +287,22 @@ fn local_spawn(n: usize, namespaced: bool) -> Result<Histogram<u64>, String> {
     Ok(h)
 }
 
+/// The namespaced baseline's throughput at the same concurrency: what this
+/// machine can spawn into new namespaces per second without jw.
+fn unshare_rate(n: usize, concurrency: usize) -> Result<f64, String> {
+    let began = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let part = n / concurrency + usize::from(i < n % concurrency);
+            std::thread::spawn(move || local_spawn(part, true).map(|_| ()))
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a baseline thread panicked".to_string())??;
+    }
+    Ok(n as f64 / began.elapsed().as_secs_f64())
+}
+
 async fn start(
     opts: &ConnectOptions,
     jobs: usize,
@@ -331,6 +347,9 @@ async fn start(
     let samples = 200.min(jobs).max(1);
     let plain = local_spawn(samples, false)?;
     let namespaced = local_spawn(samples, true)?;
+    let rate_samples = (2 * samples).max(concurrency);
+    let baseline_rate = unshare_rate(rate_samples, concurrency)?;
+    let rate = jobs as f64 / elapsed;
     let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     let report = json!({
         "scenario": "start",
@@ -343,10 +362,11 @@ async fn start(
         "ratio_p50_vs_unshare": ratio(h.value_at_quantile(0.5), namespaced.value_at_quantile(0.5)),
         "ratio_p99_vs_unshare": ratio(h.value_at_quantile(0.99), namespaced.value_at_quantile(0.99)),
         "ratio_p50_vs_fork_exec": ratio(h.value_at_quantile(0.5), plain.value_at_quantile(0.5)),
+        "baseline_unshare_jobs_per_second": baseline_rate,
+        "ratio_rate_vs_unshare": rate / baseline_rate,
     });
     eprintln!(
-        "start: {jobs} jobs over {concurrency} connections, {:.0} jobs/s; p50 {} p99 {} (unshare baseline p50 {}, fork/exec {})",
-        jobs as f64 / elapsed,
+        "start: {jobs} jobs over {concurrency} connections, {rate:.0} jobs/s (unshare at the same concurrency: {baseline_rate:.0}/s); p50 {} p99 {} (unshare baseline p50 {}, fork/exec {})",
         fmt_us(h.value_at_quantile(0.5)),
         fmt_us(h.value_at_quantile(0.99)),
         fmt_us(namespaced.value_at_quantile(0.5)),
