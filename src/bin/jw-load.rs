@@ -298,7 +298,8 @@ fn unshare_rate(n: usize, concurrency: usize) -> Result<f64, String> {
         })
         .collect();
     for w in workers {
-        w.join().map_err(|_| "a baseline thread panicked".to_string())??;
+        w.join()
+            .map_err(|_| "a baseline thread panicked".to_string())??;
     }
     Ok(n as f64 / began.elapsed().as_secs_f64())
 }

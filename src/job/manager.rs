@@ -3,9 +3,11 @@
 //!
 //! Each job's `JobInfo` lives in a `watch` channel: the one place its state
 //! changes, and what `wait` and followers subscribe to. A supervisor task per
-//! job owns the process: it learns the end from the init's report pipe and
-//! the pidfd (readiness, never SIGCHLD or polling), reads the final figures
-//! from the cgroup, then removes the cgroup.
+//! job owns the process: it appends the output the init relays over the
+//! job's channel, learns the end from the init's report and the channel's
+//! close, reaps the init through a pidfd (readiness, never SIGCHLD or
+//! polling), reads the final figures from the cgroup, then removes the
+//! cgroup.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -730,7 +732,7 @@ fn describe_failure(
     }
 }
 
-/// One record from the init's report pipe.
+/// One report from the init, from the job's channel.
 #[derive(Debug, Clone, Copy)]
 struct Report {
     kind: u32,
@@ -930,8 +932,7 @@ async fn supervise(
             }
         }
     }
-    // A small file and a rename, with no fsync: cheaper inline than a
-    // thread hop.
+    // One small pwrite, with no fsync: cheaper inline than a thread hop.
     if let Err(e) = record::write(&job.dir, &info) {
         tracing::warn!(job = %job.id, error = %e, "cannot write the job's final status record")
     }

@@ -19,9 +19,14 @@
 //! published through a `watch` channel: a caught-up follower sleeps on it
 //! and is woken by the writer's next commit. No polling anywhere.
 //!
-//! The server drains the job's pipes whatever happens to the files: past
-//! the output cap, or once the disk is full, bytes are read and dropped
-//! (and counted), so a job never blocks because of its output.
+//! The server takes everything the job's init relays whatever happens to
+//! the files: past the output cap, or once the disk is full, bytes are
+//! received and dropped (and counted), so a job never blocks because of
+//! its output.
+//!
+//! Readers are also served from a read-only mapping of each file, shared
+//! by a job's readers (`Output::mapping`), when the bytes are in the page
+//! cache.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
