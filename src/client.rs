@@ -387,13 +387,14 @@ async fn read_message(
     read: &mut ReadHalf<TlsStream<TcpStream>>,
     decoder: &mut FrameDecoder,
 ) -> Result<ServerMessage, ClientError> {
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
         if let Some(payload) = decoder.next_frame()? {
             return Ok(protocol::decode(payload)?);
         }
+        // Straight into the decoder's buffer: no zeroed buffer per message
+        // and no copy from one buffer to the other.
         let n = read
-            .read(&mut buf)
+            .read_buf(decoder.append_buffer(64 * 1024))
             .await
             .map_err(|e| ClientError::Handshake {
                 addr: String::new(),
@@ -402,7 +403,6 @@ async fn read_message(
         if n == 0 {
             return Err(ClientError::Closed);
         }
-        decoder.feed(&buf[..n]);
     }
 }
 

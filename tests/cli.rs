@@ -304,3 +304,17 @@ fn completions_and_help() {
         assert!(out.status.success());
     }
 }
+
+#[test]
+fn jw_init_run_by_hand_explains_itself_and_does_nothing() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jw-init"))
+        .args(["jw-init/1", "0", "0", "net", "h", "/", "0", "1", "/bin/true", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not meant to be run by hand"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -95,13 +95,16 @@ enum Scenario {
         connections: usize,
     },
     /// A mix of run/logs/status/stop/rm from several connections for S
-    /// seconds; fails on any error and on leaked fds or processes
-    /// (needs --server-pid for the leak check).
+    /// seconds; fails on any error and on leaked fds, processes or job
+    /// cgroup directories (needs --server-pid for the leak check).
     Soak {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        /// The server's --cgroup-name: its job cgroups are counted under it.
+        #[arg(long, default_value = "jw")]
+        cgroup_name: String,
     },
     /// Inside a job: write N timestamped lines, one every interval.
     #[command(hide = true)]
@@ -230,7 +233,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Scenario::Soak {
             seconds,
             connections,
-        } => soak(&opts, *seconds, *connections, cli.server_pid).await?,
+            cgroup_name,
+        } => soak(&opts, *seconds, *connections, cgroup_name, cli.server_pid).await?,
         Scenario::Emit { .. } => unreachable!("handled in main"),
     };
     if let Some((cpu, rss0, rss1)) = meter.delta() {
@@ -877,15 +881,76 @@ fn children(pid: u32) -> Option<usize> {
     Some(n)
 }
 
+/// The job cgroup directories of the jwd `pid` started with `--cgroup-name
+/// name`: the directories in `<its cgroup>/<name>` (and in its parent's, for
+/// a jwd that moved itself into `<name>.server`) in every cgroup hierarchy
+/// it is in. `None` if its cgroups cannot be read.
+fn job_cgroups(pid: u32, name: &str) -> Option<usize> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // (mount point, "" for cgroup2 or the sorted v1 controllers)
+    let mounts: Vec<(String, String)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?.to_string();
+            let mut right = right.split_whitespace();
+            let fstype = right.next()?;
+            let options = right.nth(1).unwrap_or("");
+            let key = |opts: &str| {
+                let mut c: Vec<&str> = opts.split(',').filter(|o| *o != "rw" && *o != "ro").collect();
+                c.sort_unstable();
+                c.join(",")
+            };
+            match fstype {
+                "cgroup2" => Some((point, String::new())),
+                "cgroup" => Some((point, key(options))),
+                _ => None,
+            }
+        })
+        .collect();
+    let mut total = 0;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let mut wanted: Vec<&str> = controllers.split(',').filter(|c| !c.is_empty()).collect();
+        wanted.sort_unstable();
+        let wanted = wanted.join(",");
+        let Some((point, _)) = mounts.iter().find(|(_, k)| {
+            if wanted.is_empty() {
+                k.is_empty()
+            } else {
+                // v1 mount options carry more than the controllers.
+                wanted.split(',').all(|c| k.split(',').any(|o| o == c))
+            }
+        }) else {
+            continue;
+        };
+        let dir = std::path::Path::new(point).join(path.trim_start_matches('/'));
+        for base in [Some(dir.as_path()), dir.parent()].into_iter().flatten() {
+            let subtree = base.join(name);
+            if let Ok(entries) = std::fs::read_dir(&subtree) {
+                total += entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .count();
+            }
+        }
+    }
+    Some(total)
+}
+
 async fn soak(
     opts: &ConnectOptions,
     seconds: u64,
     connections: usize,
+    cgroup_name: &str,
     server_pid: Option<u32>,
 ) -> Result<serde_json::Value, String> {
     let fds = |pid: Option<u32>| pid.and_then(|p| count_dir(&format!("/proc/{p}/fd")));
     let kids = |pid: Option<u32>| pid.and_then(children);
-    let (fd0, kids0) = (fds(server_pid), kids(server_pid));
+    let cgroups = |pid: Option<u32>| pid.and_then(|p| job_cgroups(p, cgroup_name));
+    let (fd0, kids0, cg0) = (fds(server_pid), kids(server_pid), cgroups(server_pid));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for worker in 0..connections.max(1) {
@@ -975,16 +1040,20 @@ async fn soak(
     }
     // Give the server a moment to close the last connections.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (fd1, kids1) = (fds(server_pid), kids(server_pid));
+    let (fd1, kids1, cg1) = (fds(server_pid), kids(server_pid), cgroups(server_pid));
     let fd_leak = matches!((fd0, fd1), (Some(a), Some(b)) if b > a);
     let proc_leak = matches!((kids0, kids1), (Some(a), Some(b)) if b > a);
+    let cgroup_leak = matches!((cg0, cg1), (Some(a), Some(b)) if b > a);
+    let show = |v: Option<usize>| v.map_or("?".to_string(), |n| n.to_string());
     eprintln!(
-        "soak: {seconds} s, {ops} operations, {} errors; server fds {:?} -> {:?}, child processes {:?} -> {:?}",
+        "soak: {seconds} s, {ops} operations, {} errors; server fds {} -> {}, child processes {} -> {}, job cgroup directories {} -> {}",
         errors.len(),
-        fd0,
-        fd1,
-        kids0,
-        kids1
+        show(fd0),
+        show(fd1),
+        show(kids0),
+        show(kids1),
+        show(cg0),
+        show(cg1),
     );
     for e in errors.iter().take(10) {
         eprintln!("  error: {e}");
@@ -998,8 +1067,10 @@ async fn soak(
         "server_fds_after": fd1,
         "server_children_before": kids0,
         "server_children_after": kids1,
+        "job_cgroups_before": cg0,
+        "job_cgroups_after": cg1,
     });
-    if !errors.is_empty() || fd_leak || proc_leak {
+    if !errors.is_empty() || fd_leak || proc_leak || cgroup_leak {
         return Err(format!("soak failed: {report}"));
     }
     Ok(report)

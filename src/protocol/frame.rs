@@ -75,6 +75,19 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The buffer to append bytes read from the peer to, with room for at
+    /// least `want` more: read straight into it (tokio's `read_buf`, for
+    /// one) instead of reading elsewhere and calling `feed`. Append only.
+    pub fn append_buffer(&mut self, want: usize) -> &mut Vec<u8> {
+        self.compact();
+        if self.failed.is_some() {
+            // Whatever is appended is never looked at; keep it small.
+            self.buf.clear();
+        }
+        self.buf.reserve(want);
+        &mut self.buf
+    }
+
     /// The next whole frame's payload, `Ok(None)` if more bytes are needed.
     ///
     /// The slice borrows the decoder's buffer and is valid until the next
@@ -174,6 +187,20 @@ mod tests {
     fn header_is_big_endian_length() {
         assert_eq!(frame(b"abc"), [0, 0, 0, 3, b'a', b'b', b'c']);
         assert_eq!(frame(b""), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn appending_in_place_is_feeding() {
+        let mut bytes = frame(b"one");
+        bytes.extend(frame(b"three"));
+        let mut dec = FrameDecoder::new(1024);
+        for piece in bytes.chunks(3) {
+            dec.append_buffer(3).extend_from_slice(piece);
+        }
+        assert_eq!(dec.next_frame().unwrap(), Some(&b"one"[..]));
+        assert_eq!(dec.next_frame().unwrap(), Some(&b"three"[..]));
+        assert_eq!(dec.next_frame().unwrap(), None);
+        assert_eq!(dec.buffered(), 0);
     }
 
     #[test]
