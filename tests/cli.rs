@@ -308,7 +308,18 @@ fn completions_and_help() {
 #[test]
 fn jw_init_run_by_hand_explains_itself_and_does_nothing() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jw-init"))
-        .args(["jw-init/1", "0", "0", "net", "h", "/", "0", "1", "/bin/true", "true"])
+        .args([
+            "jw-init/1",
+            "0",
+            "0",
+            "net",
+            "h",
+            "/",
+            "0",
+            "1",
+            "/bin/true",
+            "true",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -898,7 +898,10 @@ fn job_cgroups(pid: u32, name: &str) -> Option<usize> {
             let fstype = right.next()?;
             let options = right.nth(1).unwrap_or("");
             let key = |opts: &str| {
-                let mut c: Vec<&str> = opts.split(',').filter(|o| *o != "rw" && *o != "ro").collect();
+                let mut c: Vec<&str> = opts
+                    .split(',')
+                    .filter(|o| *o != "rw" && *o != "ro")
+                    .collect();
                 c.sort_unstable();
                 c.join(",")
             };
