@@ -15,21 +15,24 @@ async fn many_concurrent_jobs_leave_nothing_behind() {
     let children_before = count_children();
     const JOBS: usize = 500;
     let all_started = std::sync::Arc::new(tokio::sync::Barrier::new(JOBS + 1));
+    let counted = std::sync::Arc::new(tokio::sync::Barrier::new(JOBS + 1));
     let mut handles = Vec::new();
     for _ in 0..JOBS {
         let m = e.manager.clone();
-        let all_started = all_started.clone();
+        let (all_started, counted) = (all_started.clone(), counted.clone());
         handles.push(tokio::spawn(async move {
             let started = m.start("alice", &start_req("sleep", &["1000"])).await;
             all_started.wait().await;
+            counted.wait().await;
             m.stop(started?.id, None, Duration::from_millis(100)).await
         }));
     }
-    // With every job running and none stopped: one fd per job (its channel
-    // to the init), which is what lets 12,000 jobs fit under a 20,000 fd
-    // limit. A few more for the runtime's own use are allowed.
+    // With every job running and none stopping yet: one fd per job (its
+    // channel to the init), which is what lets 12,000 jobs fit under a
+    // 20,000 fd limit. A few more for the runtime's own use are allowed.
     all_started.wait().await;
     let running_fds = count_fds() - fds_before;
+    counted.wait().await;
     assert!(
         running_fds <= JOBS + 8,
         "{running_fds} fds for {JOBS} running jobs"
