@@ -291,13 +291,27 @@ fn local_spawn(n: usize, namespaced: bool) -> Result<Histogram<u64>, String> {
     Ok(h)
 }
 
+/// Part `i` of `total` split as evenly as possible over `parts`.
+fn share(total: usize, parts: usize, i: usize) -> usize {
+    total / parts + usize::from(i < total % parts)
+}
+
+/// `n` connections to the server.
+async fn connect_all(opts: &ConnectOptions, n: usize) -> Result<Vec<Client>, String> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(Client::connect(opts).await.map_err(|e| e.to_string())?);
+    }
+    Ok(clients)
+}
+
 /// The namespaced baseline's throughput at the same concurrency: what this
 /// machine can spawn into new namespaces per second without jw.
 fn unshare_rate(n: usize, concurrency: usize) -> Result<f64, String> {
     let began = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|i| {
-            let part = n / concurrency + usize::from(i < n % concurrency);
+            let part = share(n, concurrency, i);
             std::thread::spawn(move || local_spawn(part, true).map(|_| ()))
         })
         .collect();
@@ -314,15 +328,12 @@ async fn start(
     concurrency: usize,
 ) -> Result<serde_json::Value, String> {
     let concurrency = concurrency.max(1);
-    let mut clients = Vec::new();
-    for _ in 0..concurrency {
-        clients.push(Client::connect(opts).await.map_err(|e| e.to_string())?);
-    }
+    let clients = connect_all(opts, concurrency).await?;
     let began = Instant::now();
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().enumerate() {
         let client = client.clone();
-        let n = jobs / concurrency + usize::from(i < jobs % concurrency);
+        let n = share(jobs, concurrency, i);
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).expect("histogram");
             let mut ids = Vec::new();
@@ -389,14 +400,11 @@ async fn status(
     let setup = Client::connect(opts).await.map_err(|e| e.to_string())?;
     let id = setup.start(true_job()).await.map_err(|e| e.to_string())?;
     setup.wait(id).await.map_err(|e| e.to_string())?;
-    let mut clients = Vec::new();
-    for _ in 0..connections {
-        clients.push(Client::connect(opts).await.map_err(|e| e.to_string())?);
-    }
+    let clients = connect_all(opts, connections).await?;
     let began = Instant::now();
     let mut tasks = Vec::new();
     for (i, client) in clients.into_iter().enumerate() {
-        let n = requests / connections + usize::from(i < requests % connections);
+        let n = share(requests, connections, i);
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).expect("histogram");
             for _ in 0..n {
@@ -506,10 +514,7 @@ async fn fanout(
         expected.update(&block);
     }
     let connections = connections.max(1);
-    let mut clients = Vec::new();
-    for _ in 0..connections {
-        clients.push(Client::connect(opts).await.map_err(|e| e.to_string())?);
-    }
+    let clients = connect_all(opts, connections).await?;
     // The job writes the same pattern with python3 (present on the hosts
     // jw targets), in 64 KiB writes.
     let script = format!(
@@ -774,17 +779,14 @@ async fn scale(
     server_pid: Option<u32>,
 ) -> Result<serde_json::Value, String> {
     let connections = connections.max(1).max(followers.div_ceil(1000));
-    let mut clients = Vec::new();
-    for _ in 0..connections {
-        clients.push(Client::connect(opts).await.map_err(|e| e.to_string())?);
-    }
+    let clients = connect_all(opts, connections).await?;
     let rss = |pid: Option<u32>| pid.and_then(process_usage).map(|(_, r)| r);
     let rss0 = rss(server_pid);
     let began = Instant::now();
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().enumerate() {
         let client = client.clone();
-        let n = jobs / connections + usize::from(i < jobs % connections);
+        let n = share(jobs, connections, i);
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for _ in 0..n {
