@@ -30,6 +30,12 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the private key {path} can be read by {who} (mode {mode:04o}); make it owner-only: chmod 600 {path}")]
+    KeyExposed {
+        path: PathBuf,
+        who: &'static str,
+        mode: u32,
+    },
     #[error("the key in {key} does not belong to the certificate in {cert}")]
     Mismatch { cert: PathBuf, key: PathBuf },
     #[error("cannot use the certificates: {0}")]
@@ -115,13 +121,41 @@ fn load_pair(
     }
 }
 
+/// Refuses a private key file that anyone but its owner may read or write
+/// (like ssh with an unprotected key): whoever reads the server's key can
+/// pose as the server.
+pub fn check_key_mode(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
+        (false, false) => return Ok(()),
+        (true, false) => "its group",
+        (false, true) => "every user",
+        (true, true) => "its group and every user",
+    };
+    Err(TlsError::KeyExposed {
+        path: path.to_path_buf(),
+        who,
+        mode,
+    })
+}
+
 /// The server side: TLS 1.3 only, a client certificate signed by
-/// `client_ca` required, ALPN `jw/1`.
+/// `client_ca` required, ALPN `jw/1`. The key must be owner-only
+/// ([`check_key_mode`]).
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    check_key_mode(key)?;
     let (certs, private) = load_pair(cert, key)?;
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider())

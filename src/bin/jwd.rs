@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use jw::job::cgroup::CgroupConfig;
+use jw::job::uids::UidRange;
 use jw::job::{EngineConfig, Manager};
 use jw::server::{Server, ServerConfig};
 use jw::units::{parse_bytes, parse_duration};
@@ -32,9 +33,25 @@ struct Args {
     /// Where job output and status records are kept.
     #[arg(long, default_value = "/var/lib/jw")]
     data_dir: PathBuf,
-    /// The user jobs run as (`root` only when given explicitly).
-    #[arg(long, default_value = "nobody")]
-    job_user: String,
+    /// Run every job as this one account instead of a uid of its own
+    /// (`root` only when given explicitly; jobs never keep a capability).
+    #[arg(long, conflicts_with = "job_uids")]
+    job_user: Option<String>,
+    /// The uids (and gids) jobs run as, one per running job, FIRST-LAST;
+    /// must not hold any account, group or subordinate id of the host.
+    #[arg(long, default_value = jw::job::uids::DEFAULT_RANGE)]
+    job_uids: UidRange,
+    /// Memory limit of a job that gives none (`none`: no limit).
+    #[arg(long, default_value = "1G", value_parser = parse_optional_bytes)]
+    default_memory: OrNone<u64>,
+    /// Pids limit of a job that gives none (`none`: no limit).
+    #[arg(long, default_value = "1024", value_parser = parse_optional_count)]
+    default_pids: OrNone<u32>,
+    /// Do not install the default seccomp filter in jobs (it refuses new
+    /// namespaces, mounts, keyrings, bpf, io_uring and other kernel
+    /// surface jobs do not need).
+    #[arg(long)]
+    no_seccomp: bool,
     /// The certificate subject O value that makes a user admin.
     #[arg(long, default_value = "admin")]
     admin_group: String,
@@ -76,6 +93,29 @@ struct Args {
     idle_timeout: Duration,
 }
 
+/// A flag value that may be `none`.
+#[derive(Debug, Clone, Copy)]
+struct OrNone<T>(Option<T>);
+
+fn parse_optional_bytes(s: &str) -> Result<OrNone<u64>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    parse_bytes(s).map(|n| OrNone(Some(n)))
+}
+
+fn parse_optional_count(s: &str) -> Result<OrNone<u32>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n >= 2 => Ok(OrNone(Some(n))),
+        _ => Err(format!(
+            "{s:?} is not a pids limit: give a number of at least 2, or none"
+        )),
+    }
+}
+
 fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -102,6 +142,14 @@ fn raise_fd_limit() -> u64 {
         return hard;
     }
     soft
+}
+
+/// Takes jwd out of the OOM killer's choice (its own jobs are limited by
+/// their memory cgroups; jw-init puts each job back to the default score).
+fn protect_from_oom_killer() {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", b"-1000") {
+        tracing::warn!(error = %e, "cannot set jwd's oom_score_adj to -1000: the OOM killer may choose jwd over a job");
+    }
 }
 
 fn main() -> ExitCode {
@@ -133,6 +181,10 @@ fn run(args: Args) -> Result<(), String> {
         .thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
     let fd_limit = raise_fd_limit();
+    // Everything jwd creates (data directory, output, records) is
+    // owner-only, whatever the code path.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    protect_from_oom_killer();
 
     let tls = jw::tls::server_config(&args.cert, &args.key, &args.client_ca)
         .map_err(|e| e.to_string())?;
@@ -143,8 +195,13 @@ fn run(args: Args) -> Result<(), String> {
             ..CgroupConfig::default()
         },
         job_user: args.job_user.clone(),
+        job_uids: args.job_uids,
         allow_host_network: args.allow_host_network,
         max_output_bytes: args.max_output,
+        default_memory_bytes: args.default_memory.0,
+        default_pids: args.default_pids.0,
+        seccomp: !args.no_seccomp,
+        hidden: vec![args.key.clone(), args.cert.clone(), args.client_ca.clone()],
         init_program: args.init.clone(),
     })
     .map_err(|e| e.to_string())?;
@@ -176,7 +233,11 @@ fn run(args: Args) -> Result<(), String> {
         listen = %server.local_addr(),
         layout = %manager.layout(),
         data_dir = %args.data_dir.display(),
-        job_user = %args.job_user,
+        job_user = args.job_user.as_deref().unwrap_or("-"),
+        job_uids = %args.job_uids,
+        default_memory = ?args.default_memory.0,
+        default_pids = ?args.default_pids.0,
+        seccomp = !args.no_seccomp,
         threads = args.threads.max(1),
         host_network = args.allow_host_network,
         fd_limit,

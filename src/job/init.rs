@@ -9,14 +9,22 @@
 //! for by the job's own process, inside the job's cgroup.
 //!
 //! What it does, in order (like runc init and tini, in one small program):
-//! 1. find /dev/null on fds 0, 1, 2 and its channel to jwd on 3;
+//! 1. find /dev/null on fds 0, 1, 2 and its channel to jwd on 3, and read
+//!    the job's [`Setup`] from the channel (the command, its environment and
+//!    everything else a user chose travel as data, never through the
+//!    init's own environment: it runs as root with a fixed one);
 //! 2. join the job's cgroups that CLONE_INTO_CGROUP could not put it in
-//!    (the v1 controllers of the hybrid layout);
+//!    (the v1 controllers of the hybrid layout), reset its OOM score;
 //! 3. create its mount, UTS, IPC and (unless host networking) network
-//!    namespaces, make every mount private, mount a fresh /proc, set the
-//!    hostname, bring `lo` up;
-//! 4. fork the command, which drops to the job user, sets no_new_privs and
-//!    execs; an exec failure comes back over a close-on-exec pipe;
+//!    namespaces, make every mount private, build the job's filesystem view
+//!    (`sandbox.rs`: read-only host, private /tmp, /var/tmp and /dev/shm,
+//!    the work directory at /home/job, jwd's files hidden), mount a fresh
+//!    /proc, set the hostname, bring `lo` up;
+//! 4. fork the command, which empties its capability bounding and ambient
+//!    sets, drops to the job's uid and gid, clears every other capability
+//!    set, sets no_new_privs, installs the seccomp filter and execs with the
+//!    user's environment; an exec failure comes back over a close-on-exec
+//!    pipe;
 //! 5. report "exec ok" or the exact error to jwd, then relay the command's
 //!    stdout and stderr (two pipes that end here) to jwd as messages on the
 //!    channel, forward SIGTERM/SIGINT/... to the command, reap every orphan,
@@ -29,13 +37,13 @@
 //! jwd run 12,000 jobs under a 20,000 descriptor limit; the copy is paid
 //! by the job's own init, in the job's cgroup.
 //!
-//! Its arguments come from `InitArgs::to_argv`, its environment is the
-//! job's, and it is a fresh single-threaded process: ordinary code is safe
-//! here, unlike in the child of the clone before the exec.
+//! It is a fresh single-threaded process: ordinary code is safe here,
+//! unlike in the child of the clone before the exec.
 
-use std::ffi::{c_char, c_int, CString, OsString};
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::path::Path;
+
+use super::sandbox;
 
 /// The channel to jwd, in the init: one end of a SOCK_SEQPACKET socket
 /// pair, so every message arrives whole and alone. It is the only
@@ -63,7 +71,7 @@ pub const CONTROL_LEN: usize = 8;
 pub const EXIT_FDS: i32 = 125;
 /// The first argument: the argument format, so a jwd and a jw-init from
 /// different builds fail loudly instead of misreading each other.
-const ARGS_VERSION: &str = "jw-init/1";
+const ARGS_VERSION: &CStr = c"jw-init/2";
 
 /// Where set-up failed, for the message the user sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +96,18 @@ pub enum Stage {
     NoNewPrivs = 17,
     Exec = 18,
     Pipes = 19,
+    Setup = 20,
+    OomScore = 21,
+    Hide = 22,
+    ReadOnly = 23,
+    PrivateTmp = 24,
+    Home = 25,
+    Capabilities = 26,
+    Seccomp = 27,
 }
 
 impl Stage {
-    const ALL: [Stage; 19] = [
+    const ALL: [Stage; 27] = [
         Stage::Fds,
         Stage::Init,
         Stage::Args,
@@ -111,6 +127,14 @@ impl Stage {
         Stage::NoNewPrivs,
         Stage::Exec,
         Stage::Pipes,
+        Stage::Setup,
+        Stage::OomScore,
+        Stage::Hide,
+        Stage::ReadOnly,
+        Stage::PrivateTmp,
+        Stage::Home,
+        Stage::Capabilities,
+        Stage::Seccomp,
     ];
 
     pub fn from_u32(n: u32) -> Option<Stage> {
@@ -141,94 +165,81 @@ impl Stage {
             Stage::NoNewPrivs => "set no_new_privs",
             Stage::Exec => "execute the command",
             Stage::Pipes => "create the job's output pipes",
+            Stage::Setup => "receive the job's set-up from jwd",
+            Stage::OomScore => "reset the job's OOM score",
+            Stage::Hide => "hide jwd's files from the job",
+            Stage::ReadOnly => "make the host's filesystem read-only for the job",
+            Stage::PrivateTmp => "mount the job's private /tmp, /var/tmp and /dev/shm",
+            Stage::Home => "mount the job's work directory at /home/job (does the host have /home?)",
+            Stage::Capabilities => "drop the job's capabilities",
+            Stage::Seccomp => "install the job's system call filter",
         }
     }
 }
 
-/// What jwd tells the init, as its command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InitArgs {
+/// Everything jwd tells the init about the job, sent as the first message
+/// on the channel (postcard), never through the command line or the
+/// environment: the init runs as root before it drops privileges, and
+/// nothing a user chose may reach the dynamic loader or the init's own
+/// arguments. The init is executed with [`INIT_ENV`] and `jw-init
+/// jw-init/2` as its whole command line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Setup {
     pub uid: u32,
     pub gid: u32,
     /// A new network namespace with only `lo` (false: the host's network).
     pub new_net: bool,
     pub hostname: String,
+    /// The job's work directory on the host, bound at `sandbox::JOB_HOME`.
+    pub home: String,
+    /// The working directory inside the job.
     pub workdir: String,
+    /// Host paths the job may not see (jwd's data directory, key, ...).
+    pub hide: Vec<String>,
     /// Cgroup directories the init moves itself into before anything else.
-    pub join: Vec<PathBuf>,
+    pub join: Vec<String>,
+    /// Install the default seccomp filter (`jwd --no-seccomp` turns it off).
+    pub seccomp: bool,
     /// Paths to try for the command, in order (execvp's search).
     pub candidates: Vec<String>,
     /// The command's argv, argv[0] first.
     pub argv: Vec<String>,
+    /// The command's environment, `NAME=value` each, applied only at its
+    /// execve.
+    pub env: Vec<String>,
 }
 
-impl InitArgs {
-    /// The init's argv: `jw-init jw-init/1 UID GID net|host HOSTNAME WORKDIR
-    /// N JOIN... M CANDIDATE... ARGV...`. Every string was validated free of
-    /// NUL bytes.
-    pub fn to_argv(&self) -> Vec<CString> {
-        let mut out: Vec<Vec<u8>> = vec![
-            b"jw-init".to_vec(),
-            ARGS_VERSION.into(),
-            self.uid.to_string().into(),
-            self.gid.to_string().into(),
-            if self.new_net { "net" } else { "host" }.into(),
-            self.hostname.clone().into(),
-            self.workdir.clone().into(),
-            self.join.len().to_string().into(),
-        ];
-        out.extend(
-            self.join
-                .iter()
-                .map(|p| p.clone().into_os_string().into_vec()),
-        );
-        out.push(self.candidates.len().to_string().into());
-        out.extend(self.candidates.iter().map(|c| c.clone().into_bytes()));
-        out.extend(self.argv.iter().map(|a| a.clone().into_bytes()));
-        out.into_iter()
-            .map(|s| CString::new(s).expect("validated: no NUL"))
-            .collect()
+/// The largest setup message (the protocol's argv and environment limit,
+/// plus the strings jwd adds).
+pub const MAX_SETUP: usize = crate::protocol::MAX_ARGV_ENV_BYTES + 64 * 1024 + 16 * 4096;
+
+/// The init's whole environment: fixed, chosen by no user.
+pub const INIT_ENV: [&CStr; 1] = [c"PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
+
+impl Setup {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a Setup always encodes")
     }
 
-    /// Reads what `to_argv` wrote (argv[0] included).
-    pub fn parse(args: Vec<OsString>) -> Option<InitArgs> {
-        let mut it = args
-            .into_iter()
-            .skip(1)
-            .map(|a| String::from_utf8(a.into_vec()).ok());
-        let mut next = || it.next().flatten();
-        if next()? != ARGS_VERSION {
+    pub fn decode(bytes: &[u8]) -> Option<Setup> {
+        let setup: Setup = postcard::from_bytes(bytes).ok()?;
+        let has_nul = std::iter::once(&setup.hostname)
+            .chain([&setup.home, &setup.workdir])
+            .chain(&setup.hide)
+            .chain(&setup.join)
+            .chain(&setup.candidates)
+            .chain(&setup.argv)
+            .chain(&setup.env)
+            .any(|s| s.contains('\0'));
+        if has_nul || setup.argv.is_empty() || setup.candidates.is_empty() {
             return None;
         }
-        let uid = next()?.parse().ok()?;
-        let gid = next()?.parse().ok()?;
-        let new_net = match next()?.as_str() {
-            "net" => true,
-            "host" => false,
-            _ => return None,
-        };
-        let hostname = next()?;
-        let workdir = next()?;
-        let joins: usize = next()?.parse().ok()?;
-        let join = (0..joins)
-            .map(|_| next().map(PathBuf::from))
-            .collect::<Option<Vec<_>>>()?;
-        let count: usize = next()?.parse().ok()?;
-        let candidates = (0..count).map(|_| next()).collect::<Option<Vec<_>>>()?;
-        let argv = it.collect::<Option<Vec<_>>>()?;
-        if argv.is_empty() || candidates.is_empty() {
-            return None;
-        }
-        Some(InitArgs {
-            uid,
-            gid,
-            new_net,
-            hostname,
-            workdir,
-            join,
-            candidates,
-            argv,
-        })
+        Some(setup)
+    }
+
+    /// The init's command line.
+    pub fn argv() -> [&'static CStr; 2] {
+        [c"jw-init", ARGS_VERSION]
     }
 }
 
@@ -243,11 +254,6 @@ const FORWARDED: [c_int; 8] = [
     libc::SIGWINCH,
     libc::SIGCONT,
 ];
-
-extern "C" {
-    /// The process environment: jwd executed the init with the job's.
-    static environ: *const *const c_char;
-}
 
 extern "C" fn ignore_signal(_: c_int) {}
 
@@ -288,6 +294,50 @@ fn check(rc: c_int, stage: Stage) {
     }
 }
 
+fn step(result: sandbox::Step, stage: Stage) {
+    if let Err(err) = result {
+        fail_with(stage, err);
+    }
+}
+
+/// Reads the setup message jwd queued on the channel before the clone.
+fn receive_setup() -> Setup {
+    let mut buf = vec![0u8; MAX_SETUP];
+    let n = loop {
+        // SAFETY: receives into a live buffer of buf.len() bytes.
+        let n = unsafe { libc::recv(CHANNEL_FD, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        break n;
+    };
+    if n <= 0 {
+        fail(Stage::Setup);
+    }
+    match Setup::decode(&buf[..n as usize]) {
+        Some(setup) => setup,
+        None => fail_with(Stage::Setup, libc::EINVAL),
+    }
+}
+
+/// The job's filesystem view (see `sandbox`): its work directory taken
+/// before anything covers it, jwd's files hidden, the host read-only, then
+/// the job's own writable mounts.
+fn build_view(setup: &Setup) {
+    let home = match sandbox::clone_tree(Path::new(&setup.home)) {
+        Ok(tree) => tree,
+        Err(err) => fail_with(Stage::Home, err),
+    };
+    for path in setup.hide.iter().map(String::as_str).chain(sandbox::ALWAYS_HIDDEN) {
+        step(sandbox::hide(Path::new(path)), Stage::Hide);
+    }
+    step(sandbox::read_only_root(), Stage::ReadOnly);
+    for dir in sandbox::PRIVATE_TMP {
+        step(sandbox::private_tmp(dir), Stage::PrivateTmp);
+    }
+    step(sandbox::attach_home(&home), Stage::Home);
+}
+
 /// `jw-init`'s main.
 pub fn main() -> ! {
     // SAFETY: getpid and fcntl(F_GETFD) only read process state.
@@ -300,49 +350,39 @@ pub fn main() -> ! {
     // The channel stays with the init, not the command.
     // SAFETY: fcntl on an fd this process owns.
     unsafe { libc::fcntl(CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let Some(args) = InitArgs::parse(std::env::args_os().collect()) else {
+    let version_ok = std::env::args_os()
+        .nth(1)
+        .is_some_and(|v| v.as_encoded_bytes() == ARGS_VERSION.to_bytes());
+    if !version_ok {
         fail_with(Stage::Args, libc::EINVAL)
-    };
-    for dir in &args.join {
+    }
+    let setup = receive_setup();
+    for dir in &setup.join {
         // "0" is "the writing process" in both cgroup versions.
-        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), "0") {
+        if let Err(e) = std::fs::write(Path::new(dir).join("cgroup.procs"), "0") {
             fail_with(Stage::Join, e.raw_os_error().unwrap_or(libc::EIO));
         }
     }
-    let command = Command::prepare(&args);
+    step(sandbox::reset_oom_score(), Stage::OomScore);
+    let command = Command::prepare(&setup);
+    let mut namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if setup.new_net {
+        namespaces |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare takes flags only.
+    check(unsafe { libc::unshare(namespaces) }, Stage::Unshare);
+    step(sandbox::make_mounts_private(), Stage::MountPrivate);
+    build_view(&setup);
+    step(sandbox::mount_proc(), Stage::MountProc);
+    // SAFETY: the pointer and length describe the hostname's bytes.
+    check(
+        unsafe { libc::sethostname(setup.hostname.as_ptr().cast(), setup.hostname.len()) },
+        Stage::Hostname,
+    );
     // SAFETY: a single-threaded process; everything below is system calls
     // on memory this function owns.
     unsafe {
-        let mut namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-        if args.new_net {
-            namespaces |= libc::CLONE_NEWNET;
-        }
-        check(libc::unshare(namespaces), Stage::Unshare);
-        check(
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ),
-            Stage::MountPrivate,
-        );
-        check(
-            libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ),
-            Stage::MountProc,
-        );
-        check(
-            libc::sethostname(args.hostname.as_ptr().cast(), args.hostname.len()),
-            Stage::Hostname,
-        );
-        if args.new_net {
+        if setup.new_net {
             loopback_up();
         }
 
@@ -464,24 +504,44 @@ struct Command {
     candidates: Vec<CString>,
     argv: Vec<CString>,
     argv_ptrs: Vec<*const c_char>,
+    env: Vec<CString>,
+    env_ptrs: Vec<*const c_char>,
+    /// The seccomp programs to install, compiled before the fork.
+    filters: Vec<seccompiler::BpfProgram>,
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 impl Command {
-    fn prepare(args: &InitArgs) -> Command {
-        let c = |s: &str| CString::new(s).expect("argv strings have no NUL");
-        let argv: Vec<CString> = args.argv.iter().map(|a| c(a)).collect();
-        let argv_ptrs = argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
+    fn prepare(setup: &Setup) -> Command {
+        // Setup::decode refused strings with NUL bytes.
+        let c = |s: &String| CString::new(s.as_str()).expect("no NUL: checked by Setup::decode");
+        let argv: Vec<CString> = setup.argv.iter().map(c).collect();
+        let env: Vec<CString> = setup.env.iter().map(c).collect();
+        let filters = if setup.seccomp {
+            match sandbox::default_filters() {
+                Ok(f) => f,
+                Err(_) => fail_with(Stage::Seccomp, libc::EINVAL),
+            }
+        } else {
+            Vec::new()
+        };
         Command {
-            uid: args.uid,
-            gid: args.gid,
-            workdir: c(&args.workdir),
-            candidates: args.candidates.iter().map(|p| c(p)).collect(),
+            uid: setup.uid,
+            gid: setup.gid,
+            workdir: c(&setup.workdir),
+            candidates: setup.candidates.iter().map(c).collect(),
+            argv_ptrs: null_terminated(&argv),
             argv,
-            argv_ptrs,
+            env_ptrs: null_terminated(&env),
+            env,
+            filters,
         }
     }
 
@@ -499,6 +559,7 @@ impl Command {
             }
         }
         debug_assert_eq!(self.argv.len() + 1, self.argv_ptrs.len());
+        debug_assert_eq!(self.env.len() + 1, self.env_ptrs.len());
         // SAFETY: system calls on memory `self` owns, in the forked child.
         unsafe {
             // The output pipes become fds 1 and 2 (dup2 clears close-on-exec;
@@ -531,6 +592,13 @@ impl Command {
             }
             libc::umask(0o022);
 
+            // The bounding and ambient sets go while the init's
+            // CAP_SETPCAP is still there; the uid change then clears the
+            // rest, and capset makes sure of it (a job user of root keeps
+            // uid 0, but not one capability).
+            if let Err(err) = sandbox::drop_bounding_and_ambient() {
+                fail_exec(exec_pipe, Stage::Capabilities, err);
+            }
             if libc::setgroups(0, std::ptr::null()) < 0 {
                 fail_exec(exec_pipe, Stage::Groups, errno());
             }
@@ -540,18 +608,26 @@ impl Command {
             if libc::setresuid(self.uid, self.uid, self.uid) < 0 {
                 fail_exec(exec_pipe, Stage::Uid, errno());
             }
+            if let Err(err) = sandbox::clear_capabilities() {
+                fail_exec(exec_pipe, Stage::Capabilities, err);
+            }
             // chdir as the job user, so directory permissions apply to it.
             if libc::chdir(self.workdir.as_ptr()) < 0 {
                 fail_exec(exec_pipe, Stage::Chdir, errno());
             }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-                fail_exec(exec_pipe, Stage::NoNewPrivs, errno());
+            if let Err(err) = sandbox::no_new_privs() {
+                fail_exec(exec_pipe, Stage::NoNewPrivs, err);
+            }
+            for filter in &self.filters {
+                if let Err(err) = sandbox::install_filter(filter) {
+                    fail_exec(exec_pipe, Stage::Seccomp, err);
+                }
             }
             // execvp's rules: try each candidate; remember EACCES; stop at
             // an error other than "not there".
             let mut err = libc::ENOENT;
             for path in &self.candidates {
-                libc::execve(path.as_ptr(), self.argv_ptrs.as_ptr(), environ);
+                libc::execve(path.as_ptr(), self.argv_ptrs.as_ptr(), self.env_ptrs.as_ptr());
                 match errno() {
                     libc::ENOENT | libc::ENOTDIR => {}
                     libc::EACCES => err = libc::EACCES,
@@ -729,58 +805,53 @@ unsafe fn relay(command: libc::pid_t, signals: c_int, mut pipes: [c_int; 2]) -> 
 mod tests {
     use super::*;
 
-    fn sample() -> InitArgs {
-        InitArgs {
-            uid: 65534,
-            gid: 65533,
+    fn sample() -> Setup {
+        Setup {
+            uid: 600_123,
+            gid: 600_123,
             new_net: true,
             hostname: "jw-0123abcd".into(),
-            workdir: "/tmp/a dir".into(),
+            home: "/var/lib/jw/work/0123".into(),
+            workdir: "/home/job".into(),
+            hide: vec!["/var/lib/jw".into(), "/etc/jw/server.key".into()],
+            seccomp: true,
             join: vec![
                 "/sys/fs/cgroup/memory/x/1".into(),
                 "/sys/fs/cgroup/pids/x/1".into(),
             ],
             candidates: vec!["/usr/bin/sh".into(), "/bin/sh".into()],
             argv: vec!["sh".into(), "-c".into(), "".into(), "--".into(), "3".into()],
+            env: vec!["LD_PRELOAD=/tmp/x.so".into(), "A=".into()],
         }
     }
 
-    fn os(argv: Vec<CString>) -> Vec<OsString> {
-        argv.into_iter()
-            .map(|c| OsString::from_vec(c.into_bytes()))
-            .collect()
+    #[test]
+    fn setup_round_trips() {
+        let setup = sample();
+        assert_eq!(Setup::decode(&setup.encode()), Some(setup));
     }
 
     #[test]
-    fn init_args_round_trip() {
-        let args = sample();
-        assert_eq!(InitArgs::parse(os(args.to_argv())), Some(args));
-        let host = InitArgs {
-            new_net: false,
-            join: vec![],
-            ..sample()
-        };
-        assert_eq!(InitArgs::parse(os(host.to_argv())), Some(host));
-    }
-
-    #[test]
-    fn init_args_reject_what_jwd_never_writes() {
-        let good = os(sample().to_argv());
-        // Another build's format.
-        let mut other = good.clone();
-        other[1] = "jw-init/0".into();
-        assert_eq!(InitArgs::parse(other), None);
-        // Every truncation that cuts into the fixed part or leaves no argv.
-        let fixed = 2 + 5 + 1 + 2 + 1 + 2;
-        for len in 0..=fixed {
-            assert_eq!(InitArgs::parse(good[..len].to_vec()), None, "len {len}");
+    fn setup_rejects_what_jwd_never_sends() {
+        let good = sample().encode();
+        // Every truncation.
+        for len in 0..good.len() {
+            assert_eq!(Setup::decode(&good[..len]), None, "len {len}");
         }
-        let mut bad = good.clone();
-        bad[4] = "both".into();
-        assert_eq!(InitArgs::parse(bad), None);
-        let mut bad = good;
-        bad[2] = "-1".into();
-        assert_eq!(InitArgs::parse(bad), None);
+        let mut no_argv = sample();
+        no_argv.argv.clear();
+        assert_eq!(Setup::decode(&no_argv.encode()), None);
+        let mut nul = sample();
+        nul.env.push("A=\0".into());
+        assert_eq!(Setup::decode(&nul.encode()), None);
+    }
+
+    #[test]
+    fn the_largest_request_fits_one_setup_message() {
+        let mut big = sample();
+        big.argv = vec!["a".repeat(60); crate::protocol::MAX_ARGS];
+        big.env = vec!["E=".to_string() + &"b".repeat(250); crate::protocol::MAX_ENV];
+        assert!(big.encode().len() <= MAX_SETUP, "{}", big.encode().len());
     }
 
     #[test]

@@ -20,9 +20,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, LayoutKind};
-use super::init::{self, InitArgs, Stage};
+use super::init::{self, Setup, Stage};
 use super::output::{self, Output, OutputWriter};
 use super::record;
+use super::uids::{Identities, JobIds, UidError, UidPool, UidRange};
 use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::{JobSpec, SpecError, SpecPolicy};
 use crate::protocol::{JobId, JobInfo, JobState, Network, OutputStream, StartRequest, Usage};
@@ -33,11 +34,24 @@ pub struct EngineConfig {
     /// Where job directories (output, status) live.
     pub data_dir: PathBuf,
     pub cgroup: CgroupConfig,
-    /// The user jobs run as (`jwd --job-user`).
-    pub job_user: String,
+    /// One fixed account every job runs as (`jwd --job-user`); `None`: a
+    /// uid and gid of its own per job from `job_uids`.
+    pub job_user: Option<String>,
+    /// The range per-job uids come from (`jwd --job-uids`).
+    pub job_uids: UidRange,
     pub allow_host_network: bool,
     /// Output cap per job, and the default.
     pub max_output_bytes: u64,
+    /// Limits for jobs that give none (`jwd --default-memory`,
+    /// `--default-pids`).
+    pub default_memory_bytes: Option<u64>,
+    pub default_pids: Option<u32>,
+    /// Install the default seccomp filter in every job (`jwd --no-seccomp`
+    /// turns it off).
+    pub seccomp: bool,
+    /// Host files and directories jobs may not see besides the data
+    /// directory (jwd's key, certificate and client CA).
+    pub hidden: Vec<PathBuf>,
     /// The job init program (`jwd --init`); `None`: `jw-init` beside the
     /// running executable.
     pub init_program: Option<PathBuf>,
@@ -48,13 +62,25 @@ impl Default for EngineConfig {
         EngineConfig {
             data_dir: "/var/lib/jw".into(),
             cgroup: CgroupConfig::default(),
-            job_user: "nobody".into(),
+            job_user: None,
+            job_uids: super::uids::DEFAULT_RANGE
+                .parse()
+                .expect("the default range parses"),
             allow_host_network: false,
             max_output_bytes: 1 << 30,
+            default_memory_bytes: Some(DEFAULT_MEMORY),
+            default_pids: Some(DEFAULT_PIDS),
+            seccomp: true,
+            hidden: Vec::new(),
             init_program: None,
         }
     }
 }
+
+/// The memory limit of a job that gives none.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+/// The pids limit of a job that gives none.
+pub const DEFAULT_PIDS: u32 = 1024;
 
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +102,12 @@ pub enum JobError {
         what: String,
         source: std::io::Error,
     },
-    #[error("job user {0:?} does not exist on this host (jwd --job-user)")]
-    NoSuchUser(String),
+    #[error(transparent)]
+    Identity(#[from] UidError),
+    #[error("all {count} job uids ({range}) are in use by running jobs or their clean-up; try again when a job has ended, or give jwd a larger --job-uids range")]
+    NoIdentity { range: UidRange, count: u64 },
+    #[error("{what} {path:?} is not valid UTF-8; jobs need paths they can be told about")]
+    NotUtf8 { what: &'static str, path: PathBuf },
     #[error("cannot use the job init program {path}: {source} (install jw-init beside jwd, or give its path with jwd --init)")]
     InitProgram {
         path: PathBuf,
@@ -164,8 +194,9 @@ struct Inner {
     config: EngineConfig,
     cgroups: Cgroups,
     policy: SpecPolicy,
-    uid: u32,
-    gid: u32,
+    identities: Identities,
+    /// Paths every job's view covers: the data directory and `hidden`.
+    hidden: Vec<String>,
     jobs: Mutex<HashMap<JobId, Arc<Job>>>,
     next_seq: AtomicU64,
     /// False once the kernel refused CLONE_INTO_CGROUP: clone, then the
@@ -200,10 +231,13 @@ impl Manager {
     /// Detects the cgroup layout, prepares jw's cgroup subtree and data
     /// directory, and removes whatever a crashed predecessor left in them.
     pub fn new(config: EngineConfig) -> Result<Manager, JobError> {
-        let user = nix::unistd::User::from_name(&config.job_user)
-            .ok()
-            .flatten()
-            .ok_or_else(|| JobError::NoSuchUser(config.job_user.clone()))?;
+        let identities = match &config.job_user {
+            Some(user) => Identities::fixed(user)?,
+            None => {
+                config.job_uids.check_host()?;
+                Identities::Pool(UidPool::new(config.job_uids))
+            }
+        };
         let init_program = open_init_program(config.init_program.as_deref())?;
         let devnull = rustix::fs::open(
             "/dev/null",
@@ -221,17 +255,29 @@ impl Manager {
             "cgroup layout detected"
         );
         let jobs_dir = config.data_dir.join("jobs");
-        std::fs::create_dir_all(&jobs_dir).map_err(io_err(format!(
-            "cannot create data directory {}",
-            jobs_dir.display()
-        )))?;
-        let policy = SpecPolicy::for_host(config.allow_host_network, config.max_output_bytes);
+        prepare_data_dir(&config.data_dir)?;
+        let mut hidden = Vec::new();
+        for path in std::iter::once(&config.data_dir).chain(&config.hidden) {
+            // Resolved once here: the init refuses to mount over a symlink.
+            let real = std::fs::canonicalize(path)
+                .map_err(io_err(format!("cannot resolve {}", path.display())))?;
+            let text = real.to_str().ok_or_else(|| JobError::NotUtf8 {
+                what: "path to hide from jobs",
+                path: real.clone(),
+            })?;
+            hidden.push(text.to_string());
+        }
+        let mut policy = SpecPolicy::for_host(config.allow_host_network, config.max_output_bytes);
+        policy.default_memory_bytes = config
+            .default_memory_bytes
+            .map(|m| m.min(policy.host_memory));
+        policy.default_pids = config.default_pids;
         let jobs = load_jobs(&jobs_dir);
         let next_seq = AtomicU64::new(jobs.len() as u64);
         Ok(Manager {
             inner: Arc::new(Inner {
-                uid: user.uid.as_raw(),
-                gid: user.gid.as_raw(),
+                identities,
+                hidden,
                 config,
                 cgroups,
                 policy,
@@ -275,15 +321,37 @@ impl Manager {
     /// executed, or with the reason it could not be.
     pub async fn start(&self, owner: &str, request: &StartRequest) -> Result<Started, JobError> {
         let spec = JobSpec::validate(request, &self.inner.policy)?;
-        let id = new_job_id()?;
+        let identities = &self.inner.identities;
+        let ids = identities.take().ok_or(JobError::NoIdentity {
+            range: self.inner.config.job_uids,
+            count: identities.capacity().unwrap_or(0),
+        })?;
+        let id = match new_job_id() {
+            Ok(id) => id,
+            Err(e) => {
+                identities.give_back(ids);
+                return Err(e);
+            }
+        };
         let dir = self.job_dir(id);
-        std::fs::create_dir_all(&dir)
-            .map_err(io_err(format!("cannot create {}", dir.display())))?;
-        let result = self.start_in(owner, id, spec, &dir).await;
+        let home = self.work_dir(id);
+        let result = match create_job_dirs(&dir, &home, ids) {
+            Ok(()) => self.start_in(owner, id, spec, &dir, &home, ids).await,
+            Err(e) => Err(e),
+        };
         if result.is_err() {
+            // Nothing of the job runs (its init was reaped and its cgroups
+            // removed), so its files and uid go at once.
             let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&home);
+            identities.give_back(ids);
         }
         result
+    }
+
+    /// The job's work directory on the host (its /home/job).
+    fn work_dir(&self, id: JobId) -> PathBuf {
+        self.inner.config.data_dir.join(WORK_DIR).join(id.to_string())
     }
 
     async fn start_in(
@@ -292,6 +360,8 @@ impl Manager {
         id: JobId,
         spec: JobSpec,
         dir: &std::path::Path,
+        home: &std::path::Path,
+        ids: JobIds,
     ) -> Result<Started, JobError> {
         let inner = &self.inner;
         let id_text = id.to_string();
@@ -315,26 +385,35 @@ impl Manager {
                 return Err(e.into());
             }
         };
-        let mut init_args = InitArgs {
-            uid: inner.uid,
-            gid: inner.gid,
+        let mut setup = Setup {
+            uid: ids.uid,
+            gid: ids.gid,
             new_net: spec.network == Network::None,
             hostname,
+            // jwd made it, under a data directory Manager::new checked.
+            home: home.to_string_lossy().into_owned(),
             workdir: spec.workdir.clone(),
+            hide: inner.hidden.clone(),
             join: Vec::new(),
+            seccomp: inner.config.seccomp,
             candidates: spec.exec_candidates(),
             argv: std::iter::once(spec.command.clone())
                 .chain(spec.args.iter().cloned())
                 .collect(),
+            env: spec.env.clone(),
         };
         let began = Instant::now();
         let child = loop {
             let into = inner.clone_into_cgroup.load(Ordering::Acquire);
-            init_args.join = cgroup.join_dirs(into);
+            setup.join = cgroup
+                .join_dirs(into)
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            let encoded = setup.encode();
             let config = SpawnConfig {
                 init: inner.init_program.as_fd(),
-                args: &init_args,
-                env: &spec.env,
+                setup: &encoded,
                 cgroup: into.then(|| leaf_fd.as_fd()),
                 devnull: inner.devnull.as_fd(),
                 share_memory: inner.share_memory.load(Ordering::Acquire),
@@ -426,11 +505,35 @@ impl Manager {
 
         inner.active.send_modify(|n| *n += 1);
         let this = self.clone();
+        let home = home.to_path_buf();
         tokio::spawn(async move {
-            supervise(job, pid, cgroup, channel, writer).await;
+            let remains = supervise(job, pid, cgroup, channel, writer).await;
+            this.clean_up(remains, home, ids).await;
             this.inner.active.send_modify(|n| *n -= 1);
         });
         Ok(Started { id, exec_latency })
+    }
+
+    /// Removes an ended job's work directory and gives its uid back, once
+    /// its cgroups are gone (no process of it is left). A job whose
+    /// processes could not be shown gone keeps its uid reserved.
+    async fn clean_up(&self, cgroups_removed: bool, home: PathBuf, ids: JobIds) {
+        if !cgroups_removed {
+            tracing::warn!(uid = ids.uid, home = %home.display(), "the job's cgroups could not be removed: its uid stays reserved and its work directory stays");
+            return;
+        }
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&home) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((home, e)),
+            _ => Ok(()),
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => self.inner.identities.give_back(ids),
+            Ok(Err((home, e))) => {
+                tracing::warn!(uid = ids.uid, home = %home.display(), error = %e, "cannot remove the job's work directory: its uid stays reserved")
+            }
+            Err(e) => tracing::warn!(uid = ids.uid, error = %e, "work directory clean-up failed: the job's uid stays reserved"),
+        }
     }
 
     /// Resolves once no job is running (at once if none is).
@@ -558,6 +661,51 @@ impl Manager {
     pub fn output_path(&self, id: JobId, which: OutputStream) -> PathBuf {
         output::output_path(&self.job_dir(id), which)
     }
+}
+
+/// Where jobs' work directories live, under the data directory.
+const WORK_DIR: &str = "work";
+
+/// Creates (or makes owner-only) the data directory and its `jobs` and
+/// `work` directories: 0700, so no job and no other host user can reach
+/// output, records or another job's files. Work directories a crashed jwd
+/// left go (their jobs were killed with the stale cgroups).
+fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobError> {
+    use std::os::unix::fs::PermissionsExt;
+    let work = data_dir.join(WORK_DIR);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(io_err(format!(
+            "cannot remove stale work directories in {}",
+            work.display()
+        )))?;
+    }
+    for dir in [data_dir.to_path_buf(), data_dir.join("jobs"), work] {
+        std::fs::create_dir_all(&dir)
+            .map_err(io_err(format!("cannot create data directory {}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(
+            format!("cannot make {} owner-only (0700)", dir.display()),
+        ))?;
+    }
+    Ok(())
+}
+
+/// A new job's directory (output, record: 0700, jwd's) and work directory
+/// (0700, the job's uid's).
+fn create_job_dirs(dir: &std::path::Path, home: &std::path::Path, ids: JobIds) -> Result<(), JobError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700);
+    builder
+        .create(dir)
+        .map_err(io_err(format!("cannot create {}", dir.display())))?;
+    builder
+        .create(home)
+        .map_err(io_err(format!("cannot create {}", home.display())))?;
+    std::os::unix::fs::chown(home, Some(ids.uid), Some(ids.gid)).map_err(io_err(format!(
+        "cannot give the work directory {} to uid {}",
+        home.display(),
+        ids.uid
+    )))
 }
 
 /// Loads every job a previous server recorded. Jobs that were starting or
@@ -861,7 +1009,7 @@ async fn supervise(
     cgroup: Arc<JobCgroup>,
     mut channel: InitChannel,
     writer: Arc<OutputWriter>,
-) {
+) -> bool {
     // The init relays output, reports the command's wait status, then
     // exits (EOF).
     let mut command_status = None;
@@ -897,7 +1045,7 @@ async fn supervise(
                 .unwrap_or_else(|e| Err(CgroupError::Unsupported(e.to_string())))
         }
     };
-    if let Err(e) = removed {
+    if let Err(e) = &removed {
         tracing::warn!(job = %job.id, error = %e, "cannot remove the job's cgroups");
     }
 
@@ -943,4 +1091,5 @@ async fn supervise(
         current.stopped |= stopped;
     });
     tracing::debug!(job = %job.id, "job ended");
+    removed.is_ok()
 }

@@ -7,8 +7,10 @@ pub mod init;
 pub mod manager;
 pub mod output;
 mod record;
+pub mod sandbox;
 pub mod spawn;
 pub mod spec;
+pub mod uids;
 
 pub use manager::{EngineConfig, Job, JobError, Manager, Started};
 pub use spec::{JobSpec, SpecError, SpecPolicy};

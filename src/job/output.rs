@@ -63,9 +63,12 @@ fn stream_of(i: usize) -> OutputStream {
 
 /// Creates an output file of a new job.
 fn create(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Owner-only: jwd's (root's), whatever the process umask.
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
 }
 
@@ -189,6 +192,7 @@ impl Output {
     /// (written just before a crash) is indexed at the end, so nothing on
     /// disk is lost to readers.
     pub fn open_closed(dir: &Path, dropped: u64) -> std::io::Result<Arc<Output>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let len = |name: &str| {
             std::fs::metadata(dir.join(name))
                 .map(|m| m.len())
@@ -211,6 +215,7 @@ impl Output {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(0o600)
                 .open(&index_path)?;
             index.set_len(index_len)?;
             for i in 0..2 {

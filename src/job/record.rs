@@ -60,15 +60,25 @@ pub fn write(dir: &Path, info: &JobInfo) -> std::io::Result<()> {
         // Long argument lists: one write could be split, so replace the
         // file instead (a temporary file and a rename).
         let tmp = dir.join(".status.tmp");
-        std::fs::write(&tmp, &bytes)?;
+        owner_only()
+            .truncate(true)
+            .open(&tmp)?
+            .write_all_at(&bytes, 0)?;
         return std::fs::rename(&tmp, &path);
     }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
+    owner_only()
         .truncate(false)
         .open(&path)?
         .write_all_at(&bytes, 0)
+}
+
+/// Opens for writing, creating the file 0600 (a record holds the user's
+/// command line).
+fn owner_only() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).mode(0o600);
+    options
 }
 
 /// Reads a job's status record.

@@ -22,7 +22,7 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use super::init::{self, InitArgs, Stage};
+use super::init::{self, Setup, Stage};
 
 /// Bit 33 of clone3's u64 flags. (libc's constant is deprecated because it
 /// overflows its c_int type.)
@@ -50,12 +50,11 @@ pub struct SpawnConfig<'a> {
     /// The init program, opened O_PATH (executed with execveat, so a
     /// replaced or deleted file on disk does not matter).
     pub init: BorrowedFd<'a>,
-    /// The init's arguments: the command and how to set the job up.
-    pub args: &'a InitArgs,
-    /// The job's environment, `NAME=value` each.
-    pub env: &'a [String],
+    /// The job's set-up, encoded (`Setup::encode`): queued on the channel
+    /// for the init before the clone.
+    pub setup: &'a [u8],
     /// The cgroup2 leaf to clone into; `None` clones into the server's own
-    /// cgroup and relies on the init joining its cgroups (`args.join`).
+    /// cgroup and relies on the init joining its cgroups (`Setup::join`).
     pub cgroup: Option<BorrowedFd<'a>>,
     /// /dev/null: the init's fds 0, 1 and 2, and the command's stdin.
     pub devnull: BorrowedFd<'a>,
@@ -110,6 +109,41 @@ fn null_terminated(v: &[CString]) -> Vec<*const c_char> {
         .collect()
 }
 
+/// Queues the set-up message for the init on jwd's end of its channel. A
+/// socket pair's send buffer (wmem_default, 208 KiB here) may be smaller
+/// than the largest set-up; root raises it for that one socket.
+fn send_setup(channel: &OwnedFd, setup: &[u8]) -> io::Result<()> {
+    if setup.len() > init::MAX_SETUP {
+        return Err(io::Error::other(format!(
+            "the job's set-up is {} bytes, more than the {} the init accepts",
+            setup.len(),
+            init::MAX_SETUP
+        )));
+    }
+    if setup.len() > 64 * 1024 {
+        let size = (2 * init::MAX_SETUP) as c_int;
+        // SAFETY: setsockopt reads one c_int from a live stack value.
+        let rc = unsafe {
+            libc::setsockopt(
+                channel.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                (&raw const size).cast(),
+                std::mem::size_of::<c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    rustix::net::send(
+        channel,
+        setup,
+        rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+    )?;
+    Ok(())
+}
+
 /// Clones the job's init.
 pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
     let (channel, child_channel) = rustix::net::socketpair(
@@ -119,12 +153,11 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
         None,
     )
     .map_err(|e| SpawnError::Prepare(e.into()))?;
-    let argv = config.args.to_argv();
-    let envp: Vec<CString> = config
-        .env
-        .iter()
-        .map(|e| CString::new(e.as_str()).expect("validated: no NUL"))
-        .collect();
+    send_setup(&channel, config.setup).map_err(SpawnError::Prepare)?;
+    // The init's command line and environment are fixed: nothing a user
+    // chose reaches a root process's loader or arguments.
+    let argv: Vec<CString> = Setup::argv().iter().map(|a| (*a).to_owned()).collect();
+    let envp: Vec<CString> = init::INIT_ENV.iter().map(|e| (*e).to_owned()).collect();
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
     let setup = ChildSetup {

@@ -4,6 +4,7 @@
 //! the field, so the rest of the engine can trust its input (no NUL bytes in
 //! strings bound for the kernel, limits the cgroup files will accept).
 
+use super::sandbox::JOB_HOME;
 use crate::protocol::{
     Limits, Network, StartRequest, MAX_ARGS, MAX_ARGV_ENV_BYTES, MAX_COMMAND_LEN, MAX_ENV,
 };
@@ -16,7 +17,7 @@ pub const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// added on top (and may replace these).
 pub const BASE_ENV: [(&str, &str); 4] = [
     ("PATH", JOB_PATH),
-    ("HOME", "/"),
+    ("HOME", JOB_HOME),
     ("TERM", "dumb"),
     ("LANG", "C.UTF-8"),
 ];
@@ -36,6 +37,9 @@ pub struct SpecPolicy {
     pub allow_host_network: bool,
     /// The largest and default output cap per job.
     pub max_output_bytes: u64,
+    /// The memory and pids limits of a job that gives none.
+    pub default_memory_bytes: Option<u64>,
+    pub default_pids: Option<u32>,
 }
 
 impl SpecPolicy {
@@ -52,6 +56,8 @@ impl SpecPolicy {
             host_memory,
             allow_host_network,
             max_output_bytes,
+            default_memory_bytes: None,
+            default_pids: None,
         }
     }
 }
@@ -64,7 +70,8 @@ pub struct JobSpec {
     pub args: Vec<String>,
     /// `NAME=value` entries: the base environment merged with the user's.
     pub env: Vec<String>,
-    /// Absolute working directory inside the job.
+    /// Absolute working directory inside the job (its own work directory
+    /// unless the user chose another).
     pub workdir: String,
     pub limits: Limits,
     pub network: Network,
@@ -176,7 +183,7 @@ impl JobSpec {
             ));
         }
         let workdir = match &req.workdir {
-            None => "/".to_string(),
+            None => JOB_HOME.to_string(),
             Some(w) => {
                 no_nul("workdir", w)?;
                 if !w.starts_with('/') {
@@ -213,12 +220,15 @@ impl JobSpec {
             });
         }
 
+        let mut limits = *l;
+        limits.memory_bytes = limits.memory_bytes.or(policy.default_memory_bytes);
+        limits.pids = limits.pids.or(policy.default_pids);
         Ok(JobSpec {
             command: req.command.clone(),
             args: req.args.clone(),
             env,
             workdir,
-            limits: *l,
+            limits,
             network: req.network,
             output_cap: l.output_bytes.unwrap_or(policy.max_output_bytes),
         })
@@ -249,6 +259,8 @@ mod tests {
             host_memory: 8 << 30,
             allow_host_network: false,
             max_output_bytes: 1 << 30,
+            default_memory_bytes: None,
+            default_pids: None,
         }
     }
 
@@ -270,7 +282,9 @@ mod tests {
     #[test]
     fn accepts_a_plain_command_with_defaults() {
         let spec = JobSpec::validate(&req("echo"), &policy()).unwrap();
-        assert_eq!(spec.workdir, "/");
+        assert_eq!(spec.workdir, JOB_HOME);
+        assert!(spec.env.contains(&format!("HOME={JOB_HOME}")));
+        assert_eq!(spec.limits, Limits::default(), "no server defaults here");
         assert_eq!(spec.output_cap, 1 << 30);
         assert!(spec.env.contains(&format!("PATH={JOB_PATH}")));
         assert_eq!(spec.exec_candidates().len(), JOB_PATH.split(':').count());
@@ -380,6 +394,22 @@ mod tests {
             r.limits = limits;
             assert_eq!(field_of(r), field, "{limits:?}");
         }
+    }
+
+    #[test]
+    fn server_defaults_fill_only_missing_limits() {
+        let mut p = policy();
+        p.default_memory_bytes = Some(1 << 30);
+        p.default_pids = Some(1024);
+        let spec = JobSpec::validate(&req("/bin/true"), &p).unwrap();
+        assert_eq!(spec.limits.memory_bytes, Some(1 << 30));
+        assert_eq!(spec.limits.pids, Some(1024));
+        let mut r = req("/bin/true");
+        r.limits.memory_bytes = Some(64 << 20);
+        r.limits.pids = Some(5);
+        let spec = JobSpec::validate(&r, &p).unwrap();
+        assert_eq!(spec.limits.memory_bytes, Some(64 << 20));
+        assert_eq!(spec.limits.pids, Some(5));
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn error_info(e: &JobError) -> ErrorInfo {
         JobError::NotFound(_) => ErrorCode::NOT_FOUND,
         JobError::StillRunning(_) => ErrorCode::FAILED_PRECONDITION,
         JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
+        JobError::NoIdentity { .. } => ErrorCode::RESOURCE_EXHAUSTED,
         JobError::Spawn(crate::job::spawn::SpawnError::Clone(io))
             if io.raw_os_error() == Some(libc::EAGAIN)
                 || io.raw_os_error() == Some(libc::ENOMEM) =>
