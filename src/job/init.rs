@@ -170,7 +170,9 @@ impl Stage {
             Stage::Hide => "hide jwd's files from the job",
             Stage::ReadOnly => "make the host's filesystem read-only for the job",
             Stage::PrivateTmp => "mount the job's private /tmp, /var/tmp and /dev/shm",
-            Stage::Home => "mount the job's work directory at /home/job (does the host have /home?)",
+            Stage::Home => {
+                "mount the job's work directory at /home/job (does the host have /home?)"
+            }
             Stage::Capabilities => "drop the job's capabilities",
             Stage::Seccomp => "install the job's system call filter",
         }
@@ -328,7 +330,12 @@ fn build_view(setup: &Setup) {
         Ok(tree) => tree,
         Err(err) => fail_with(Stage::Home, err),
     };
-    for path in setup.hide.iter().map(String::as_str).chain(sandbox::ALWAYS_HIDDEN) {
+    for path in setup
+        .hide
+        .iter()
+        .map(String::as_str)
+        .chain(sandbox::ALWAYS_HIDDEN)
+    {
         step(sandbox::hide(Path::new(path)), Stage::Hide);
     }
     step(sandbox::read_only_root(), Stage::ReadOnly);
@@ -627,7 +634,11 @@ impl Command {
             // an error other than "not there".
             let mut err = libc::ENOENT;
             for path in &self.candidates {
-                libc::execve(path.as_ptr(), self.argv_ptrs.as_ptr(), self.env_ptrs.as_ptr());
+                libc::execve(
+                    path.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.env_ptrs.as_ptr(),
+                );
                 match errno() {
                     libc::ENOENT | libc::ENOTDIR => {}
                     libc::EACCES => err = libc::EACCES,
@@ -849,8 +860,13 @@ mod tests {
     #[test]
     fn the_largest_request_fits_one_setup_message() {
         let mut big = sample();
-        big.argv = vec!["a".repeat(60); crate::protocol::MAX_ARGS];
-        big.env = vec!["E=".to_string() + &"b".repeat(250); crate::protocol::MAX_ENV];
+        // The protocol's limits: MAX_ARGS arguments and MAX_ENV variables,
+        // MAX_ARGV_ENV_BYTES together; the base environment on top.
+        use crate::protocol::{MAX_ARGS, MAX_ARGV_ENV_BYTES, MAX_ENV};
+        let half = MAX_ARGV_ENV_BYTES / 2;
+        big.argv = vec!["a".repeat(half / MAX_ARGS); MAX_ARGS];
+        big.env = vec!["E=".to_string() + &"b".repeat(half / MAX_ENV); MAX_ENV + 4];
+        big.candidates = vec!["/usr/local/sbin/".to_string() + &"c".repeat(4096); 6];
         assert!(big.encode().len() <= MAX_SETUP, "{}", big.encode().len());
     }
 

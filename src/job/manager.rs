@@ -23,9 +23,9 @@ use super::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, LayoutKind};
 use super::init::{self, Setup, Stage};
 use super::output::{self, Output, OutputWriter};
 use super::record;
-use super::uids::{Identities, JobIds, UidError, UidPool, UidRange};
 use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::{JobSpec, SpecError, SpecPolicy};
+use super::uids::{Identities, JobIds, UidError, UidPool, UidRange};
 use crate::protocol::{JobId, JobInfo, JobState, Network, OutputStream, StartRequest, Usage};
 
 /// How the engine is set up.
@@ -351,7 +351,11 @@ impl Manager {
 
     /// The job's work directory on the host (its /home/job).
     fn work_dir(&self, id: JobId) -> PathBuf {
-        self.inner.config.data_dir.join(WORK_DIR).join(id.to_string())
+        self.inner
+            .config
+            .data_dir
+            .join(WORK_DIR)
+            .join(id.to_string())
     }
 
     async fn start_in(
@@ -532,7 +536,9 @@ impl Manager {
             Ok(Err((home, e))) => {
                 tracing::warn!(uid = ids.uid, home = %home.display(), error = %e, "cannot remove the job's work directory: its uid stays reserved")
             }
-            Err(e) => tracing::warn!(uid = ids.uid, error = %e, "work directory clean-up failed: the job's uid stays reserved"),
+            Err(e) => {
+                tracing::warn!(uid = ids.uid, error = %e, "work directory clean-up failed: the job's uid stays reserved")
+            }
         }
     }
 
@@ -680,8 +686,10 @@ fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobError> {
         )))?;
     }
     for dir in [data_dir.to_path_buf(), data_dir.join("jobs"), work] {
-        std::fs::create_dir_all(&dir)
-            .map_err(io_err(format!("cannot create data directory {}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(io_err(format!(
+            "cannot create data directory {}",
+            dir.display()
+        )))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(
             format!("cannot make {} owner-only (0700)", dir.display()),
         ))?;
@@ -691,7 +699,11 @@ fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobError> {
 
 /// A new job's directory (output, record: 0700, jwd's) and work directory
 /// (0700, the job's uid's).
-fn create_job_dirs(dir: &std::path::Path, home: &std::path::Path, ids: JobIds) -> Result<(), JobError> {
+fn create_job_dirs(
+    dir: &std::path::Path,
+    home: &std::path::Path,
+    ids: JobIds,
+) -> Result<(), JobError> {
     use std::os::unix::fs::DirBuilderExt;
     let mut builder = std::fs::DirBuilder::new();
     builder.mode(0o700);

@@ -94,13 +94,7 @@ fn mount(
 /// Makes every mount of the new mount namespace private, so nothing done
 /// here propagates back to the host.
 pub fn make_mounts_private() -> Step {
-    mount(
-        None,
-        c"/",
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )
+    mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
 }
 
 /// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE):
@@ -251,13 +245,22 @@ pub fn mount_proc() -> Step {
 /// Puts the init (and so the job) back to the default OOM score: jwd
 /// protects itself with -1000, which children would inherit.
 pub fn reset_oom_score() -> Step {
-    std::fs::write("/proc/self/oom_score_adj", b"0").map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    std::fs::write("/proc/self/oom_score_adj", b"0")
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// prctl(2) with integer arguments.
 fn prctl(option: c_int, arg2: libc::c_ulong) -> c_int {
     // SAFETY: the prctl options used here take integers only.
-    unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }
+    unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    }
 }
 
 /// Empties the capability bounding set and the ambient set, while the
@@ -403,7 +406,10 @@ fn with_x32(nr: i64) -> Vec<i64> {
     vec![nr]
 }
 
-fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, action: SeccompAction) -> Result<BpfProgram, String> {
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    action: SeccompAction,
+) -> Result<BpfProgram, String> {
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| format!("seccomp: {e}"))?;
@@ -460,7 +466,11 @@ mod tests {
         assert_eq!(filters.len(), 2);
         // The EPERM filter has a chain for every denied call and its x32
         // twin, plus clone's conditions.
-        assert!(filters[0].len() > DENIED.len() * 2 * 3, "{}", filters[0].len());
+        assert!(
+            filters[0].len() > DENIED.len() * 2 * 3,
+            "{}",
+            filters[0].len()
+        );
     }
 
     #[test]

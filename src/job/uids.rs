@@ -68,7 +68,9 @@ impl std::str::FromStr for UidRange {
         }
         // 65535 and 4294967295 are "no uid" to parts of the kernel and libc.
         if (first..=last).contains(&65535) || last == u32::MAX {
-            return Err(bad("it contains 65535 or 4294967295, which mean \"no uid\""));
+            return Err(bad(
+                "it contains 65535 or 4294967295, which mean \"no uid\"",
+            ));
         }
         Ok(UidRange { first, last })
     }
@@ -333,7 +335,16 @@ mod tests {
             })
         );
         assert_eq!(DEFAULT_RANGE.parse::<UidRange>().unwrap().len(), 100_000);
-        for bad in ["", "5", "a-b", "10-", "-10", "700000-600000", "0-2000", "999-2000"] {
+        for bad in [
+            "",
+            "5",
+            "a-b",
+            "10-",
+            "-10",
+            "700000-600000",
+            "0-2000",
+            "999-2000",
+        ] {
             assert!(bad.parse::<UidRange>().is_err(), "{bad}");
         }
         assert!("65000-66000".parse::<UidRange>().is_err());
@@ -358,7 +369,11 @@ mod tests {
             Err(UidError::Overlaps { id: found, .. }) => assert_eq!(found, id, "{kind} {name}"),
             other => panic!("{kind} {name} ({id}) not found: {other:?}"),
         }
-        assert!(DEFAULT_RANGE.parse::<UidRange>().unwrap().check_host().is_ok());
+        assert!(DEFAULT_RANGE
+            .parse::<UidRange>()
+            .unwrap()
+            .check_host()
+            .is_ok());
     }
 
     #[test]

@@ -132,6 +132,21 @@ pub fn user_options(addr: &str, user: &str) -> ConnectOptions {
 
 static SERVERS: AtomicUsize = AtomicUsize::new(0);
 
+/// Makes the dev PKI's keys owner-only, as `scripts/setup` does (git
+/// checks files out 0644, and jwd refuses a key others can read).
+pub fn protect_dev_keys() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(certs()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "key") {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+    });
+}
+
 /// A jwd process on a free loopback port, with its own data directory and
 /// cgroup subtree. Killed (SIGKILL) when dropped, unless stopped first.
 pub struct Jwd {
@@ -163,6 +178,7 @@ impl Jwd {
 
     /// Starts jwd on a given data directory and cgroup name (for restarts).
     pub fn start_with(data_dir: &Path, cgroup_name: &str, extra: &[&str]) -> Jwd {
+        protect_dev_keys();
         let certs = certs();
         let mut child = Command::new(env!("CARGO_BIN_EXE_jwd"))
             .args(["--listen", "127.0.0.1:0", "--threads", "2"])

@@ -38,7 +38,7 @@ fi
 W=$(mktemp -d /tmp/jw-vm.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 R=$W/root
-mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,tmp,root,vmtest,lib/modules,usr/bin,usr/sbin}
+mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,tmp,root,home,vmtest,lib/modules,usr/bin,usr/sbin}
 cp /bin/busybox "$R/bin/busybox"
 cp "$HERE/guest-init.sh" "$R/init"
 chmod 755 "$R/init"
