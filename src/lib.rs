@@ -8,5 +8,6 @@ pub mod job;
 pub mod pki;
 pub mod protocol;
 pub mod server;
+pub mod text;
 pub mod tls;
 pub mod units;

@@ -329,3 +329,73 @@ fn jw_init_run_by_hand_explains_itself_and_does_nothing() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn jwd_refuses_a_key_others_can_read_and_names_the_fix() {
+    if !common::require_root("key_mode") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    std::fs::copy(certs().join("server.key"), &key).unwrap();
+    let start = |key: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_jwd"))
+            .args(["--listen", "127.0.0.1:0", "--cgroup-name"])
+            .arg(format!("jwtest-keymode-{}", std::process::id()))
+            .arg("--cert")
+            .arg(certs().join("server.crt"))
+            .arg("--key")
+            .arg(key)
+            .arg("--client-ca")
+            .arg(certs().join("client-ca.crt"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for (mode, who) in [(0o644, "every user"), (0o640, "its group")] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = start(&key);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(who) && err.contains("chmod 600"), "{err}");
+    }
+    let out = start(&dir.path().join("missing.key"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("missing.key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_and_status_escape_what_the_user_chose() {
+    let Some(jwd) = Jwd::start("cli_escape", &[]) else {
+        return;
+    };
+    // A command line that would forge a table row and recolour the
+    // terminal of whoever lists it (an admin), and split a character.
+    let hostile =
+        "x\nID OWNER forged\u{1b}[31m\u{202e}ééééééééééééééééééééééééééééééééééééééééééééééééééééé";
+    let out = jw(&jwd, "alice", &["start", "--", "/bin/true", hostile]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    jw(&jwd, "alice", &["wait", &id]);
+    for args in [vec!["list", "--all"], vec!["status", &id]] {
+        let out = jw(&jwd, "admin", &args);
+        let shown = text(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+            "{shown:?}"
+        );
+        assert!(!shown.contains("\nID OWNER forged"), "{shown:?}");
+        assert!(
+            shown.contains("x\\nID OWNER forged\\u{1b}[31m"),
+            "{shown:?}"
+        );
+    }
+}

@@ -603,13 +603,14 @@ async fn jobs_without_limits_get_the_defaults_and_a_memory_bomb_is_contained() {
             "sh",
             &[
                 "-c",
-                "head -c 512M /dev/zero > /dev/shm/bomb; echo survived",
+                "dd if=/dev/zero of=/dev/shm/bomb bs=1M count=512; echo survived",
             ],
         ),
     )
     .await;
     println!("[{}] memory bomb: {info:?}", e.layout());
-    assert!(info.oom_killed, "{info:?}");
+    let stderr = e.read_output(info.id, OutputStream::Stderr);
+    assert!(info.oom_killed, "{info:?}: {stderr}");
     assert!(!e
         .read_output(info.id, OutputStream::Stdout)
         .contains("survived"));

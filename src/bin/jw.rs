@@ -15,6 +15,7 @@ use jw::protocol::{
     EnvVar, Event, JobId, JobInfo, JobState, Limits, LogsRequest, Network, OutputStream,
     StartRequest,
 };
+use jw::text::{printable, shorten};
 use jw::units::{format_bytes, parse_bytes, parse_duration};
 
 /// Run commands on a jw server, in their own cgroups and namespaces.
@@ -485,7 +486,7 @@ fn describe_end(info: &JobInfo) -> String {
         s.push_str(", stopped by a user");
     }
     if let Some(e) = &info.error {
-        s.push_str(&format!(": {e}"));
+        s.push_str(&format!(": {}", printable(e)));
     }
     s
 }
@@ -527,9 +528,12 @@ fn duration_text(info: &JobInfo) -> String {
     }
 }
 
+/// The command line for a terminal: another user chose it, so control
+/// characters are escaped (`jw::text`).
 fn command_text(info: &JobInfo) -> String {
     std::iter::once(info.command.as_str())
         .chain(info.args.iter().map(String::as_str))
+        .map(printable)
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -550,15 +554,12 @@ fn print_table(jobs: &[JobInfo]) {
     for j in jobs {
         let mut started = time_text(j.started_at_ms);
         started.truncate(19);
-        let mut command = command_text(j);
-        if command.len() > 60 {
-            command.truncate(57);
-            command.push_str("...");
-        }
+        let command = command_text(j);
+        let command = shorten(&command, 60);
         println!(
             "{:<36}  {:<10}  {:<8}  {:<8}  {:<20}  {:>9}  {}",
             j.id,
-            j.owner,
+            printable(&j.owner),
             j.state.as_str(),
             exit_text(j),
             started.replace('T', " "),
@@ -571,7 +572,7 @@ fn print_table(jobs: &[JobInfo]) {
 fn print_status(info: &JobInfo) {
     let u = &info.usage;
     println!("id:        {}", info.id);
-    println!("owner:     {}", info.owner);
+    println!("owner:     {}", printable(&info.owner));
     println!("command:   {}", command_text(info));
     println!("state:     {}", describe_end(info));
     println!("started:   {}", time_text(info.started_at_ms));
