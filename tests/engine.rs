@@ -199,15 +199,8 @@ async fn stop_kills_a_term_ignoring_job_and_its_daemons() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The host's view of the lock file, held open past the job's end
-    // (its work directory is removed then).
-    let lock = std::fs::File::open(
-        e.config
-            .data_dir
-            .join("work")
-            .join(started.id.to_string())
-            .join("lock"),
-    )
-    .unwrap();
+    // (its work directory is emptied then).
+    let lock = std::fs::File::open(e.manager.work_path(started.id).unwrap().join("lock")).unwrap();
     assert!(!try_lock(&lock), "the daemon should hold the lock");
     let began = Instant::now();
     let info = e

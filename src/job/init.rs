@@ -200,8 +200,10 @@ pub struct Setup {
     pub hide: Vec<String>,
     /// Cgroup directories the init moves itself into before anything else.
     pub join: Vec<String>,
-    /// Install the default seccomp filter (`jwd --no-seccomp` turns it off).
-    pub seccomp: bool,
+    /// The seccomp filter to install (BPF, `sandbox::default_filter`);
+    /// empty: none (`jwd --no-seccomp`).
+    #[serde(with = "serde_bytes")]
+    pub seccomp: Vec<u8>,
     /// Paths to try for the command, in order (execvp's search).
     pub candidates: Vec<String>,
     /// The command's argv, argv[0] first.
@@ -513,8 +515,8 @@ struct Command {
     argv_ptrs: Vec<*const c_char>,
     env: Vec<CString>,
     env_ptrs: Vec<*const c_char>,
-    /// The seccomp programs to install, compiled before the fork.
-    filters: Vec<seccompiler::BpfProgram>,
+    /// The seccomp filter to install (BPF); empty: none.
+    filter: Vec<u8>,
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
@@ -531,14 +533,6 @@ impl Command {
         let c = |s: &String| CString::new(s.as_str()).expect("no NUL: checked by Setup::decode");
         let argv: Vec<CString> = setup.argv.iter().map(c).collect();
         let env: Vec<CString> = setup.env.iter().map(c).collect();
-        let filters = if setup.seccomp {
-            match sandbox::default_filters() {
-                Ok(f) => f,
-                Err(_) => fail_with(Stage::Seccomp, libc::EINVAL),
-            }
-        } else {
-            Vec::new()
-        };
         Command {
             uid: setup.uid,
             gid: setup.gid,
@@ -548,7 +542,7 @@ impl Command {
             argv,
             env_ptrs: null_terminated(&env),
             env,
-            filters,
+            filter: setup.seccomp.clone(),
         }
     }
 
@@ -625,8 +619,8 @@ impl Command {
             if let Err(err) = sandbox::no_new_privs() {
                 fail_exec(exec_pipe, Stage::NoNewPrivs, err);
             }
-            for filter in &self.filters {
-                if let Err(err) = sandbox::install_filter(filter) {
+            if !self.filter.is_empty() {
+                if let Err(err) = sandbox::install_filter(&self.filter) {
                     fail_exec(exec_pipe, Stage::Seccomp, err);
                 }
             }
@@ -825,7 +819,7 @@ mod tests {
             home: "/var/lib/jw/work/0123".into(),
             workdir: "/home/job".into(),
             hide: vec!["/var/lib/jw".into(), "/etc/jw/server.key".into()],
-            seccomp: true,
+            seccomp: vec![1, 2, 3, 4, 5, 6, 7, 8],
             join: vec![
                 "/sys/fs/cgroup/memory/x/1".into(),
                 "/sys/fs/cgroup/pids/x/1".into(),

@@ -104,6 +104,8 @@ pub enum JobError {
     },
     #[error(transparent)]
     Identity(#[from] UidError),
+    #[error("{0}")]
+    Filter(String),
     #[error("all {count} job uids ({range}) are in use by running jobs or their clean-up; try again when a job has ended, or give jwd a larger --job-uids range")]
     NoIdentity { range: UidRange, count: u64 },
     #[error("{what} {path:?} is not valid UTF-8; jobs need paths they can be told about")]
@@ -140,6 +142,9 @@ pub struct Job {
     output: Arc<Output>,
     /// The job's directory: output and status record.
     dir: PathBuf,
+    /// Its work directory on the host (`/home/job` inside); empty for jobs
+    /// a restarted jwd loaded.
+    home: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +202,8 @@ struct Inner {
     identities: Identities,
     /// Paths every job's view covers: the data directory and `hidden`.
     hidden: Vec<String>,
+    /// The jobs' seccomp filter (BPF), compiled once; empty: none.
+    filter: Vec<u8>,
     jobs: Mutex<HashMap<JobId, Arc<Job>>>,
     next_seq: AtomicU64,
     /// False once the kernel refused CLONE_INTO_CGROUP: clone, then the
@@ -238,6 +245,11 @@ impl Manager {
                 Identities::Pool(UidPool::new(config.job_uids))
             }
         };
+        let filter = if config.seccomp {
+            super::sandbox::default_filter().map_err(JobError::Filter)?
+        } else {
+            Vec::new()
+        };
         let init_program = open_init_program(config.init_program.as_deref())?;
         let devnull = rustix::fs::open(
             "/dev/null",
@@ -278,6 +290,7 @@ impl Manager {
             inner: Arc::new(Inner {
                 identities,
                 hidden,
+                filter,
                 config,
                 cgroups,
                 policy,
@@ -334,7 +347,7 @@ impl Manager {
             }
         };
         let dir = self.job_dir(id);
-        let home = self.work_dir(id);
+        let home = self.work_dir(id, ids);
         let result = match create_job_dirs(&dir, &home, ids) {
             Ok(()) => self.start_in(owner, id, spec, &dir, &home, ids).await,
             Err(e) => Err(e),
@@ -349,13 +362,22 @@ impl Manager {
         result
     }
 
-    /// The job's work directory on the host (its /home/job).
-    fn work_dir(&self, id: JobId) -> PathBuf {
-        self.inner
-            .config
-            .data_dir
-            .join(WORK_DIR)
-            .join(id.to_string())
+    /// The job's work directory on the host (its /home/job): one per pool
+    /// uid, made once and emptied after each job (see `UidPool`), or one
+    /// per job for a fixed job user.
+    fn work_dir(&self, id: JobId, ids: JobIds) -> PathBuf {
+        let name = if ids.pooled {
+            ids.uid.to_string()
+        } else {
+            id.to_string()
+        };
+        self.inner.config.data_dir.join(WORK_DIR).join(name)
+    }
+
+    /// Where a running job's work directory is on the host (for tests and
+    /// operators; jobs see it at /home/job).
+    pub fn work_path(&self, id: JobId) -> Result<PathBuf, JobError> {
+        Ok(self.get(id, None)?.home.clone())
     }
 
     async fn start_in(
@@ -399,7 +421,7 @@ impl Manager {
             workdir: spec.workdir.clone(),
             hide: inner.hidden.clone(),
             join: Vec::new(),
-            seccomp: inner.config.seccomp,
+            seccomp: inner.filter.clone(),
             candidates: spec.exec_candidates(),
             argv: std::iter::once(spec.command.clone())
                 .chain(spec.args.iter().cloned())
@@ -499,6 +521,7 @@ impl Manager {
             })),
             output,
             dir: dir.to_path_buf(),
+            home: home.to_path_buf(),
         });
         job.persist();
         inner
@@ -526,9 +549,16 @@ impl Manager {
             tracing::warn!(uid = ids.uid, home = %home.display(), "the job's cgroups could not be removed: its uid stays reserved and its work directory stays");
             return;
         }
-        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&home) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((home, e)),
-            _ => Ok(()),
+        let removed = tokio::task::spawn_blocking(move || {
+            let result = if ids.pooled {
+                empty_dir(&home)
+            } else {
+                std::fs::remove_dir_all(&home)
+            };
+            match result {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((home, e)),
+                _ => Ok(()),
+            }
         })
         .await;
         match removed {
@@ -697,8 +727,22 @@ fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Removes everything in `dir` (symlinks as links), keeping `dir`.
+fn empty_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// A new job's directory (output, record: 0700, jwd's) and work directory
-/// (0700, the job's uid's).
+/// (0700, the job's uid's; a pool uid's is kept empty between jobs and
+/// only made the first time).
 fn create_job_dirs(
     dir: &std::path::Path,
     home: &std::path::Path,
@@ -710,14 +754,31 @@ fn create_job_dirs(
     builder
         .create(dir)
         .map_err(io_err(format!("cannot create {}", dir.display())))?;
-    builder
-        .create(home)
-        .map_err(io_err(format!("cannot create {}", home.display())))?;
-    std::os::unix::fs::chown(home, Some(ids.uid), Some(ids.gid)).map_err(io_err(format!(
+    match builder.create(home) {
+        Ok(()) => {}
+        // Kept from this uid's last job (emptied then). jwd made it, in a
+        // directory only root can enter; a job cannot have replaced it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && ids.pooled => {
+            let meta = std::fs::symlink_metadata(home)
+                .map_err(io_err(format!("cannot inspect {}", home.display())))?;
+            use std::os::unix::fs::MetadataExt;
+            if !meta.is_dir() {
+                return Err(io_err(format!("{} is not a directory", home.display()))(e));
+            }
+            if meta.uid() == ids.uid && meta.mode() & 0o7777 == 0o700 {
+                return Ok(());
+            }
+        }
+        Err(e) => return Err(io_err(format!("cannot create {}", home.display()))(e)),
+    }
+    std::os::unix::fs::lchown(home, Some(ids.uid), Some(ids.gid)).map_err(io_err(format!(
         "cannot give the work directory {} to uid {}",
         home.display(),
         ids.uid
-    )))
+    )))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err(format!("cannot make {} 0700", home.display())))
 }
 
 /// Loads every job a previous server recorded. Jobs that were starting or
@@ -789,6 +850,7 @@ fn load_jobs(jobs_dir: &std::path::Path) -> HashMap<JobId, Arc<Job>> {
             control: Mutex::new(None),
             output,
             dir,
+            home: PathBuf::new(),
         });
         if was_active {
             job.persist();
