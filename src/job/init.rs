@@ -306,16 +306,26 @@ fn step(result: sandbox::Step, stage: Stage) {
 
 /// Reads the setup message jwd queued on the channel before the clone.
 fn receive_setup() -> Setup {
-    let mut buf = vec![0u8; MAX_SETUP];
-    let n = loop {
+    // The message's size first (MSG_PEEK | MSG_TRUNC returns a datagram's
+    // real length), so a small set-up needs no large buffer.
+    let recv = |buf: &mut [u8], flags: c_int| loop {
         // SAFETY: receives into a live buffer of buf.len() bytes.
-        let n = unsafe { libc::recv(CHANNEL_FD, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe { libc::recv(CHANNEL_FD, buf.as_mut_ptr().cast(), buf.len(), flags) };
         if n < 0 && errno() == libc::EINTR {
             continue;
         }
         break n;
     };
-    if n <= 0 {
+    let size = recv(&mut [], libc::MSG_PEEK | libc::MSG_TRUNC);
+    if size <= 0 {
+        fail(Stage::Setup);
+    }
+    if size as usize > MAX_SETUP {
+        fail_with(Stage::Setup, libc::EMSGSIZE);
+    }
+    let mut buf = vec![0u8; size as usize];
+    let n = recv(&mut buf, 0);
+    if n != size {
         fail(Stage::Setup);
     }
     match Setup::decode(&buf[..n as usize]) {

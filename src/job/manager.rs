@@ -50,7 +50,7 @@ pub struct EngineConfig {
     /// turns it off).
     pub seccomp: bool,
     /// Host files and directories jobs may not see besides the data
-    /// directory (jwd's key, certificate and client CA).
+    /// directory (jwd's private key).
     pub hidden: Vec<PathBuf>,
     /// The job init program (`jwd --init`); `None`: `jw-init` beside the
     /// running executable.
