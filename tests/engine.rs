@@ -109,7 +109,19 @@ async fn pids_limit_contains_a_fork_bomb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn io_write_limit_throttles_direct_writes() {
-    let Some(e) = engine("io") else { return };
+    // The job writes into its own work directory, on the data directory's
+    // disk. In the test VM the root is in RAM: there the data directory
+    // goes on the scratch disk's filesystem, JW_TEST_IO_DIR.
+    let scratch = std::env::var("JW_TEST_IO_DIR")
+        .ok()
+        .map(|dir| tempfile::tempdir_in(dir).unwrap());
+    let Some(e) = common::engine_with("io", |c| {
+        if let Some(dir) = &scratch {
+            c.data_dir = dir.path().to_path_buf();
+        }
+    }) else {
+        return;
+    };
     if e.manager.cgroups().devices().is_empty() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -117,16 +129,15 @@ async fn io_write_limit_throttles_direct_writes() {
         );
         return;
     }
-    // The job writes into its own work directory (on the data
-    // directory's disk). In the test VM the root is in RAM: there the
-    // target is the scratch block device named by JW_TEST_IO_TARGET.
-    let target = match std::env::var("JW_TEST_IO_TARGET") {
-        Ok(t) => format!("of={t}"),
-        Err(_) => "of=data".to_string(),
-    };
     let mut req = start_req(
         "dd",
-        &["if=/dev/zero", &target, "bs=1M", "count=20", "oflag=direct"],
+        &[
+            "if=/dev/zero",
+            "of=data",
+            "bs=1M",
+            "count=20",
+            "oflag=direct",
+        ],
     );
     req.limits.io_write_bps = Some(5 << 20);
     let began = Instant::now();

@@ -294,14 +294,24 @@ async fn job_processes_hold_no_capabilities_even_as_root() {
             &e,
             start_req(
                 "sh",
-                &["-c", "mount -t tmpfs x /mnt 2>&1 || echo mount-refused; touch /etc/jw-test 2>&1 || echo etc-refused"],
+                &[
+                    "-c",
+                    "mount -t tmpfs x /mnt 2>&1 || echo mount-refused; \
+                         touch /etc/jw-test 2>&1 || echo etc-refused; \
+                         (echo jw > /proc/sys/kernel/hostname) 2>/dev/null || echo sysctl-refused; \
+                         echo disks=$(ls /dev | grep -cE '^(sd|vd|nvme|xvd|mem|kmem|kmsg|port)')",
+                ],
             ),
         )
         .await;
         let out = e.read_output(info.id, OutputStream::Stdout);
-        assert!(
-            out.contains("mount-refused") && out.contains("etc-refused"),
-            "{out}"
+        for refused in ["mount-refused", "etc-refused", "sysctl-refused"] {
+            assert!(out.contains(refused), "{refused}: {out}");
+        }
+        assert_eq!(
+            fields(&out)["disks"],
+            "0",
+            "host devices in the job's /dev: {out}"
         );
         assert!(!Path::new("/etc/jw-test").exists());
         e.assert_clean();
@@ -527,7 +537,9 @@ async fn jobs_write_only_their_own_places() {
         "cd; pwd; \
          for f in $HOME/a /tmp/a /var/tmp/{leak} /dev/shm/a; do touch $f && echo wrote=$f; done; \
          for f in /a /usr/a /etc/a /var/a /home/a; do touch $f 2>/dev/null || echo refused=$f; done; \
-         test -e /var/tmp/{marker} && echo saw-host-var-tmp; true"
+         test -e /var/tmp/{marker} && echo saw-host-var-tmp; \
+         echo dev=$(ls /dev | tr '\\n' ,); echo run=$(ls -A /run | wc -l); \
+         (echo x > /proc/self/comm) 2>/dev/null || echo proc-read-only; true"
     );
     let info = run_to_end(&e, start_req("sh", &["-c", &script])).await;
     let out = e.read_output(info.id, OutputStream::Stdout);
@@ -547,6 +559,13 @@ async fn jobs_write_only_their_own_places() {
         assert!(!Path::new(f).exists());
     }
     assert!(!out.contains("saw-host-var-tmp"), "{out}");
+    let f = fields(&out);
+    assert_eq!(
+        f["dev"], "fd,full,null,random,shm,stderr,stdin,stdout,tty,urandom,zero,",
+        "{out}"
+    );
+    assert_eq!(f["run"], "0", "the host's /run is visible: {out}");
+    assert!(out.contains("proc-read-only"), "{out}");
     assert!(
         !Path::new("/var/tmp").join(&leak).exists(),
         "the job wrote the host's /var/tmp"

@@ -104,10 +104,11 @@ pub enum Stage {
     Home = 25,
     Capabilities = 26,
     Seccomp = 27,
+    Dev = 28,
 }
 
 impl Stage {
-    const ALL: [Stage; 27] = [
+    const ALL: [Stage; 28] = [
         Stage::Fds,
         Stage::Init,
         Stage::Args,
@@ -135,6 +136,7 @@ impl Stage {
         Stage::Home,
         Stage::Capabilities,
         Stage::Seccomp,
+        Stage::Dev,
     ];
 
     pub fn from_u32(n: u32) -> Option<Stage> {
@@ -169,7 +171,8 @@ impl Stage {
             Stage::OomScore => "reset the job's OOM score",
             Stage::Hide => "hide jwd's files from the job",
             Stage::ReadOnly => "make the host's filesystem read-only for the job",
-            Stage::PrivateTmp => "mount the job's private /tmp, /var/tmp and /dev/shm",
+            Stage::PrivateTmp => "mount the job's private /tmp and /var/tmp",
+            Stage::Dev => "make the job's /dev",
             Stage::Home => {
                 "mount the job's work directory at /home/job (does the host have /home?)"
             }
@@ -351,9 +354,13 @@ fn build_view(setup: &Setup) {
         step(sandbox::hide(Path::new(path)), Stage::Hide);
     }
     step(sandbox::read_only_root(), Stage::ReadOnly);
+    // What the init creates below gets exactly the modes it asks for.
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe { libc::umask(0) };
     for dir in sandbox::PRIVATE_TMP {
         step(sandbox::private_tmp(dir), Stage::PrivateTmp);
     }
+    step(sandbox::private_dev(), Stage::Dev);
     step(sandbox::attach_home(&home), Stage::Home);
 }
 

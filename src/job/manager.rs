@@ -237,7 +237,7 @@ pub struct Started {
 impl Manager {
     /// Detects the cgroup layout, prepares jw's cgroup subtree and data
     /// directory, and removes whatever a crashed predecessor left in them.
-    pub fn new(config: EngineConfig) -> Result<Manager, JobError> {
+    pub fn new(mut config: EngineConfig) -> Result<Manager, JobError> {
         let identities = match &config.job_user {
             Some(user) => Identities::fixed(user)?,
             None => {
@@ -266,8 +266,13 @@ impl Manager {
             stale_removed = stale,
             "cgroup layout detected"
         );
-        let jobs_dir = config.data_dir.join("jobs");
         prepare_data_dir(&config.data_dir)?;
+        // Absolute and free of symlinks: the init resolves these paths in
+        // its own mount namespace and working directory.
+        config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(io_err(format!(
+            "cannot resolve the data directory {}",
+            config.data_dir.display()
+        )))?;
         let mut hidden = Vec::new();
         for path in std::iter::once(&config.data_dir).chain(&config.hidden) {
             // Resolved once here: the init refuses to mount over a symlink.
@@ -284,7 +289,7 @@ impl Manager {
             .default_memory_bytes
             .map(|m| m.min(policy.host_memory));
         policy.default_pids = config.default_pids;
-        let jobs = load_jobs(&jobs_dir);
+        let jobs = load_jobs(&config.data_dir.join("jobs"));
         let next_seq = AtomicU64::new(jobs.len() as u64);
         Ok(Manager {
             inner: Arc::new(Inner {

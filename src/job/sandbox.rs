@@ -7,14 +7,16 @@
 //! NoNewPrivileges=, SystemCallFilter=) and on runc's masked paths:
 //!
 //! - the host's whole mount tree is read-only and nosuid inside the job;
-//! - `/tmp`, `/var/tmp` and `/dev/shm` are fresh tmpfs mounts private to
-//!   the job, charged to its memory cgroup and gone with it;
+//! - `/tmp`, `/var/tmp` and `/dev` (with `/dev/shm`) are fresh tmpfs
+//!   mounts private to the job, charged to its memory cgroup and gone with
+//!   it; its `/dev` holds only null, zero, full, random, urandom and tty;
 //! - `/home` is an empty read-only tmpfs holding only the job's own work
 //!   directory at [`JOB_HOME`], a bind of a directory jwd made for the job
 //!   on disk and removes when it ends;
-//! - jwd's data directory, its key and certificates and the cgroup
-//!   hierarchy are covered (empty read-only tmpfs over directories,
-//!   `/dev/null` over files);
+//! - jwd's data directory, its key, the cgroup hierarchy and `/run` (the
+//!   host daemons' sockets) are covered (an empty read-only tmpfs over a
+//!   directory, `/dev/null` over a file); `/proc` is the job's own,
+//!   read-only (no sysctl or sysrq writes, even for a root job user);
 //! - every capability set is empty (bounding, ambient, inheritable,
 //!   permitted, effective) and no_new_privs is set;
 //! - a seccomp filter in the spirit of Docker's default profile refuses
@@ -35,12 +37,34 @@ use std::path::Path;
 pub const JOB_HOME: &str = "/home/job";
 
 /// Directories that become private tmpfs mounts in every job (those the
-/// host has).
-pub const PRIVATE_TMP: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+/// host has). `/dev/shm` is a directory of the job's own `/dev`.
+pub const PRIVATE_TMP: [&str; 2] = ["/tmp", "/var/tmp"];
 
-/// Covered in every job besides what jwd names: the cgroup hierarchy, so a
-/// job cannot see other jobs' cgroups (or anything of the host's).
-pub const ALWAYS_HIDDEN: [&str; 1] = ["/sys/fs/cgroup"];
+/// Covered in every job besides what jwd names: the cgroup hierarchy (other
+/// jobs' cgroups, the host's), and `/run`, where the host's daemons keep
+/// their sockets (D-Bus, journald, nscd, container engines): a read-only
+/// mount does not stop a `connect` to a socket file.
+pub const ALWAYS_HIDDEN: [&str; 2] = ["/sys/fs/cgroup", "/run"];
+
+/// The device nodes of a job's own `/dev` (name, major, minor), as runc
+/// gives a container: nothing that reaches the host's disks, memory or
+/// consoles, whatever uid the job runs as.
+const DEVICES: [(&CStr, u32, u32); 6] = [
+    (c"/dev/null", 1, 3),
+    (c"/dev/zero", 1, 5),
+    (c"/dev/full", 1, 7),
+    (c"/dev/random", 1, 8),
+    (c"/dev/urandom", 1, 9),
+    (c"/dev/tty", 5, 0),
+];
+
+/// Symbolic links of a job's `/dev`.
+const DEV_LINKS: [(&CStr, &CStr); 4] = [
+    (c"/proc/self/fd", c"/dev/fd"),
+    (c"/proc/self/fd/0", c"/dev/stdin"),
+    (c"/proc/self/fd/1", c"/dev/stdout"),
+    (c"/proc/self/fd/2", c"/dev/stderr"),
+];
 
 /// The result of one step: Ok, or the errno it failed with.
 pub type Step = Result<(), i32>;
@@ -136,9 +160,9 @@ fn mount_setattr(fd: c_int, path: &CStr, at_flags: c_int, set: u64) -> Step {
     check(rc as c_int)
 }
 
-/// Covers `path` so the job cannot read it: an empty read-only tmpfs with
-/// mode 000 over a directory, `/dev/null` over anything else. A path the
-/// job's view does not have is already hidden.
+/// Covers `path` so the job cannot read it: an empty read-only tmpfs over
+/// a directory, `/dev/null` over anything else. A path the job's view does
+/// not have is already hidden.
 pub fn hide(path: &Path) -> Step {
     let target = cstring(path)?;
     let meta = match std::fs::symlink_metadata(path) {
@@ -157,7 +181,7 @@ pub fn hide(path: &Path) -> Step {
             &target,
             Some(c"tmpfs"),
             libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some(c"mode=000,size=4k,nr_inodes=2"),
+            Some(c"mode=0755,size=4k,nr_inodes=2"),
         )
     } else {
         mount(Some(c"/dev/null"), &target, None, libc::MS_BIND, None)
@@ -201,7 +225,13 @@ pub fn attach_home(tree: &OwnedFd) -> Step {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some(c"mode=0755,size=16k,nr_inodes=4"),
     )?;
-    std::fs::create_dir(JOB_HOME).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(JOB_HOME)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    }
     mount_setattr(
         tree.as_raw_fd(),
         c"",
@@ -225,13 +255,45 @@ pub fn attach_home(tree: &OwnedFd) -> Step {
     mount_setattr(libc::AT_FDCWD, c"/home", 0, libc::MOUNT_ATTR_RDONLY)
 }
 
-/// A fresh /proc for the job's PID namespace.
+/// The job's own `/dev`: a small tmpfs with [`DEVICES`], [`DEV_LINKS`]
+/// and a `shm` directory (POSIX shared memory, private and charged to the
+/// job like the rest of the tmpfs). Device nodes need a mount without
+/// nodev; only root can make them, and the job has no CAP_MKNOD.
+pub fn private_dev() -> Step {
+    mount(
+        Some(c"jw-dev"),
+        c"/dev",
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some(c"mode=0755"),
+    )?;
+    for (path, major, minor) in DEVICES {
+        // SAFETY: mknod takes a NUL-terminated path and integers.
+        check(unsafe {
+            libc::mknod(
+                path.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        })?;
+    }
+    for (target, link) in DEV_LINKS {
+        // SAFETY: symlink takes two NUL-terminated paths.
+        check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })?;
+    }
+    // SAFETY: mkdir takes a NUL-terminated path and a mode.
+    check(unsafe { libc::mkdir(c"/dev/shm".as_ptr(), 0o1777) })
+}
+
+/// A fresh /proc for the job's PID namespace, read-only: a job (even one
+/// running as uid 0) cannot write sysctls, /proc/sysrq-trigger or other
+/// processes' settings.
 pub fn mount_proc() -> Step {
     mount(
         Some(c"proc"),
         c"/proc",
         Some(c"proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )
 }

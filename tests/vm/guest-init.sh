@@ -22,8 +22,12 @@ log() { echo "jw-vm-init: $*" >/dev/ttyS0; }
 for m in $(cat /lib/modules/load-order 2>/dev/null); do
     insmod "/lib/modules/$m" 2>/dev/null || log "insmod $m failed"
 done
-# The scratch disk is the target of the io.max test, written by the job user.
-[ -b /dev/vda ] && chmod 666 /dev/vda
+# The scratch disk: a filesystem at /scratch, where the io.max test keeps
+# its data directory, so a job's writes to its work directory reach vda.
+if [ -b /dev/vda ]; then
+    mkdir -p /scratch
+    mke2fs -F /dev/vda >/dev/null 2>&1 && mount /dev/vda /scratch || log "cannot make /scratch on vda"
+fi
 ip link set lo up
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 sh /vmtest/cmd </dev/null >/dev/ttyS1 2>&1
