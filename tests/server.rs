@@ -265,6 +265,14 @@ async fn bad_certificates_and_old_tls_are_refused() {
 /// A raw TLS session after a good handshake and Hello, for sending bytes
 /// no well-behaved client would.
 async fn raw_session(jwd: &Jwd) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    raw_session_as(jwd, "raw").await
+}
+
+/// A raw session whose Hello names the client `client`.
+async fn raw_session_as(
+    jwd: &Jwd,
+    client: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(&jwd.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(client_config("alice.crt", "alice.key"))
@@ -275,7 +283,7 @@ async fn raw_session(jwd: &Jwd) -> tokio_rustls::client::TlsStream<tokio::net::T
     protocol::encode(
         &ClientMessage::Hello(Hello {
             version: 1,
-            client: "raw".into(),
+            client: client.into(),
         }),
         &mut hello,
     )
@@ -659,4 +667,35 @@ fn fully_resident(file: &std::fs::File) -> bool {
         libc::munmap(addr, len);
         pages.iter().all(|p| p & 1 == 1)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_name_cannot_forge_a_log_line_or_reach_a_terminal() {
+    let Some(jwd) = Jwd::start("logforge", &[]) else {
+        return;
+    };
+    let hostile =
+        "jw/1\n2026-01-01T00:00:00Z  INFO audit: user=admin action=\"rm\" outcome=\"ok\"\u{1b}[2J";
+    let session = raw_session_as(&jwd, hostile).await;
+    drop(session);
+    // The session line is written when the Hello is accepted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !jwd.log().contains("session opened peer") || !jwd.log().contains("jw/1\\n") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session line:\n{}",
+            jwd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = jwd.log();
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape sequence reached the log"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "a forged line:\n{log}"
+    );
+    assert!(log.contains("\\u{1b}[2J"), "{log}");
 }
