@@ -379,8 +379,12 @@ fn list_and_status_escape_what_the_user_chose() {
     // A command line that would forge a table row and recolour the
     // terminal of whoever lists it (an admin), and split a character.
     let hostile =
-        "x\nID OWNER forged\u{1b}[31m\u{202e}ééééééééééééééééééééééééééééééééééééééééééééééééééééé";
-    let out = jw(&jwd, "alice", &["start", "--", "/bin/true", hostile]);
+        "x\nID OWNER forged\u{1b}[31m\u{202e}\u{2028}\u{200b}éééééééééééééééééééééééééééééééééééé";
+    let out = jw(
+        &jwd,
+        "alice",
+        &["start", "--", "/bin/true", "two words", hostile],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     jw(&jwd, "alice", &["wait", &id]);
@@ -389,7 +393,7 @@ fn list_and_status_escape_what_the_user_chose() {
         let shown = text(&out.stdout);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         assert!(
-            !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+            !shown.contains(['\u{1b}', '\u{202e}', '\u{2028}', '\u{200b}']),
             "{shown:?}"
         );
         assert!(!shown.contains("\nID OWNER forged"), "{shown:?}");
@@ -397,5 +401,7 @@ fn list_and_status_escape_what_the_user_chose() {
             shown.contains("x\\nID OWNER forged\\u{1b}[31m"),
             "{shown:?}"
         );
+        // One argument with a space reads back as one.
+        assert!(shown.contains("/bin/true 'two words' "), "{shown:?}");
     }
 }

@@ -25,10 +25,12 @@ use jw::protocol::{EnvVar, JobId, OutputStream, StartRequest};
 ///   unshare_user           unshare(CLONE_NEWUSER)
 ///   clone_user             clone(CLONE_NEWUSER)
 ///   clone3                 clone3 (ENOSYS under the filter: libc falls back)
-///   mount, bpf, io_uring, perf
+///   mount, bpf, io_uring, perf, vsock
 ///   shm_create:KEY         create a System V shared memory segment
 ///   shm_find:KEY           look one up
 ///   fork_count:N           fork up to N children that wait; print how many
+///   nest                   20,000 nested directories in the working directory
+///   setxattr, getxattr     the user.jw attribute of the working directory
 fn probe_job(actions: &[&str]) -> StartRequest {
     let exe = std::env::current_exe().unwrap().display().to_string();
     let mut req = start_req(
@@ -198,6 +200,57 @@ fn probe_action(action: &str) -> String {
         "io_uring" => {
             let params = [0u8; 120];
             result(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_ptr()) })
+        }
+        "nest" => {
+            // 20,000 nested directories from the working directory: deeper
+            // than a recursive removal survives.
+            let mut dir = rustix::fs::open(
+                ".",
+                rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("cwd");
+            for _ in 0..20_000 {
+                if rustix::fs::mkdirat(&dir, "d", rustix::fs::Mode::from_raw_mode(0o700)).is_err() {
+                    return "mkdir-failed".into();
+                }
+                dir = rustix::fs::openat(
+                    &dir,
+                    "d",
+                    rustix::fs::OFlags::DIRECTORY,
+                    rustix::fs::Mode::empty(),
+                )
+                .expect("the new directory");
+            }
+            "ok".into()
+        }
+        "setxattr" => match rustix::fs::setxattr(
+            ".",
+            "user.jw",
+            b"alice-was-here",
+            rustix::fs::XattrFlags::empty(),
+        ) {
+            Ok(()) => "ok".into(),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP => "unsupported".into(),
+            Err(e) => format!("errno{}", e.raw_os_error()),
+        },
+        "getxattr" => {
+            let mut buf = [0u8; 64];
+            match rustix::fs::getxattr(".", "user.jw", &mut buf[..]) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) if e == rustix::io::Errno::NODATA => "none".into(),
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP => "unsupported".into(),
+                Err(e) => format!("errno{}", e.raw_os_error()),
+            }
+        }
+        "vsock" => {
+            // SAFETY: socket takes integers; the descriptor is closed.
+            let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) };
+            if fd >= 0 {
+                // SAFETY: closes the descriptor just opened.
+                unsafe { libc::close(fd) };
+            }
+            result(fd as c_long)
         }
         "perf" => {
             let mut attr = [0u8; 128];
@@ -386,6 +439,7 @@ async fn the_default_filter_refuses_kernel_surface_and_can_be_turned_off() {
         "bpf",
         "io_uring",
         "perf",
+        "vsock",
         "clone3",
     ];
     let Some(e) = engine("seccomp") else { return };
@@ -399,7 +453,7 @@ async fn the_default_filter_refuses_kernel_surface_and_can_be_turned_off() {
         e.read_output(info.id, OutputStream::Stderr)
     );
     let f = fields(&out);
-    for action in &actions[..8] {
+    for action in &actions[..9] {
         assert_eq!(f[*action], "EPERM", "{action}: {out}");
     }
     assert_eq!(f["clone3"], "ENOSYS", "{out}");
@@ -413,7 +467,26 @@ async fn the_default_filter_refuses_kernel_surface_and_can_be_turned_off() {
     e.assert_clean();
     drop(e);
 
-    let Some(e) = engine_with("noseccomp", |c| c.seccomp = false) else {
+    // Without the filter a job could leave keys in its uid's keyring for
+    // the next tenant of that uid: only a fixed job user may go without.
+    let data = tempfile::tempdir().unwrap();
+    let err = jw::job::Manager::new(jw::job::EngineConfig {
+        data_dir: data.path().to_path_buf(),
+        seccomp: false,
+        init_program: Some(env!("CARGO_BIN_EXE_jw-init").into()),
+        ..jw::job::EngineConfig::default()
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("--no-seccomp") && err.contains("--job-user"),
+        "{err}"
+    );
+    let Some(e) = engine_with("noseccomp", |c| {
+        c.seccomp = false;
+        c.job_user = Some("nobody".into());
+    }) else {
         return;
     };
     let info = run_to_end(&e, probe_job(&["keyctl", "clone3"])).await;
@@ -724,5 +797,62 @@ async fn an_exhausted_uid_range_is_a_clear_error_until_a_job_has_gone() {
         .exists());
     let info = e.manager.wait(second.id, None).await.unwrap();
     assert_eq!(e.read_output(info.id, OutputStream::Stdout), "690000\n");
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_job_leaves_in_its_home_neither_crashes_jwd_nor_reaches_the_next_tenant() {
+    let Some(e) = engine_with("leftovers", |c| {
+        c.job_uids = "690100-690100".parse().unwrap()
+    }) else {
+        return;
+    };
+    // Alice leaves a tree deeper than a recursive removal survives, marks
+    // her home with an extended attribute and opens it to everyone.
+    let mut alice = probe_job(&["nest", "setxattr"]);
+    alice.command = "sh".into();
+    alice.args = vec!["-c".into(), format!("chmod 777 ~ && {}", probe_command())];
+    alice.env[0].value = "nest setxattr".into();
+    let info = run_to_end(&e, alice).await;
+    let out = e.read_output(info.id, OutputStream::Stdout);
+    println!("[{}] alice: {out}", e.layout());
+    let f = fields(&out);
+    assert_eq!(f["nest"], "ok", "{out}");
+    // "unsupported" where the filesystem keeps no user attributes (the
+    // VM's RAM root): then there is nothing to leak.
+    let marked = f["setxattr"].clone();
+    assert!(marked == "ok" || marked == "unsupported", "{out}");
+    // Bob gets the same uid (the range has one) once her leftovers are gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let bob = loop {
+        let mut req = probe_job(&["getxattr"]);
+        req.command = "sh".into();
+        req.args = vec![
+            "-c".into(),
+            format!(
+                "echo mode=$(stat -c %a ~); echo entries=$(ls -A ~ | wc -l); {}",
+                probe_command()
+            ),
+        ];
+        match e.manager.start("bob", &req).await {
+            Ok(started) => break started,
+            Err(JobError::NoIdentity { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(err) => panic!("bob's job: {err}"),
+        }
+    };
+    let info = e.manager.wait(bob.id, None).await.unwrap();
+    let out = e.read_output(info.id, OutputStream::Stdout);
+    println!("[{}] bob: {out}", e.layout());
+    let f = fields(&out);
+    assert_eq!(f["mode"], "700", "{out}");
+    assert_eq!(f["entries"], "0", "{out}");
+    let expected = if marked == "ok" {
+        "none"
+    } else {
+        "unsupported"
+    };
+    assert_eq!(f["getxattr"], expected, "bob read alice's mark: {out}");
     e.assert_clean();
 }

@@ -15,7 +15,7 @@ use jw::protocol::{
     EnvVar, Event, JobId, JobInfo, JobState, Limits, LogsRequest, Network, OutputStream,
     StartRequest,
 };
-use jw::text::{printable, shorten};
+use jw::text::{printable, shell_word, shorten};
 use jw::units::{format_bytes, parse_bytes, parse_duration};
 
 /// Run commands on a jw server, in their own cgroups and namespaces.
@@ -529,11 +529,12 @@ fn duration_text(info: &JobInfo) -> String {
 }
 
 /// The command line for a terminal: another user chose it, so control
-/// characters are escaped (`jw::text`).
+/// characters are escaped and arguments quoted as a shell reads them
+/// (`jw::text`).
 fn command_text(info: &JobInfo) -> String {
     std::iter::once(info.command.as_str())
         .chain(info.args.iter().map(String::as_str))
-        .map(printable)
+        .map(shell_word)
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -238,6 +238,9 @@ impl Manager {
     /// Detects the cgroup layout, prepares jw's cgroup subtree and data
     /// directory, and removes whatever a crashed predecessor left in them.
     pub fn new(mut config: EngineConfig) -> Result<Manager, JobError> {
+        if !config.seccomp && config.job_user.is_none() {
+            return Err(JobError::Filter("jobs without the system call filter could keep kernel keys in their uid's keyring, which outlives them and would reach the next tenant given that uid: use --no-seccomp only with a fixed --job-user".into()));
+        }
         let identities = match &config.job_user {
             Some(user) => Identities::fixed(user)?,
             None => {
@@ -361,7 +364,7 @@ impl Manager {
             // Nothing of the job runs (its init was reaped and its cgroups
             // removed), so its files and uid go at once.
             let _ = std::fs::remove_dir_all(&dir);
-            let _ = std::fs::remove_dir_all(&home);
+            let _ = super::tree::remove(&home);
             identities.give_back(ids);
         }
         result
@@ -556,9 +559,18 @@ impl Manager {
         }
         let removed = tokio::task::spawn_blocking(move || {
             let result = if ids.pooled {
-                empty_dir(&home)
+                super::tree::empty(&home).and_then(|()| {
+                    // An inode the job marked (extended attributes, default
+                    // ACLs, inode flags, a grown directory) is not handed
+                    // to the next tenant: the next start makes a fresh one.
+                    if reusable(&home) {
+                        Ok(())
+                    } else {
+                        std::fs::remove_dir(&home)
+                    }
+                })
             } else {
-                std::fs::remove_dir_all(&home)
+                super::tree::remove(&home)
             };
             match result {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((home, e)),
@@ -706,6 +718,8 @@ impl Manager {
 
 /// Where jobs' work directories live, under the data directory.
 const WORK_DIR: &str = "work";
+/// Work directories a previous jwd left, being removed.
+const STALE_PREFIX: &str = "work.stale-";
 
 /// Creates (or makes owner-only) the data directory and its `jobs` and
 /// `work` directories: 0700, so no job and no other host user can reach
@@ -715,10 +729,34 @@ fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobError> {
     use std::os::unix::fs::PermissionsExt;
     let work = data_dir.join(WORK_DIR);
     if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(io_err(format!(
-            "cannot remove stale work directories in {}",
+        // Renamed aside at once and removed in the background: a job may
+        // have left a tree that takes long to remove, and jwd must start.
+        let stale = data_dir.join(format!("{STALE_PREFIX}{}-{}", std::process::id(), now_ms()));
+        std::fs::rename(&work, &stale).map_err(io_err(format!(
+            "cannot move stale work directories {} aside",
             work.display()
         )))?;
+    }
+    let stale: Vec<PathBuf> = std::fs::read_dir(data_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(STALE_PREFIX))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !stale.is_empty() {
+        std::thread::Builder::new()
+            .name("jwd-stale-work".into())
+            .spawn(move || {
+                for dir in stale {
+                    if let Err(e) = super::tree::remove(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove stale work directories");
+                    }
+                }
+            })
+            .map_err(io_err("cannot start the stale work directory clean-up"))?;
     }
     for dir in [data_dir.to_path_buf(), data_dir.join("jobs"), work] {
         std::fs::create_dir_all(&dir).map_err(io_err(format!(
@@ -732,17 +770,29 @@ fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Removes everything in `dir` (symlinks as links), keeping `dir`.
-fn empty_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
+/// Whether an emptied work directory may serve the next job of its uid as
+/// it is: no extended attributes (default ACLs, user data), the inode
+/// flags of a directory jwd just made (those of its parent), one block.
+fn reusable(home: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let flags = |path: &std::path::Path| {
+        let dir = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        rustix::fs::ioctl_getflags(&dir).ok()
+    };
+    let Some(parent) = home.parent() else {
+        return false;
+    };
+    rustix::fs::llistxattr_query(home) == Ok(0)
+        && std::fs::symlink_metadata(home).is_ok_and(|m| m.size() <= 4096)
+        && flags(home) == flags(parent)
 }
 
 /// A new job's directory (output, record: 0700, jwd's) and work directory

@@ -10,6 +10,7 @@ mod record;
 pub mod sandbox;
 pub mod spawn;
 pub mod spec;
+pub mod tree;
 pub mod uids;
 
 pub use manager::{EngineConfig, Job, JobError, Manager, Started};

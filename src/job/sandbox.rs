@@ -481,8 +481,8 @@ const NEW_NAMESPACES: [u64; 7] = [
 /// The job's default system call filter as BPF, for [`install_filter`].
 /// jwd compiles it once; every job's init installs the same bytes.
 ///
-/// It refuses [`DENIED`] with EPERM, clone(2) with a namespace flag with
-/// EPERM, and clone3 with ENOSYS (its flags are out of a filter's reach, so
+/// It refuses [`DENIED`] with EPERM, clone(2) with a namespace flag and
+/// socket(AF_VSOCK) with EPERM, and clone3 with ENOSYS (its flags are out of a filter's reach, so
 /// the C library falls back to clone, whose flags are checked), as Docker's
 /// profile does. It covers the host's native system calls only: a call
 /// of another ABI (32-bit `int 0x80`, x32 on x86_64) kills the process
@@ -510,6 +510,12 @@ pub fn default_filter() -> Result<Vec<u8>, String> {
         ctx.add_rule_conditional(eperm, clone, &[has_flag])
             .map_err(|e| fail("clone", e))?;
     }
+    // vsock is not separated by network namespaces: one port space for the
+    // whole machine, and a channel to the hypervisor.
+    let socket = ScmpSyscall::from_name("socket").map_err(|e| fail("socket", e))?;
+    let vsock = ScmpArgCompare::new(0, ScmpCompareOp::Equal, libc::AF_VSOCK as u64);
+    ctx.add_rule_conditional(eperm, socket, &[vsock])
+        .map_err(|e| fail("socket", e))?;
     let clone3 = ScmpSyscall::from_name("clone3").map_err(|e| fail("clone3", e))?;
     ctx.add_rule(ScmpAction::Errno(libc::ENOSYS), clone3)
         .map_err(|e| fail("clone3", e))?;

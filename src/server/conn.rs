@@ -31,7 +31,6 @@ use crate::protocol::{
     self, ClientMessage, ConnectionLimits, ErrorCode, ErrorInfo, Event, FrameDecoder, Identity,
     ServerMessage, Welcome, MAX_CHUNK, MAX_CREDIT, MAX_FRAME, MAX_STREAMS, PROTOCOL_VERSION,
 };
-use crate::text::printable;
 
 /// Socket read size: one TLS record and a bit.
 const READ_BUF: usize = 17 * 1024;
@@ -219,7 +218,7 @@ impl Conn {
     /// A connection-level error: send it, then close.
     fn fatal(&self, code: ErrorCode, message: impl Into<String>) {
         let info = ErrorInfo::new(code, message);
-        tracing::info!(peer = %self.peer, user = %printable(self.identity.borrow().as_ref().map(|i| i.user.as_str()).unwrap_or("-")), error = %info, "closing connection");
+        tracing::info!(peer = %self.peer, user = ?self.identity.borrow().as_ref().map(|i| i.user.as_str()).unwrap_or("-"), error = %info, "closing connection");
         self.send_message(&ServerMessage::Fatal(info));
         self.close();
     }
@@ -500,7 +499,7 @@ fn on_message(conn: &Rc<Conn>, msg: ClientMessage) {
             return;
         }
         let version = hello.version.min(PROTOCOL_VERSION);
-        tracing::info!(peer = %conn.peer, user = %printable(&identity.user), groups = ?identity.groups, admin = identity.admin, client = %printable(&hello.client), "session opened");
+        tracing::info!(peer = %conn.peer, user = ?identity.user, groups = ?identity.groups, admin = identity.admin, client = ?hello.client, "session opened");
         *conn.identity.borrow_mut() = Some(identity.clone());
         conn.welcomed.set(true);
         conn.send_message(&ServerMessage::Welcome(Welcome {

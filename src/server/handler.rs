@@ -14,7 +14,6 @@ use crate::job::JobError;
 use crate::protocol::{
     self, ErrorCode, ErrorInfo, Event, Identity, JobId, LogsRequest, OutputStream, Request,
 };
-use crate::text::printable;
 
 /// Largest `Output` chunk the server sends: four TLS records.
 const CHUNK: u64 = 64 * 1024;
@@ -81,14 +80,14 @@ pub(crate) async fn run(conn: Rc<Conn>, stream: Rc<StreamState>, request: Reques
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
     match outcome {
         Outcome::Ok(started) => {
-            tracing::info!(target: "audit", user = %printable(&identity.user), action = name, job = %job_text(started.or(job)), outcome = "ok");
+            tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(started.or(job)), outcome = "ok");
         }
         Outcome::Failed(err) => {
-            tracing::info!(target: "audit", user = %printable(&identity.user), action = name, job = %job_text(job), outcome = %err.code, error = %printable(&err.message));
+            tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(job), outcome = %err.code, error = ?err.message);
             conn.emit(&stream, Event::Error(err));
         }
         Outcome::Cancelled => {
-            tracing::info!(target: "audit", user = %printable(&identity.user), action = name, job = %job_text(job), outcome = "cancelled");
+            tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(job), outcome = "cancelled");
         }
     }
 }
