@@ -185,8 +185,11 @@ mod tests {
         symlink(&outside, top.join("link-to-dir")).unwrap();
         symlink(outside.join("keep"), top.join("sub/link-to-file")).unwrap();
         std::fs::write(top.join("sub/locked/f"), "x").unwrap();
-        std::fs::set_permissions(top.join("sub/locked"), std::fs::Permissions::from_mode(0))
-            .unwrap();
+        std::fs::set_permissions(
+            top.join("sub/locked"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
         let result = empty(&top);
         // Root removes a directory its owner locked; another user may not.
         std::fs::set_permissions(
