@@ -185,6 +185,9 @@ fn run(args: Args) -> Result<(), String> {
     // owner-only, whatever the code path.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     protect_from_oom_killer();
+    if args.job_user.as_deref() == Some("root") {
+        tracing::warn!("--job-user root: jobs hold no capability, but as uid 0 they own, and can read, every root-owned file of the host they can see (/etc/shadow, other services' keys); use it only for tenants you trust with that");
+    }
 
     let tls = jw::tls::server_config(&args.cert, &args.key, &args.client_ca)
         .map_err(|e| e.to_string())?;
