@@ -647,6 +647,65 @@ async fn output_evicted_from_the_page_cache_reads_back_the_same() {
     assert!(cold.1.is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_jobs_output_far_past_the_credit_window_reads_back_whole() {
+    // A reader whose credit runs out waits for more: it used to spin on
+    // its thread without yielding, so the grant that would end the wait was
+    // never read and the server hung (issue 14).
+    let Some(jwd) = Jwd::start("window", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let id = alice.start(req("seq", &["1", "600000"])).await.unwrap();
+    assert_eq!(alice.wait(id).await.unwrap().exit_code, Some(0));
+    let expected: Vec<u8> = (1..=600_000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let window = 64 * 1024;
+    let read = || async {
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            collect(alice.logs(logs(id, false, window)).await.unwrap()),
+        )
+        .await
+        .expect("the read hung: the server stopped sending")
+    };
+    // From the page cache (the shared mapping), then evicted (io_uring).
+    let hot = read().await;
+    assert!(
+        hot.0 == expected,
+        "{} bytes of {}",
+        hot.0.len(),
+        expected.len()
+    );
+    let path = jwd
+        .data_dir
+        .join("jobs")
+        .join(id.to_string())
+        .join("stdout");
+    let file = std::fs::File::open(&path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: advice on an open file; no memory is touched.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0);
+    let cold = read().await;
+    assert!(
+        cold.0 == expected,
+        "{} bytes of {}",
+        cold.0.len(),
+        expected.len()
+    );
+    // The server still serves others.
+    assert_eq!(alice.list(false).await.unwrap().len(), 1);
+}
+
 /// Whether every page of the file is in the page cache.
 fn fully_resident(file: &std::fs::File) -> bool {
     let len = file.metadata().unwrap().len() as usize;

@@ -437,12 +437,16 @@ impl OutputReader {
         finished && (0..2).all(|s| self.want[s].is_none_or(|w| w >= p.lens[s]))
     }
 
-    /// Waits until the writer commits something or closes (returns at once
-    /// for a non-follow reader).
+    /// Waits until the writer commits something or closes. Never returns
+    /// when nothing more can change: for a non-follow reader (a snapshot),
+    /// or once the writer is gone. A caller waits on this beside something
+    /// else (credit, cancellation), never alone; it returning at once there
+    /// made a reader without credit spin on its thread forever.
     pub async fn changed(&mut self) {
-        if self.limit.is_none() {
-            let _ = self.rx.changed().await;
+        if self.limit.is_none() && self.rx.changed().await.is_ok() {
+            return;
         }
+        std::future::pending::<()>().await
     }
 
     /// The file of a selected stream, opened if it is not yet. Call it for

@@ -259,7 +259,8 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         let credit = stream.credit();
         if credit == 0 {
             // Nothing may be sent; but the end (which needs no credit)
-            // may come, so wake on either.
+            // may come, so wake on either (`changed` only returns when
+            // the writer moved, so this waits, never spins).
             tokio::select! {
                 _ = stream.credit_changed() => {}
                 _ = reader.changed() => {}
