@@ -469,3 +469,50 @@ async fn an_init_program_that_is_not_jw_init_fails_the_start_cleanly() {
     assert!(err.to_string().contains("init exited"), "{err}");
     e.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_under_a_per_user_limit_admit_exactly_the_limit() {
+    let Some(e) = common::engine_with("slots", |c| c.max_jobs_per_user = Some(3)) else {
+        return;
+    };
+    let starts: Vec<_> = (0..40)
+        .map(|_| {
+            let manager = e.manager.clone();
+            tokio::spawn(
+                async move { manager.start("alice", &start_req("sleep", &["1000"])).await },
+            )
+        })
+        .collect();
+    let mut started = Vec::new();
+    let mut refused = 0;
+    for start in starts {
+        match start.await.unwrap() {
+            Ok(s) => started.push(s.id),
+            Err(JobError::TooManyJobs { max: 3, .. }) => refused += 1,
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!((started.len(), refused), (3, 37));
+    // Another owner has places of their own.
+    let bob = e
+        .manager
+        .start("bob", &start_req("true", &[]))
+        .await
+        .unwrap();
+    e.manager.wait(bob.id, None).await.unwrap();
+    // A place is free as soon as a job's end can be seen.
+    e.manager
+        .stop(started[0], None, Duration::ZERO)
+        .await
+        .unwrap();
+    let again = e
+        .manager
+        .start("alice", &start_req("true", &[]))
+        .await
+        .unwrap();
+    e.manager.wait(again.id, None).await.unwrap();
+    for id in &started[1..] {
+        e.manager.stop(*id, None, Duration::ZERO).await.unwrap();
+    }
+    e.assert_clean();
+}

@@ -204,6 +204,7 @@ fn run(args: Args) -> Result<(), String> {
         default_memory_bytes: args.default_memory.0,
         default_pids: args.default_pids.0,
         seccomp: !args.no_seccomp,
+        max_jobs_per_user: args.max_jobs_per_user,
         // The key is the secret (the certificates are public); each
         // hidden path costs every job start a mount.
         hidden: vec![args.key.clone()],
@@ -225,7 +226,6 @@ fn run(args: Args) -> Result<(), String> {
             tls,
             admin_group: args.admin_group.clone(),
             max_connections: args.max_connections,
-            max_jobs_per_user: args.max_jobs_per_user,
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
             threads: args.threads.max(1),

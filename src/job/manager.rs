@@ -49,6 +49,9 @@ pub struct EngineConfig {
     /// Install the default seccomp filter in every job (`jwd --no-seccomp`
     /// turns it off).
     pub seccomp: bool,
+    /// Jobs one owner may have starting or running at once
+    /// (`jwd --max-jobs-per-user`); `None`: no limit.
+    pub max_jobs_per_user: Option<usize>,
     /// Host files and directories jobs may not see besides the data
     /// directory (jwd's private key).
     pub hidden: Vec<PathBuf>,
@@ -71,6 +74,7 @@ impl Default for EngineConfig {
             default_memory_bytes: Some(DEFAULT_MEMORY),
             default_pids: Some(DEFAULT_PIDS),
             seccomp: true,
+            max_jobs_per_user: None,
             hidden: Vec::new(),
             init_program: None,
         }
@@ -106,6 +110,8 @@ pub enum JobError {
     Identity(#[from] UidError),
     #[error("{0}")]
     Filter(String),
+    #[error("{owner} already has {max} jobs starting or running, the most this server allows per user (jwd --max-jobs-per-user); wait for one to end or stop one")]
+    TooManyJobs { owner: String, max: usize },
     #[error("all {count} job uids ({range}) are in use by running jobs or their clean-up; try again when a job has ended, or give jwd a larger --job-uids range")]
     NoIdentity { range: UidRange, count: u64 },
     #[error("{what} {path:?} is not valid UTF-8; jobs need paths they can be told about")]
@@ -204,6 +210,9 @@ struct Inner {
     hidden: Vec<String>,
     /// The jobs' seccomp filter (BPF), compiled once; empty: none.
     filter: Vec<u8>,
+    /// Jobs starting or running per owner, counted from before the clone
+    /// to after the job's clean-up (see `Slot`).
+    slots: Mutex<HashMap<String, usize>>,
     jobs: Mutex<HashMap<JobId, Arc<Job>>>,
     next_seq: AtomicU64,
     /// False once the kernel refused CLONE_INTO_CGROUP: clone, then the
@@ -299,6 +308,7 @@ impl Manager {
                 identities,
                 hidden,
                 filter,
+                slots: Mutex::new(HashMap::new()),
                 config,
                 cgroups,
                 policy,
@@ -342,6 +352,7 @@ impl Manager {
     /// executed, or with the reason it could not be.
     pub async fn start(&self, owner: &str, request: &StartRequest) -> Result<Started, JobError> {
         let spec = JobSpec::validate(request, &self.inner.policy)?;
+        let slot = Slot::reserve(&self.inner, owner)?;
         let identities = &self.inner.identities;
         let ids = identities.take().ok_or(JobError::NoIdentity {
             range: self.inner.config.job_uids,
@@ -357,7 +368,7 @@ impl Manager {
         let dir = self.job_dir(id);
         let home = self.work_dir(id, ids);
         let result = match create_job_dirs(&dir, &home, ids) {
-            Ok(()) => self.start_in(owner, id, spec, &dir, &home, ids).await,
+            Ok(()) => self.start_in(owner, id, spec, &dir, &home, ids, slot).await,
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -396,6 +407,7 @@ impl Manager {
         dir: &std::path::Path,
         home: &std::path::Path,
         ids: JobIds,
+        slot: Slot,
     ) -> Result<Started, JobError> {
         let inner = &self.inner;
         let id_text = id.to_string();
@@ -542,7 +554,7 @@ impl Manager {
         let this = self.clone();
         let home = home.to_path_buf();
         tokio::spawn(async move {
-            let remains = supervise(job, pid, cgroup, channel, writer).await;
+            let remains = supervise(job, pid, cgroup, channel, writer, slot).await;
             this.clean_up(remains, home, ids).await;
             this.inner.active.send_modify(|n| *n -= 1);
         });
@@ -624,17 +636,6 @@ impl Manager {
         jobs.iter().map(|j| j.info()).collect()
     }
 
-    /// How many of `owner`'s jobs are starting or running.
-    pub fn active_jobs(&self, owner: &str) -> usize {
-        self.inner
-            .jobs
-            .lock()
-            .expect("jobs lock")
-            .values()
-            .filter(|j| j.owner == owner && j.info.borrow().state.is_active())
-            .count()
-    }
-
     /// Waits for a job to end.
     pub async fn wait(&self, id: JobId, owner: Option<&str>) -> Result<JobInfo, JobError> {
         Ok(self.get(id, owner)?.wait().await)
@@ -713,6 +714,48 @@ impl Manager {
     /// Where a job's output files are.
     pub fn output_path(&self, id: JobId, which: OutputStream) -> PathBuf {
         output::output_path(&self.job_dir(id), which)
+    }
+}
+
+/// One of an owner's `--max-jobs-per-user` places, taken under one lock
+/// before anything of the job exists (so concurrent starts cannot all see
+/// room) and given back when dropped: at a failed start, or after the
+/// job's clean-up.
+struct Slot {
+    inner: Option<(Arc<Inner>, String)>,
+}
+
+impl Slot {
+    fn reserve(inner: &Arc<Inner>, owner: &str) -> Result<Slot, JobError> {
+        let Some(max) = inner.config.max_jobs_per_user else {
+            return Ok(Slot { inner: None });
+        };
+        let mut slots = inner.slots.lock().expect("slots lock");
+        let taken = slots.entry(owner.to_string()).or_insert(0);
+        if *taken >= max {
+            return Err(JobError::TooManyJobs {
+                owner: owner.to_string(),
+                max,
+            });
+        }
+        *taken += 1;
+        Ok(Slot {
+            inner: Some((inner.clone(), owner.to_string())),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((inner, owner)) = self.inner.take() {
+            let mut slots = inner.slots.lock().expect("slots lock");
+            if let Some(taken) = slots.get_mut(&owner) {
+                *taken -= 1;
+                if *taken == 0 {
+                    slots.remove(&owner);
+                }
+            }
+        }
     }
 }
 
@@ -1138,6 +1181,7 @@ async fn supervise(
     cgroup: Arc<JobCgroup>,
     mut channel: InitChannel,
     writer: Arc<OutputWriter>,
+    slot: Slot,
 ) -> bool {
     // The init relays output, reports the command's wait status, then
     // exits (EOF).
@@ -1213,6 +1257,8 @@ async fn supervise(
     if let Err(e) = record::write(&job.dir, &info) {
         tracing::warn!(job = %job.id, error = %e, "cannot write the job's final status record")
     }
+    // The owner's place is free from the moment anyone can see the end.
+    drop(slot);
     // `stopped` may have been set by a Stop while the record was written.
     job.info.send_modify(|current| {
         let stopped = current.stopped;

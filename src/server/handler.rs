@@ -30,7 +30,7 @@ fn error_info(e: &JobError) -> ErrorInfo {
         JobError::NotFound(_) => ErrorCode::NOT_FOUND,
         JobError::StillRunning(_) => ErrorCode::FAILED_PRECONDITION,
         JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
-        JobError::NoIdentity { .. } => ErrorCode::RESOURCE_EXHAUSTED,
+        JobError::NoIdentity { .. } | JobError::TooManyJobs { .. } => ErrorCode::RESOURCE_EXHAUSTED,
         JobError::Spawn(crate::job::spawn::SpawnError::Clone(io))
             if io.raw_os_error() == Some(libc::EAGAIN)
                 || io.raw_os_error() == Some(libc::ENOMEM) =>
@@ -98,16 +98,7 @@ async fn start(
     identity: &Identity,
     req: protocol::StartRequest,
 ) -> Outcome {
-    let shared = &conn.shared;
-    if let Some(max) = shared.config.max_jobs_per_user {
-        if shared.manager.active_jobs(&identity.user) >= max {
-            return Outcome::Failed(ErrorInfo::new(
-                ErrorCode::RESOURCE_EXHAUSTED,
-                format!("{} already has {max} running jobs, the most this server allows per user; wait for one to end or stop one", identity.user),
-            ));
-        }
-    }
-    let manager = shared.manager.clone();
+    let manager = conn.shared.manager.clone();
     let owner = identity.user.clone();
     let task = tokio::spawn(async move { manager.start(&owner, &req).await });
     let result = tokio::select! {

@@ -26,8 +26,6 @@ pub struct ServerConfig {
     pub admin_group: String,
     /// Connections past this are closed at once.
     pub max_connections: usize,
-    /// Running jobs per user; `None` for no limit.
-    pub max_jobs_per_user: Option<usize>,
     /// TLS handshake and `Hello` together.
     pub handshake_timeout: Duration,
     /// A connection without open streams is closed after this.
