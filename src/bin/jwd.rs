@@ -55,9 +55,11 @@ struct Args {
     /// The certificate subject O value that makes a user admin.
     #[arg(long, default_value = "admin")]
     admin_group: String,
-    /// Connections past this number are refused at once.
-    #[arg(long, default_value_t = 20_000)]
-    max_connections: usize,
+    /// Connections past this number are refused at once (default: a quarter
+    /// of the file descriptor limit jwd runs with, so accepting never fails
+    /// for lack of descriptors: jobs and followers need theirs).
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Running jobs one user may have at once (default: no limit).
     #[arg(long)]
     max_jobs_per_user: Option<usize>,
@@ -144,6 +146,12 @@ fn raise_fd_limit() -> u64 {
     soft
 }
 
+/// The default connection cap: a quarter of the descriptors, the rest for
+/// running jobs (one each), followers' files and the blocking pool.
+fn connection_cap(fd_limit: u64) -> usize {
+    (fd_limit / 4).max(16) as usize
+}
+
 /// Takes jwd out of the OOM killer's choice (its own jobs are limited by
 /// their memory cgroups; jw-init puts each job back to the default score).
 fn protect_from_oom_killer() {
@@ -225,7 +233,9 @@ fn run(args: Args) -> Result<(), String> {
             listen: args.listen,
             tls,
             admin_group: args.admin_group.clone(),
-            max_connections: args.max_connections,
+            max_connections: args
+                .max_connections
+                .unwrap_or_else(|| connection_cap(fd_limit)),
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
             threads: args.threads.max(1),
