@@ -85,7 +85,14 @@ if [[ -n $DISK ]]; then
 fi
 : >"$W/status"
 set +e
-timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${accel[@]}" -m "$MEM" -smp "$CPUS" \
+qemu=(qemu-system-x86_64)
+if [[ -x $CACHE/qemu/usr/bin/qemu-system-x86_64 ]] && { ! command -v qemu-system-x86_64 >/dev/null || [[ -n ${JW_VM_UNPACK_QEMU:-} ]]; }; then
+    # Unpacked by setup.sh, not installed: its libraries and firmware too.
+    Q=$CACHE/qemu
+    export LD_LIBRARY_PATH=$Q/usr/lib/x86_64-linux-gnu:$Q/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    qemu=("$Q/usr/bin/qemu-system-x86_64" -L "$Q/usr/share/qemu" -L "$Q/usr/share/seabios")
+fi
+timeout -k 5 "$TIMEOUT" "${qemu[@]}" "${accel[@]}" -m "$MEM" -smp "$CPUS" \
     -nodefaults -no-user-config -display none -no-reboot \
     -kernel "$CACHE/vmlinuz" -initrd "$W/initrd.cpio" \
     -append "console=ttyS0 panic=-1 cgroup_no_v1=all rdinit=/init 8250.nr_uarts=3 mitigations=off quiet" \

@@ -9,7 +9,7 @@ CACHE=${JW_VM_CACHE:-$HERE/../../target/vm-cache}
 KMETA=linux-image-cloud-amd64
 
 missing=()
-for p in qemu-system-x86 busybox-static cpio; do
+for p in busybox-static cpio; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -20,6 +20,37 @@ if ((${#missing[@]})); then
 fi
 
 mkdir -p "$CACHE"
+
+# QEMU: the host's when it has one; otherwise Debian's qemu-system-x86 and
+# whatever of its dependencies the host lacks, unpacked into the cache and
+# never installed. (Installing it removes the newer qemu-utils some hosts
+# carry, and this script may add packages, never replace any.)
+QEMU_DIR=$CACHE/qemu
+if { ! command -v qemu-system-x86_64 >/dev/null || [[ -n ${JW_VM_UNPACK_QEMU:-} ]]; } &&
+    [[ ! -x $QEMU_DIR/usr/bin/qemu-system-x86_64 ]]; then
+    echo "vm-setup: unpacking QEMU into $QEMU_DIR" >&2
+    qtmp=$(mktemp -d)
+    chmod 777 "$qtmp" # apt-get download runs as _apt
+    closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+        --no-breaks --no-replaces --no-enhances qemu-system-x86 2>/dev/null | grep -v '^[ <]' | sort -u || true)
+    if [[ -z $closure ]]; then
+        apt-get -o DPkg::Lock::Timeout=300 update -qq
+        closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+            --no-breaks --no-replaces --no-enhances qemu-system-x86 | grep -v '^[ <]' | sort -u || true)
+    fi
+    need=()
+    for p in $closure; do
+        case $p in qemu-system-x86 | qemu-system-data | qemu-system-common | seabios | ipxe-qemu) need+=("$p"); continue ;; esac
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+    (cd "$qtmp" && apt-get download -qq "${need[@]}" 2>&1 | grep -v unsandboxed >&2 || true)
+    rm -rf "$QEMU_DIR.new"
+    for deb in "$qtmp"/*.deb; do dpkg-deb -x "$deb" "$QEMU_DIR.new"; done
+    rm -rf "$qtmp"
+    [[ -x $QEMU_DIR.new/usr/bin/qemu-system-x86_64 ]] || { echo "vm-setup: could not unpack QEMU" >&2; exit 1; }
+    mv "$QEMU_DIR.new" "$QEMU_DIR"
+fi
+
 if [[ ! -s $CACHE/vmlinuz || ! -s $CACHE/modules/load-order ]]; then
     kpkg=$(apt-cache depends "$KMETA" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
     if [[ -z $kpkg ]]; then
