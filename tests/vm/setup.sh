@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Prepares this host to boot the pure cgroup v2 test guest: QEMU and a
-# static busybox from Debian, and a Debian cloud kernel that is downloaded
+# Prepares this host to boot the pure cgroup v2 test guest: a static
+# busybox and cpio from Debian (installed if missing), QEMU (the host's, or
+# Debian's unpacked into the cache), and a Debian cloud kernel, downloaded
 # and unpacked (never installed) into the cache. Idempotent. Needs root.
+#   JW_VM_UNPACK_QEMU=1  use the unpacked QEMU even where one is installed
 #   JW_VM_CACHE   where the kernel and modules go (default: target/vm-cache)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
