@@ -776,3 +776,79 @@ async fn a_client_name_cannot_forge_a_log_line_or_reach_a_terminal() {
     );
     assert!(log.contains("\\u{1b}[2J"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_completes_with_a_stalled_client_and_a_start_in_flight() {
+    let Some(mut jwd) = Jwd::start("drain", &["--shutdown-grace", "1s"]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    // 32 MiB of output for a reader that asks for all of it and never
+    // reads: its connection's writes block once the socket buffers fill.
+    let big = alice
+        .start(req("head", &["-c", "32M", "/dev/zero"]))
+        .await
+        .unwrap();
+    alice.wait(big).await.unwrap();
+    let mut stalled = raw_session(&jwd).await;
+    let mut request = Vec::new();
+    protocol::encode(
+        &ClientMessage::Request {
+            stream: 1,
+            request: Request::Logs(logs(big, true, protocol::MAX_CREDIT as u32)),
+        },
+        &mut request,
+    )
+    .unwrap();
+    stalled.write_all(&request).await.unwrap();
+    // A job that ignores SIGTERM, and starts racing the shutdown.
+    let running = alice
+        .start(req("sh", &["-c", "trap '' TERM; sleep 1000"]))
+        .await
+        .unwrap();
+    let bob = jwd.client("bob").await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let bob = bob.clone();
+            tokio::spawn(async move { bob.start(req("sleep", &["1000"])).await })
+        })
+        .collect();
+    // SIGTERM while those are under way: jwd must still end (generous
+    // bound: this only catches a hang).
+    let pid = nix::unistd::Pid::from_raw(jwd.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = jwd.try_wait() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jwd did not shut down:\n{}",
+            jwd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}\n{}", jwd.log());
+    for start in starts {
+        // Refused, cut off, or started and then stopped: never left running.
+        let _ = start.await;
+    }
+    drop(stalled);
+    assert!(!jwd.log().contains("jobs still running"), "{}", jwd.log());
+    // Every job was stopped and its end recorded, including those started
+    // while the shutdown began: a restarted jwd finds none of them lost.
+    let data = jwd.keep_data();
+    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &[]);
+    let admin = again.client("admin").await;
+    let jobs = admin.list(true).await.unwrap();
+    assert!(
+        jobs.iter().any(|j| j.id == running && j.stopped),
+        "{jobs:?}"
+    );
+    for job in &jobs {
+        assert_ne!(job.state, JobState::Lost, "{job:?}");
+    }
+    drop(again);
+    drop(data);
+}

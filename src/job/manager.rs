@@ -110,6 +110,8 @@ pub enum JobError {
     Identity(#[from] UidError),
     #[error("{0}")]
     Filter(String),
+    #[error("jwd is shutting down and starts no more jobs; start it again once jwd is back")]
+    ShuttingDown,
     #[error("{owner} already has {max} jobs starting or running, the most this server allows per user (jwd --max-jobs-per-user); wait for one to end or stop one")]
     TooManyJobs { owner: String, max: usize },
     #[error("all {count} job uids ({range}) are in use by running jobs or their clean-up; try again when a job has ended, or give jwd a larger --job-uids range")]
@@ -213,6 +215,11 @@ struct Inner {
     /// Jobs starting or running per owner, counted from before the clone
     /// to after the job's clean-up (see `Slot`).
     slots: Mutex<HashMap<String, usize>>,
+    /// Set by `drain`: no new starts, and a start that was already under
+    /// way when it began stops its job as soon as the job is registered.
+    draining: AtomicBool,
+    /// The grace period `drain` stops jobs with, in milliseconds.
+    drain_grace_ms: AtomicU64,
     jobs: Mutex<HashMap<JobId, Arc<Job>>>,
     next_seq: AtomicU64,
     /// False once the kernel refused CLONE_INTO_CGROUP: clone, then the
@@ -309,6 +316,8 @@ impl Manager {
                 hidden,
                 filter,
                 slots: Mutex::new(HashMap::new()),
+                draining: AtomicBool::new(false),
+                drain_grace_ms: AtomicU64::new(0),
                 config,
                 cgroups,
                 policy,
@@ -351,6 +360,9 @@ impl Manager {
     /// Validates and starts a job for `owner`. Returns once the command was
     /// executed, or with the reason it could not be.
     pub async fn start(&self, owner: &str, request: &StartRequest) -> Result<Started, JobError> {
+        if self.inner.draining.load(Ordering::Acquire) {
+            return Err(JobError::ShuttingDown);
+        }
         let spec = JobSpec::validate(request, &self.inner.policy)?;
         let slot = Slot::reserve(&self.inner, owner)?;
         let identities = &self.inner.identities;
@@ -549,6 +561,15 @@ impl Manager {
             .lock()
             .expect("jobs lock")
             .insert(id, job.clone());
+        if inner.draining.load(Ordering::Acquire) {
+            // Started while jwd began to shut down, after `drain` took its
+            // list: stopped like the others.
+            let this = self.clone();
+            let grace = Duration::from_millis(inner.drain_grace_ms.load(Ordering::Acquire));
+            tokio::spawn(async move {
+                let _ = this.stop(id, None, grace).await;
+            });
+        }
 
         inner.active.send_modify(|n| *n += 1);
         let this = self.clone();
@@ -599,6 +620,42 @@ impl Manager {
                 tracing::warn!(uid = ids.uid, error = %e, "work directory clean-up failed: the job's uid stays reserved")
             }
         }
+    }
+
+    /// Shuts the engine down: refuses new starts, stops every job that is
+    /// running or still starting with `grace` (then SIGKILL), and waits
+    /// until they have ended and their statuses are recorded, for at most
+    /// `grace` plus `bound`. Returns whether every job ended in that time.
+    pub async fn drain(&self, grace: Duration, bound: Duration) -> bool {
+        let inner = &self.inner;
+        let active: Vec<JobId> = {
+            let jobs = inner.jobs.lock().expect("jobs lock");
+            inner
+                .drain_grace_ms
+                .store(grace.as_millis() as u64, Ordering::Release);
+            inner.draining.store(true, Ordering::Release);
+            jobs.values()
+                .filter(|j| j.info.borrow().state.is_active())
+                .map(|j| j.id)
+                .collect()
+        };
+        for id in active {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = this.stop(id, None, grace).await;
+            });
+        }
+        let ended = tokio::time::timeout(grace + bound, self.idle())
+            .await
+            .is_ok();
+        if !ended {
+            tracing::warn!(
+                running = *inner.active.borrow(),
+                "jobs still running {:?} after they were asked to stop; shutting down without them",
+                grace + bound
+            );
+        }
+        ended
     }
 
     /// Resolves once no job is running (at once if none is).

@@ -264,6 +264,9 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     timers.abort();
 }
 
+/// How long a connection may go on sending once shutdown began.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Handshake and idle timeouts, and the server's shutdown. Ends the
 /// connection by shutting the socket down, which ends the reader's
 /// pending read (no io_uring op is dropped).
@@ -281,6 +284,10 @@ async fn watch_timers(conn: Rc<Conn>) {
             _ = shutdown.wait_for(|s| *s) => {
                 conn.close();
                 let _ = conn.tcp.shutdown(std::net::Shutdown::Read);
+                // What is queued may still go out; a client that does not
+                // read is cut off, which ends the writer's pending send.
+                tokio::time::sleep(SHUTDOWN_FLUSH).await;
+                let _ = conn.tcp.shutdown(std::net::Shutdown::Both);
                 return;
             }
             _ = tokio::time::sleep_until(deadline) => {}

@@ -28,7 +28,7 @@ fn error_info(e: &JobError) -> ErrorInfo {
         JobError::InvalidSpec(s) if s.forbidden => ErrorCode::PERMISSION_DENIED,
         JobError::InvalidSpec(_) => ErrorCode::BAD_REQUEST,
         JobError::NotFound(_) => ErrorCode::NOT_FOUND,
-        JobError::StillRunning(_) => ErrorCode::FAILED_PRECONDITION,
+        JobError::StillRunning(_) | JobError::ShuttingDown => ErrorCode::FAILED_PRECONDITION,
         JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
         JobError::NoIdentity { .. } | JobError::TooManyJobs { .. } => ErrorCode::RESOURCE_EXHAUSTED,
         JobError::Spawn(crate::job::spawn::SpawnError::Clone(io))

@@ -175,29 +175,36 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
     // Connections see the same shutdown signal and close themselves. Jobs
     // supervised on this runtime need it alive until they have ended.
     let first_to_stop = !shared.stopping.swap(true, Ordering::AcqRel);
-    let stop_all = async {
-        if !first_to_stop {
-            shared.manager.idle().await;
-            return;
-        }
-        let grace = shared.config.shutdown_grace;
-        let jobs: Vec<_> = shared
+    if first_to_stop {
+        shared
             .manager
-            .list(None)
-            .into_iter()
-            .filter(|j| j.state.is_active())
-            .map(|j| j.id)
-            .collect();
-        for id in jobs {
-            let m = shared.manager.clone();
-            tokio::spawn(async move {
-                let _ = m.stop(id, None, grace).await;
-            });
-        }
-        shared.manager.idle().await;
-    };
-    stop_all.await;
+            .drain(shared.config.shutdown_grace, DRAIN_BOUND)
+            .await;
+    } else {
+        let _ = tokio::time::timeout(
+            shared.config.shutdown_grace + DRAIN_BOUND,
+            shared.manager.idle(),
+        )
+        .await;
+    }
+    // Connections close themselves on the shutdown signal; one whose client
+    // stopped reading may never finish its write: it is not waited for past
+    // the bound (the runtime drops it when this returns).
+    let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
     while shared.connections.load(Ordering::Acquire) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                open = shared.connections.load(Ordering::Acquire),
+                "connections still open {CLOSE_BOUND:?} after shutdown began; closing them"
+            );
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// How long shutdown waits for jobs past their grace period (stop escalates
+/// to SIGKILL of the whole cgroup at the end of the grace).
+const DRAIN_BOUND: Duration = Duration::from_secs(30);
+/// How long shutdown waits for connections to close once jobs are done.
+const CLOSE_BOUND: Duration = Duration::from_secs(5);

@@ -275,6 +275,14 @@ impl Jwd {
         }
     }
 
+    /// The exit status if jwd has exited (then this handle no longer owns a
+    /// process), without waiting.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
     /// SIGTERM and wait; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
