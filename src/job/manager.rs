@@ -380,7 +380,17 @@ impl Manager {
         let dir = self.job_dir(id);
         let home = self.work_dir(id, ids);
         let result = match create_job_dirs(&dir, &home, ids) {
-            Ok(()) => self.start_in(owner, id, spec, &dir, &home, ids, slot).await,
+            Ok(()) => {
+                let new = NewJob {
+                    id,
+                    spec,
+                    dir: &dir,
+                    home: &home,
+                    ids,
+                    slot,
+                };
+                self.start_in(owner, new).await
+            }
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -411,16 +421,15 @@ impl Manager {
         Ok(self.get(id, None)?.home.clone())
     }
 
-    async fn start_in(
-        &self,
-        owner: &str,
-        id: JobId,
-        spec: JobSpec,
-        dir: &std::path::Path,
-        home: &std::path::Path,
-        ids: JobIds,
-        slot: Slot,
-    ) -> Result<Started, JobError> {
+    async fn start_in(&self, owner: &str, new: NewJob<'_>) -> Result<Started, JobError> {
+        let NewJob {
+            id,
+            spec,
+            dir,
+            home,
+            ids,
+            slot,
+        } = new;
         let inner = &self.inner;
         let id_text = id.to_string();
         let cgroup = Arc::new(inner.cgroups.create(&id_text, &spec.limits)?);
@@ -772,6 +781,17 @@ impl Manager {
     pub fn output_path(&self, id: JobId, which: OutputStream) -> PathBuf {
         output::output_path(&self.job_dir(id), which)
     }
+}
+
+/// What a start has prepared before the clone.
+struct NewJob<'a> {
+    id: JobId,
+    spec: JobSpec,
+    /// Its directory (output, record) and work directory on the host.
+    dir: &'a std::path::Path,
+    home: &'a std::path::Path,
+    ids: JobIds,
+    slot: Slot,
 }
 
 /// One of an owner's `--max-jobs-per-user` places, taken under one lock
