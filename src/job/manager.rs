@@ -213,7 +213,7 @@ struct Inner {
     /// The jobs' seccomp filter (BPF), compiled once; empty: none.
     filter: Vec<u8>,
     /// Jobs starting or running per owner, counted from before the clone
-    /// to after the job's clean-up (see `Slot`).
+    /// until the job's end is published (see `Slot`).
     slots: Mutex<HashMap<String, usize>>,
     /// Set by `drain`: no new starts, and a start that was already under
     /// way when it began stops its job as soon as the job is registered.
@@ -796,8 +796,8 @@ struct NewJob<'a> {
 
 /// One of an owner's `--max-jobs-per-user` places, taken under one lock
 /// before anything of the job exists (so concurrent starts cannot all see
-/// room) and given back when dropped: at a failed start, or after the
-/// job's clean-up.
+/// room) and given back when dropped: at a failed start, or just before
+/// the job's end is published.
 struct Slot {
     inner: Option<(Arc<Inner>, String)>,
 }
