@@ -630,23 +630,7 @@ async fn output_evicted_from_the_page_cache_reads_back_the_same() {
     let hot = collect(alice.logs(logs(id, false, 1 << 20)).await.unwrap()).await;
     assert_eq!(hot.0, expected);
 
-    let path = jwd
-        .data_dir
-        .join("jobs")
-        .join(id.to_string())
-        .join("stdout");
-    let file = std::fs::File::open(&path).unwrap();
-    file.sync_all().unwrap();
-    // SAFETY: advice on an open file; no memory is touched.
-    let rc = unsafe {
-        libc::posix_fadvise(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            0,
-            0,
-            libc::POSIX_FADV_DONTNEED,
-        )
-    };
-    assert_eq!(rc, 0);
+    let (path, file) = evict_stdout(&jwd, id);
     // tmpfs and ramfs (the CI guest's root) keep their pages: there the
     // second read goes the same way as the first, and the host run (ext4)
     // is the one that covers the io_uring path.
@@ -696,6 +680,22 @@ async fn a_finished_jobs_output_far_past_the_credit_window_reads_back_whole() {
         hot.0.len(),
         expected.len()
     );
+    evict_stdout(&jwd, id);
+    let cold = read().await;
+    assert!(
+        cold.0 == expected,
+        "{} bytes of {}",
+        cold.0.len(),
+        expected.len()
+    );
+    // The server still serves others.
+    assert_eq!(alice.list(false).await.unwrap().len(), 1);
+}
+
+/// Writes a finished job's stdout back and asks the kernel to drop it from
+/// the page cache (tmpfs and ramfs keep it anyway), so jwd's next read of
+/// it goes through io_uring, not the mapping.
+fn evict_stdout(jwd: &Jwd, id: jw::protocol::JobId) -> (std::path::PathBuf, std::fs::File) {
     let path = jwd
         .data_dir
         .join("jobs")
@@ -713,15 +713,7 @@ async fn a_finished_jobs_output_far_past_the_credit_window_reads_back_whole() {
         )
     };
     assert_eq!(rc, 0);
-    let cold = read().await;
-    assert!(
-        cold.0 == expected,
-        "{} bytes of {}",
-        cold.0.len(),
-        expected.len()
-    );
-    // The server still serves others.
-    assert_eq!(alice.list(false).await.unwrap().len(), 1);
+    (path, file)
 }
 
 /// Whether every page of the file is in the page cache.
