@@ -844,3 +844,48 @@ async fn shutdown_completes_with_a_stalled_client_and_a_start_in_flight() {
     drop(again);
     drop(data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let Some(jwd) = Jwd::start("writetimeout", &["--write-timeout", "2s"]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let big = alice
+        .start(req("head", &["-c", "32M", "/dev/zero"]))
+        .await
+        .unwrap();
+    alice.wait(big).await.unwrap();
+    let baseline = jwd.fd_count();
+    // Asks for everything and never reads: jwd's writes stop making
+    // progress once the socket buffers are full.
+    let mut stalled = raw_session(&jwd).await;
+    let mut request = Vec::new();
+    protocol::encode(
+        &ClientMessage::Request {
+            stream: 1,
+            request: Request::Logs(logs(big, false, protocol::MAX_CREDIT as u32)),
+        },
+        &mut request,
+    )
+    .unwrap();
+    stalled.write_all(&request).await.unwrap();
+    // Generous bounds: they only catch a connection that is never cut.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !jwd.log().contains("write timeout") {
+        assert!(std::time::Instant::now() < deadline, "{}", jwd.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while jwd.fd_count() > baseline {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jwd holds {} fds, {baseline} before the stalled client",
+            jwd.fd_count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A client that reads is served all along.
+    let all = collect(alice.logs(logs(big, false, 1 << 20)).await.unwrap()).await;
+    assert_eq!(all.0.len(), 32 << 20);
+    drop(stalled);
+}

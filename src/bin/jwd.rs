@@ -93,6 +93,17 @@ struct Args {
     /// Close connections without open streams after this time.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Close a connection whose client takes nothing of a pending write for
+    /// this long (a client that stopped reading).
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    write_timeout: Duration,
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: give a duration above zero, e.g. 60s")),
+        d => Ok(d),
+    }
 }
 
 /// A flag value that may be `none`.
@@ -238,6 +249,7 @@ fn run(args: Args) -> Result<(), String> {
                 .unwrap_or_else(|| connection_cap(fd_limit)),
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
+            write_timeout: args.write_timeout,
             threads: args.threads.max(1),
             shutdown_grace: args.shutdown_grace,
         },

@@ -131,6 +131,9 @@ pub(crate) struct Conn {
     identity: RefCell<Option<Identity>>,
     welcomed: Cell<bool>,
     last_activity: Cell<Instant>,
+    /// When the write in flight began (`None`: none in flight), for the
+    /// write timeout.
+    write_began: Cell<Option<Instant>>,
 }
 
 impl Conn {
@@ -255,6 +258,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         identity: RefCell::new(None),
         welcomed: Cell::new(false),
         last_activity: Cell::new(Instant::now()),
+        write_began: Cell::new(None),
     });
     let writer = tokio_uring::spawn(write_loop(conn.clone()));
     let timers = tokio_uring::spawn(watch_timers(conn.clone()));
@@ -280,6 +284,10 @@ async fn watch_timers(conn: Rc<Conn>) {
         } else {
             handshake_deadline
         };
+        // A write in flight is looked at at least every half write timeout:
+        // a client that stops reading is cut off between one and one and a
+        // half timeouts after its write began, with no cost per write.
+        let wake = deadline.min(tokio::time::Instant::now() + config.write_timeout / 2);
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => {
                 conn.close();
@@ -290,7 +298,21 @@ async fn watch_timers(conn: Rc<Conn>) {
                 let _ = conn.tcp.shutdown(std::net::Shutdown::Both);
                 return;
             }
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        if conn
+            .write_began
+            .get()
+            .is_some_and(|began| began.elapsed() >= config.write_timeout)
+        {
+            tracing::info!(peer = %conn.peer, "write timeout: the client took nothing for {:?}; closing", config.write_timeout);
+            conn.close();
+            // Ends the pending send (and read): the writer and reader finish.
+            let _ = conn.tcp.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        if tokio::time::Instant::now() < deadline {
+            continue;
         }
         if !conn.welcomed.get() {
             tracing::info!(peer = %conn.peer, "handshake timeout: no TLS handshake and Hello within {:?}", config.handshake_timeout);
@@ -309,6 +331,31 @@ async fn watch_timers(conn: Rc<Conn>) {
             conn.last_activity.set(Instant::now());
         }
     }
+}
+
+/// Writes all of `out`, one io_uring write at a time, marking when each
+/// began: the write timeout counts from the last progress, so a slow
+/// reader is served and only one that takes nothing is cut off.
+async fn write_timed(conn: &Conn, out: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
+    use tokio_uring::buf::BoundedBuf;
+    let mut out = out;
+    let mut written = 0;
+    let result = loop {
+        if written == out.len() {
+            break Ok(());
+        }
+        conn.write_began.set(Some(Instant::now()));
+        let (result, slice) = conn.tcp.write(out.slice(written..)).submit().await;
+        out = slice.into_inner();
+        match result {
+            Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    conn.write_began.set(None);
+    (result, out)
 }
 
 async fn write_loop(conn: Rc<Conn>) {
@@ -366,7 +413,7 @@ async fn write_loop(conn: Rc<Conn>) {
             conn.wake_writer.notified().await;
             continue;
         }
-        let (result, buf) = conn.tcp.write_all(out).await;
+        let (result, buf) = write_timed(&conn, out).await;
         out = buf;
         if let Err(e) = result {
             tracing::debug!(peer = %conn.peer, error = %e, "write failed; closing");

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// A connection without open streams is closed after this.
     pub idle_timeout: Duration,
+    /// A connection whose client takes none of a write for this long is
+    /// closed (its queued output and streams freed).
+    pub write_timeout: Duration,
     /// Runtimes (threads), each with its own listener.
     pub threads: usize,
     /// Grace period for running jobs when the server shuts down.
