@@ -45,11 +45,20 @@ if { ! command -v qemu-system-x86_64 >/dev/null || [[ -n ${JW_VM_UNPACK_QEMU:-} 
         case $p in qemu-system-x86 | qemu-system-data | qemu-system-common | seabios | ipxe-qemu) need+=("$p"); continue ;; esac
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
-    (cd "$qtmp" && apt-get download -qq "${need[@]}" 2>&1 | grep -v unsandboxed >&2 || true)
+    if ! said=$(cd "$qtmp" && apt-get download -qq "${need[@]}" 2>&1); then
+        # One package that cannot be had stops a batch: fetch them one by one.
+        for p in "${need[@]}"; do
+            said=$(cd "$qtmp" && apt-get download -qq "$p" 2>&1) ||
+                echo "vm-setup: cannot download $p: $said" >&2
+        done
+    fi
     rm -rf "$QEMU_DIR.new"
     for deb in "$qtmp"/*.deb; do dpkg-deb -x "$deb" "$QEMU_DIR.new"; done
     rm -rf "$qtmp"
     [[ -x $QEMU_DIR.new/usr/bin/qemu-system-x86_64 ]] || { echo "vm-setup: could not unpack QEMU" >&2; exit 1; }
+    lost=$(LD_LIBRARY_PATH=$QEMU_DIR.new/usr/lib/x86_64-linux-gnu:$QEMU_DIR.new/lib/x86_64-linux-gnu \
+        ldd "$QEMU_DIR.new/usr/bin/qemu-system-x86_64" | grep 'not found' || true)
+    [[ -z $lost ]] || { echo "vm-setup: the unpacked QEMU lacks: $lost" >&2; exit 1; }
     mv "$QEMU_DIR.new" "$QEMU_DIR"
 fi
 
