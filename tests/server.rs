@@ -790,14 +790,16 @@ async fn shutdown_completes_with_a_stalled_client_and_a_start_in_flight() {
         return;
     };
     let alice = jwd.client("alice").await;
-    // 32 MiB of output for a reader that asks for all of it and never
-    // reads: its connection's writes block once the socket buffers fill.
+    // 8 MiB of output for a reader that asks for all of it and never reads
+    // (through a 4 KiB receive buffer): its connection's writes block.
     let big = alice
-        .start(req("head", &["-c", "32M", "/dev/zero"]))
+        .start(req("head", &["-c", "8388608", "/dev/zero"]))
         .await
         .unwrap();
-    alice.wait(big).await.unwrap();
-    let mut stalled = raw_session(&jwd).await;
+    // (Byte counts: busybox's head, in the test VM, takes no K/M suffix.)
+    let info = alice.wait(big).await.unwrap();
+    assert_eq!(info.output.stdout_bytes, 8 << 20, "{info:?}");
+    let mut stalled = raw_session_with(&jwd, "stalled", Some(4096)).await;
     let mut request = Vec::new();
     protocol::encode(
         &ClientMessage::Request {
@@ -867,10 +869,12 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     };
     let alice = jwd.client("alice").await;
     let big = alice
-        .start(req("head", &["-c", "8M", "/dev/zero"]))
+        .start(req("head", &["-c", "8388608", "/dev/zero"]))
         .await
         .unwrap();
-    alice.wait(big).await.unwrap();
+    // (Byte counts: busybox's head, in the test VM, takes no K/M suffix.)
+    let info = alice.wait(big).await.unwrap();
+    assert_eq!(info.output.stdout_bytes, 8 << 20, "{info:?}");
     let baseline = jwd.fd_count();
     // Asks for everything and never reads, through a small receive buffer:
     // jwd's writes stop making progress once its send buffer is full.
