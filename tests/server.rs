@@ -538,7 +538,12 @@ async fn connections_past_the_limit_are_refused_until_one_closes() {
         }
     }
     assert!(Client::connect(&jwd.options("alice")).await.is_err());
-    assert!(jwd.log().contains("--max-connections"));
+    // jwd's log reaches this process through a pipe and a reader thread.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !jwd.log().contains("--max-connections") {
+        assert!(std::time::Instant::now() < deadline, "{}", jwd.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The server counts a connection until its task has finished: a new
     // one gets in once that has happened.
     drop(open.pop());
