@@ -789,6 +789,40 @@ async fn a_client_name_cannot_forge_a_log_line_or_reach_a_terminal() {
     assert!(log.contains("\\u{1b}[2J"), "{log}");
 }
 
+/// A finished job with 8 MiB of stdout. (A byte count: busybox's head, in
+/// the test VM, takes no K/M suffix.)
+async fn finished_8mib_job(client: &Client) -> jw::protocol::JobId {
+    let job = client
+        .start(req("head", &["-c", "8388608", "/dev/zero"]))
+        .await
+        .unwrap();
+    let info = client.wait(job).await.unwrap();
+    assert_eq!(info.output.stdout_bytes, 8 << 20, "{info:?}");
+    job
+}
+
+/// A session that asks for all of `job`'s output and never reads, through
+/// a 4 KiB receive buffer: jwd's writes to it stop making progress once its
+/// send buffer is full.
+async fn stalled_reader(
+    jwd: &Jwd,
+    job: jw::protocol::JobId,
+    follow: bool,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut stalled = raw_session_with(jwd, "stalled", Some(4096)).await;
+    let mut request = Vec::new();
+    protocol::encode(
+        &ClientMessage::Request {
+            stream: 1,
+            request: Request::Logs(logs(job, follow, protocol::MAX_CREDIT as u32)),
+        },
+        &mut request,
+    )
+    .unwrap();
+    stalled.write_all(&request).await.unwrap();
+    stalled
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_completes_with_a_stalled_client_and_a_start_in_flight() {
     let Some(mut jwd) = Jwd::start("drain", &["--shutdown-grace", "1s"]) else {
@@ -797,24 +831,8 @@ async fn shutdown_completes_with_a_stalled_client_and_a_start_in_flight() {
     let alice = jwd.client("alice").await;
     // 8 MiB of output for a reader that asks for all of it and never reads
     // (through a 4 KiB receive buffer): its connection's writes block.
-    let big = alice
-        .start(req("head", &["-c", "8388608", "/dev/zero"]))
-        .await
-        .unwrap();
-    // (Byte counts: busybox's head, in the test VM, takes no K/M suffix.)
-    let info = alice.wait(big).await.unwrap();
-    assert_eq!(info.output.stdout_bytes, 8 << 20, "{info:?}");
-    let mut stalled = raw_session_with(&jwd, "stalled", Some(4096)).await;
-    let mut request = Vec::new();
-    protocol::encode(
-        &ClientMessage::Request {
-            stream: 1,
-            request: Request::Logs(logs(big, true, protocol::MAX_CREDIT as u32)),
-        },
-        &mut request,
-    )
-    .unwrap();
-    stalled.write_all(&request).await.unwrap();
+    let big = finished_8mib_job(&alice).await;
+    let stalled = stalled_reader(&jwd, big, true).await;
     // A job that ignores SIGTERM, and starts racing the shutdown.
     let running = alice
         .start(req("sh", &["-c", "trap '' TERM; sleep 1000"]))
@@ -873,27 +891,11 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
         return;
     };
     let alice = jwd.client("alice").await;
-    let big = alice
-        .start(req("head", &["-c", "8388608", "/dev/zero"]))
-        .await
-        .unwrap();
-    // (Byte counts: busybox's head, in the test VM, takes no K/M suffix.)
-    let info = alice.wait(big).await.unwrap();
-    assert_eq!(info.output.stdout_bytes, 8 << 20, "{info:?}");
+    let big = finished_8mib_job(&alice).await;
     let baseline = jwd.fd_count();
     // Asks for everything and never reads, through a small receive buffer:
     // jwd's writes stop making progress once its send buffer is full.
-    let mut stalled = raw_session_with(&jwd, "stalled", Some(4096)).await;
-    let mut request = Vec::new();
-    protocol::encode(
-        &ClientMessage::Request {
-            stream: 1,
-            request: Request::Logs(logs(big, false, protocol::MAX_CREDIT as u32)),
-        },
-        &mut request,
-    )
-    .unwrap();
-    stalled.write_all(&request).await.unwrap();
+    let stalled = stalled_reader(&jwd, big, false).await;
     // Generous bounds: they only catch a connection that is never cut.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !jwd.log().contains("write timeout") {
