@@ -285,7 +285,7 @@ async fn exec_failures_are_synchronous_errors() {
         other => panic!("expected a chdir failure, got {other:?}"),
     }
     assert!(
-        e.manager.list(None).is_empty(),
+        e.manager.list(None).await.is_empty(),
         "failed starts are not jobs"
     );
     e.assert_clean();
@@ -388,7 +388,7 @@ async fn remove_refuses_running_jobs_and_deletes_ended_ones() {
         .await
         .unwrap();
     assert!(matches!(
-        e.manager.remove(started.id, None),
+        e.manager.remove(started.id, None).await,
         Err(JobError::StillRunning(_))
     ));
     assert!(matches!(
@@ -399,7 +399,7 @@ async fn remove_refuses_running_jobs_and_deletes_ended_ones() {
         .stop(started.id, Some("alice"), Duration::ZERO)
         .await
         .unwrap();
-    e.manager.remove(started.id, Some("alice")).unwrap();
+    e.manager.remove(started.id, Some("alice")).await.unwrap();
     assert!(matches!(
         e.manager.status(started.id, None),
         Err(JobError::NotFound(_))

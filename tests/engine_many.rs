@@ -42,7 +42,7 @@ async fn many_concurrent_jobs_leave_nothing_behind() {
         assert!(info.stopped);
         assert!(!info.state.is_active());
     }
-    assert_eq!(e.manager.list(None).len(), JOBS);
+    assert_eq!(e.manager.list(None).await.len(), JOBS);
     e.assert_clean();
     assert_eq!(
         count_children(),

@@ -221,7 +221,7 @@ async fn full_disk_drops_output_and_the_server_keeps_serving() {
         assert!(kept.len() as u64 >= info.output.stdout_bytes);
         // The engine still serves: status, list, and removing to make room.
         assert_eq!(e.manager.status(info.id, None).unwrap().output, info.output);
-        e.manager.remove(info.id, None).unwrap();
+        e.manager.remove(info.id, None).await.unwrap();
         let info = run_to_end(&e, start_req("echo", &["fits"])).await;
         assert_eq!(e.read_output(info.id, OutputStream::Stdout), "fits\n");
         e.assert_clean();
@@ -267,7 +267,7 @@ fn restart_keeps_finished_jobs_and_marks_running_ones_lost() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let list = again.list(None);
+        let list = again.list(None).await;
         assert_eq!(list.len(), 2);
         let d = again.status(done.id, None).unwrap();
         assert_eq!(
@@ -294,6 +294,6 @@ fn restart_keeps_finished_jobs_and_marks_running_ones_lost() {
             again.cgroups().job_dirs().is_empty(),
             "the lost job's cgroups were not removed"
         );
-        again.remove(running, None).unwrap();
+        again.remove(running, None).await.unwrap();
     });
 }

@@ -97,6 +97,14 @@ struct Args {
     /// this long (a client that stopped reading).
     #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
     write_timeout: Duration,
+    /// How long a stop waits for a job to end after SIGKILL (repeated each
+    /// second) before it tells the client it failed.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    kill_timeout: Duration,
+    /// Threads for blocking work (cgroups, clone, output and record
+    /// writes, directory removal), kept off the threads serving clients.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    blocking_threads: u16,
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -228,6 +236,8 @@ fn run(args: Args) -> Result<(), String> {
         // hidden path costs every job start a mount.
         hidden: vec![args.key.clone()],
         init_program: args.init.clone(),
+        kill_timeout: args.kill_timeout,
+        blocking_threads: usize::from(args.blocking_threads),
     })
     .map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");
@@ -273,10 +283,14 @@ fn run(args: Args) -> Result<(), String> {
 
     if let Some(retain) = args.retain {
         let manager = manager.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| format!("cannot start the retention thread: {e}"))?;
         std::thread::Builder::new()
             .name("jwd-retain".into())
             .spawn(move || loop {
-                let removed = manager.prune(retain);
+                let removed = runtime.block_on(manager.prune(retain));
                 if removed > 0 {
                     tracing::info!(removed, "removed jobs past the retention period");
                 }

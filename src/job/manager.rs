@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use super::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, LayoutKind};
 use super::init::{self, Setup, Stage};
 use super::output::{self, Output, OutputWriter};
+use super::pool::Pool;
 use super::record;
 use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::{JobSpec, SpecError, SpecPolicy};
@@ -58,6 +59,11 @@ pub struct EngineConfig {
     /// The job init program (`jwd --init`); `None`: `jw-init` beside the
     /// running executable.
     pub init_program: Option<PathBuf>,
+    /// How long a stop waits for a job to end after SIGKILL before it
+    /// reports failure (`jwd --kill-timeout`).
+    pub kill_timeout: Duration,
+    /// Threads for the engine's blocking work (`jwd --blocking-threads`).
+    pub blocking_threads: usize,
 }
 
 impl Default for EngineConfig {
@@ -77,9 +83,16 @@ impl Default for EngineConfig {
             max_jobs_per_user: None,
             hidden: Vec::new(),
             init_program: None,
+            kill_timeout: Duration::from_secs(10),
+            blocking_threads: 8,
         }
     }
 }
+
+/// Tasks waiting for the blocking pool; a caller past it waits for room.
+const BLOCKING_QUEUE: usize = 4096;
+/// How often a stop repeats SIGKILL while the job has not ended.
+const KILL_RETRY: Duration = Duration::from_secs(1);
 
 /// The memory limit of a job that gives none.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
@@ -110,6 +123,8 @@ pub enum JobError {
     Identity(#[from] UidError),
     #[error("{0}")]
     Filter(String),
+    #[error("job {id} has not ended {waited:?} after SIGKILL to every process in it: a process is held by the kernel (a hung disk or network file system?); its SIGKILL stays pending and jwd records the end when it comes; see jwd's log")]
+    StopTimeout { id: JobId, waited: Duration },
     #[error("jwd is shutting down and starts no more jobs; start it again once jwd is back")]
     ShuttingDown,
     #[error("{owner} already has {max} jobs starting or running, the most this server allows per user (jwd --max-jobs-per-user); wait for one to end or stop one")]
@@ -234,6 +249,8 @@ struct Inner {
     devnull: OwnedFd,
     /// How many jobs are supervised now.
     active: watch::Sender<usize>,
+    /// Where blocking work runs.
+    pool: Pool,
 }
 
 /// The engine: cheap to clone, shareable across threads.
@@ -309,6 +326,8 @@ impl Manager {
             .map(|m| m.min(policy.host_memory));
         policy.default_pids = config.default_pids;
         let jobs = load_jobs(&config.data_dir.join("jobs"));
+        let pool = Pool::new("jwd-blocking", config.blocking_threads, BLOCKING_QUEUE)
+            .map_err(io_err("cannot start the blocking pool's threads"))?;
         let next_seq = AtomicU64::new(jobs.len() as u64);
         Ok(Manager {
             inner: Arc::new(Inner {
@@ -328,6 +347,7 @@ impl Manager {
                 init_program,
                 devnull,
                 active: watch::Sender::new(0),
+                pool,
             }),
         })
     }
@@ -377,30 +397,26 @@ impl Manager {
                 return Err(e);
             }
         };
-        let dir = self.job_dir(id);
-        let home = self.work_dir(id, ids);
-        let result = match create_job_dirs(&dir, &home, ids) {
-            Ok(()) => {
-                let new = NewJob {
-                    id,
-                    spec,
-                    dir: &dir,
-                    home: &home,
-                    ids,
-                    slot,
-                };
-                self.start_in(owner, new).await
-            }
-            Err(e) => Err(e),
+        let new = NewJob {
+            id,
+            owner: owner.to_string(),
+            spec,
+            dir: self.job_dir(id),
+            home: self.work_dir(id, ids),
+            ids,
         };
-        if result.is_err() {
-            // Nothing of the job runs (its init was reaped and its cgroups
-            // removed), so its files and uid go at once.
-            let _ = std::fs::remove_dir_all(&dir);
-            let _ = super::tree::remove(&home);
-            identities.give_back(ids);
+        // Directories, cgroups (their files take the cgroup mutex) and the
+        // clone (CLONE_VFORK waits for the init's exec) on the pool.
+        let inner = self.inner.clone();
+        let prepared = self.inner.pool.run(move || prepare(&inner, new)).await;
+        match prepared {
+            Ok(prepared) => self.start_in(prepared, slot).await,
+            Err(e) => {
+                // Nothing of the job ran: its uid goes back at once.
+                identities.give_back(ids);
+                Err(e)
+            }
         }
-        result
     }
 
     /// The job's work directory on the host (its /home/job): one per pool
@@ -421,139 +437,74 @@ impl Manager {
         Ok(self.get(id, None)?.home.clone())
     }
 
-    async fn start_in(&self, owner: &str, new: NewJob<'_>) -> Result<Started, JobError> {
-        let NewJob {
-            id,
-            spec,
-            dir,
-            home,
-            ids,
-            slot,
-        } = new;
+    /// Waits for the cloned init's exec report, then registers and
+    /// supervises the job; or collects the init and says why not.
+    async fn start_in(&self, prepared: Prepared, slot: Slot) -> Result<Started, JobError> {
+        let Prepared {
+            new,
+            cgroup,
+            output,
+            writer,
+            child,
+            began,
+            info,
+        } = prepared;
         let inner = &self.inner;
-        let id_text = id.to_string();
-        let cgroup = Arc::new(inner.cgroups.create(&id_text, &spec.limits)?);
-        let (output, writer) = match Output::create(dir, spec.output_cap) {
-            Ok(o) => o,
-            Err(e) => {
-                let _ = cgroup.remove();
-                return Err(io_err(format!(
-                    "cannot create output files in {}",
-                    dir.display()
-                ))(e));
-            }
-        };
-        let hostname = format!("jw-{}", &id_text[..8]);
-
-        let leaf_fd = match cgroup.open_leaf() {
-            Ok(fd) => fd,
-            Err(e) => {
-                let _ = cgroup.remove();
-                return Err(e.into());
-            }
-        };
-        let mut setup = Setup {
-            uid: ids.uid,
-            gid: ids.gid,
-            new_net: spec.network == Network::None,
-            hostname,
-            // jwd made it, under a data directory Manager::new checked.
-            home: home.to_string_lossy().into_owned(),
-            workdir: spec.workdir.clone(),
-            hide: inner.hidden.clone(),
-            join: Vec::new(),
-            seccomp: inner.filter.clone(),
-            candidates: spec.exec_candidates(),
-            argv: std::iter::once(spec.command.clone())
-                .chain(spec.args.iter().cloned())
-                .collect(),
-            env: spec.env.clone(),
-        };
-        let began = Instant::now();
-        let child = loop {
-            let into = inner.clone_into_cgroup.load(Ordering::Acquire);
-            setup.join = cgroup
-                .join_dirs(into)
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect();
-            let encoded = setup.encode();
-            let config = SpawnConfig {
-                init: inner.init_program.as_fd(),
-                setup: &encoded,
-                cgroup: into.then(|| leaf_fd.as_fd()),
-                devnull: inner.devnull.as_fd(),
-                share_memory: inner.share_memory.load(Ordering::Acquire),
-            };
-            match spawn::spawn(config) {
-                Ok(child) => break Ok(child),
-                Err(SpawnError::IntoCgroupRefused(e)) => {
-                    if inner.clone_into_cgroup.swap(false, Ordering::AcqRel) {
-                        tracing::warn!(error = %e, "the kernel refused CLONE_INTO_CGROUP; falling back to clone, then each job's init joins its cgroups before it executes anything of the job");
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        drop(leaf_fd);
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = cgroup.remove();
-                return Err(e.into());
-            }
-        };
-
         let pid = child.pid;
-        let mut channel = match InitChannel::new(child.channel) {
-            Ok(c) => c,
-            Err(e) => {
-                // Without the channel the init cannot be watched: end it.
-                let _ = cgroup.kill();
-                let _ = reap_pid(pid).await;
-                let _ = cgroup.remove();
-                return Err(io_err("cannot watch the job's init")(e));
-            }
+        let first = match InitChannel::new(child.channel) {
+            // The first message is the exec report: no output can come before.
+            Ok(mut channel) => Ok((channel.next_report(None, &inner.pool).await, channel)),
+            Err(e) => Err(e),
         };
-        // The first message is the exec report: no output can come before.
-        let first = channel.next_report(None).await;
         let exec_latency = began.elapsed();
-        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        let info = JobInfo {
-            id,
-            owner: owner.to_string(),
-            command: spec.command.clone(),
-            args: spec.args.clone(),
-            state: JobState::Running,
-            exit_code: None,
-            signal: None,
-            oom_killed: false,
-            stopped: false,
-            started_at_ms: now_ms(),
-            ended_at_ms: None,
-            usage: Usage::default(),
-            output: Default::default(),
-            error: None,
-        };
-        match first {
-            Some(rec) if rec.kind == init::REPORT_EXEC_OK => {}
-            other => {
-                // Not executed: collect the init, clean up, say why.
+        let failure = match first {
+            Ok((Some(rec), channel)) if rec.kind == init::REPORT_EXEC_OK => Ok(channel),
+            Ok((other, channel)) => {
                 drop(channel);
                 let init_status = reap_pid(pid).await.ok();
-                let cg = cgroup.clone();
-                let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
-                return Err(JobError::ExecFailed(describe_failure(
-                    &spec,
+                Err(JobError::ExecFailed(describe_failure(
+                    &new.spec,
                     other,
                     init_status,
-                )));
+                )))
             }
-        }
+            Err(e) => {
+                // Without the channel the init cannot be watched: end it.
+                let cg = cgroup.clone();
+                let _ = inner.pool.run(move || cg.kill()).await;
+                let _ = reap_pid(pid).await;
+                Err(io_err("cannot watch the job's init")(e))
+            }
+        };
+        let channel = match failure {
+            Ok(channel) => channel,
+            Err(e) => {
+                // Not executed; its init is collected. Its cgroups, files
+                // and uid go now (the uid only once the cgroups are gone).
+                let removed = remove_cgroups(&inner.pool, &cgroup).await;
+                let (dir, home) = (new.dir.clone(), new.home.clone());
+                inner
+                    .pool
+                    .run(move || {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        let _ = super::tree::remove(&home);
+                    })
+                    .await;
+                match removed {
+                    Ok(()) => inner.identities.give_back(new.ids),
+                    Err(err) => {
+                        tracing::warn!(uid = new.ids.uid, error = %err, "the failed job's cgroups could not be removed: its uid stays reserved")
+                    }
+                }
+                return Err(e);
+            }
+        };
 
+        let id = new.id;
+        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
         let job = Arc::new(Job {
             id,
-            owner: owner.to_string(),
+            owner: new.owner,
             seq,
             info: watch::Sender::new(info),
             control: Mutex::new(Some(Control {
@@ -561,10 +512,9 @@ impl Manager {
                 cgroup: cgroup.clone(),
             })),
             output,
-            dir: dir.to_path_buf(),
-            home: home.to_path_buf(),
+            dir: new.dir,
+            home: new.home.clone(),
         });
-        job.persist();
         inner
             .jobs
             .lock()
@@ -582,9 +532,10 @@ impl Manager {
 
         inner.active.send_modify(|n| *n += 1);
         let this = self.clone();
-        let home = home.to_path_buf();
+        let (home, ids) = (new.home, new.ids);
         tokio::spawn(async move {
-            let remains = supervise(job, pid, cgroup, channel, writer, slot).await;
+            let remains =
+                supervise(&this.inner.pool, job, pid, cgroup, channel, writer, slot).await;
             this.clean_up(remains, home, ids).await;
             this.inner.active.send_modify(|n| *n -= 1);
         });
@@ -599,34 +550,34 @@ impl Manager {
             tracing::warn!(uid = ids.uid, home = %home.display(), "the job's cgroups could not be removed: its uid stays reserved and its work directory stays");
             return;
         }
-        let removed = tokio::task::spawn_blocking(move || {
-            let result = if ids.pooled {
-                super::tree::empty(&home).and_then(|()| {
-                    // An inode the job marked (extended attributes, default
-                    // ACLs, inode flags, a grown directory) is not handed
-                    // to the next tenant: the next start makes a fresh one.
-                    if reusable(&home) {
-                        Ok(())
-                    } else {
-                        std::fs::remove_dir(&home)
-                    }
-                })
-            } else {
-                super::tree::remove(&home)
-            };
-            match result {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((home, e)),
-                _ => Ok(()),
-            }
-        })
-        .await;
+        let removed = self
+            .inner
+            .pool
+            .run(move || {
+                let result = if ids.pooled {
+                    super::tree::empty(&home).and_then(|()| {
+                        // An inode the job marked (extended attributes, default
+                        // ACLs, inode flags, a grown directory) is not handed
+                        // to the next tenant: the next start makes a fresh one.
+                        if reusable(&home) {
+                            Ok(())
+                        } else {
+                            std::fs::remove_dir(&home)
+                        }
+                    })
+                } else {
+                    super::tree::remove(&home)
+                };
+                match result {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((home, e)),
+                    _ => Ok(()),
+                }
+            })
+            .await;
         match removed {
-            Ok(Ok(())) => self.inner.identities.give_back(ids),
-            Ok(Err((home, e))) => {
+            Ok(()) => self.inner.identities.give_back(ids),
+            Err((home, e)) => {
                 tracing::warn!(uid = ids.uid, home = %home.display(), error = %e, "cannot remove the job's work directory: its uid stays reserved")
-            }
-            Err(e) => {
-                tracing::warn!(uid = ids.uid, error = %e, "work directory clean-up failed: the job's uid stays reserved")
             }
         }
     }
@@ -688,7 +639,7 @@ impl Manager {
     }
 
     /// Jobs of `owner` (or all with `None`), oldest first.
-    pub fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
+    fn jobs_of(&self, owner: Option<&str>) -> Vec<Arc<Job>> {
         let mut jobs: Vec<Arc<Job>> = self
             .inner
             .jobs
@@ -699,7 +650,18 @@ impl Manager {
             .cloned()
             .collect();
         jobs.sort_by_key(|j| j.seq);
-        jobs.iter().map(|j| j.info()).collect()
+        jobs
+    }
+
+    /// Statuses of `owner`'s jobs (or all with `None`), oldest first. The
+    /// live figures of running jobs are read on the pool (many cgroup
+    /// files for a long list).
+    pub async fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
+        let jobs = self.jobs_of(owner);
+        self.inner
+            .pool
+            .run(move || jobs.iter().map(|j| j.info()).collect())
+            .await
     }
 
     /// Waits for a job to end.
@@ -708,7 +670,10 @@ impl Manager {
     }
 
     /// Stops a job: SIGTERM to its command, then, after `grace`, SIGKILL to
-    /// every process in its cgroup. Returns the final status.
+    /// every process in its cgroup, repeated until the job has ended.
+    /// Returns the final status, or `StopTimeout` if the job has not ended
+    /// `kill_timeout` after the first SIGKILL (a process the kernel does
+    /// not let go: its SIGKILL stays pending).
     pub async fn stop(
         &self,
         id: JobId,
@@ -716,65 +681,107 @@ impl Manager {
         grace: Duration,
     ) -> Result<JobInfo, JobError> {
         let job = self.get(id, owner)?;
+        let bound = self.inner.config.kill_timeout;
         let control = job.control.lock().expect("control lock").clone();
         let Some(control) = control else {
-            // Ended, or ending right now.
-            return Ok(job.wait().await);
+            // Ended, or ending right now (its end is being recorded).
+            return tokio::time::timeout(bound, job.wait())
+                .await
+                .map_err(|_| JobError::StopTimeout { id, waited: bound });
         };
         job.info.send_modify(|i| {
             if i.state.is_active() {
                 i.stopped = true;
             }
         });
-        if grace.is_zero() {
-            let _ = control.cgroup.kill();
-        } else {
+        if !grace.is_zero() {
             // To the init, which forwards it to the command. A closed
             // channel means the init has already exited.
             let mut message = [0u8; init::CONTROL_LEN];
             message[..4].copy_from_slice(&init::CONTROL_SIGNAL.to_le_bytes());
             message[4..].copy_from_slice(&libc::SIGTERM.to_le_bytes());
-            let _ = rustix::net::send(
+            if let Err(e) = rustix::net::send(
                 control.channel.as_fd(),
                 &message,
                 rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
-            );
-            if tokio::time::timeout(grace, job.wait()).await.is_err() {
-                let _ = control.cgroup.kill();
+            ) {
+                if e != rustix::io::Errno::PIPE && e != rustix::io::Errno::CONNRESET {
+                    tracing::warn!(job = %id, error = %e, "cannot ask the job's init to forward SIGTERM; killing the job at the end of its grace period");
+                }
+            }
+            if let Ok(info) = tokio::time::timeout(grace, job.wait()).await {
+                return Ok(info);
             }
         }
-        Ok(job.wait().await)
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let cg = control.cgroup.clone();
+            // The first time cgroup.kill; then also each listed process on
+            // its own, in case cgroup.kill cannot be written.
+            let killed = self
+                .inner
+                .pool
+                .run(move || {
+                    let result = cg.kill();
+                    if attempt > 1 || result.is_err() {
+                        cg.kill_listed();
+                    }
+                    result
+                })
+                .await;
+            if let Err(e) = killed {
+                tracing::warn!(job = %id, attempt, error = %e, "cannot kill the job's processes with cgroup.kill; sent SIGKILL to each of them");
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(job = %id, "the job has not ended {bound:?} after SIGKILL");
+                return Err(JobError::StopTimeout { id, waited: bound });
+            }
+            let wait = KILL_RETRY.min(deadline - now);
+            if let Ok(info) = tokio::time::timeout(wait, job.wait()).await {
+                return Ok(info);
+            }
+        }
     }
 
     /// Forgets an ended job and deletes its directory.
-    pub fn remove(&self, id: JobId, owner: Option<&str>) -> Result<(), JobError> {
+    pub async fn remove(&self, id: JobId, owner: Option<&str>) -> Result<(), JobError> {
         let job = self.get(id, owner)?;
         if job.info.borrow().state.is_active() {
             return Err(JobError::StillRunning(id));
         }
         self.inner.jobs.lock().expect("jobs lock").remove(&id);
         let dir = self.job_dir(id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(format!("cannot remove {}", dir.display()))(e)),
-        }
+        self.inner
+            .pool
+            .run(move || match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err(format!("cannot remove {}", dir.display()))(e)),
+            })
+            .await
     }
 
     /// Removes ended jobs that ended longer than `age` ago (`jwd --retain`).
     /// Returns how many were removed.
-    pub fn prune(&self, age: Duration) -> usize {
+    pub async fn prune(&self, age: Duration) -> usize {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
         let expired: Vec<JobId> = self
-            .list(None)
-            .into_iter()
+            .jobs_of(None)
+            .iter()
+            .map(|j| j.info.borrow().clone())
             .filter(|j| !j.state.is_active() && j.ended_at_ms.is_some_and(|t| t < cutoff))
             .map(|j| j.id)
             .collect();
-        expired
-            .into_iter()
-            .filter(|id| self.remove(*id, None).is_ok())
-            .count()
+        let mut removed = 0;
+        for id in expired {
+            if self.remove(id, None).await.is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Where a job's output files are.
@@ -783,16 +790,186 @@ impl Manager {
     }
 }
 
-/// What a start has prepared before the clone.
-struct NewJob<'a> {
+/// A job about to be made: what `start` decided before anything exists.
+struct NewJob {
     id: JobId,
+    owner: String,
     spec: JobSpec,
     /// Its directory (output, record) and work directory on the host.
-    dir: &'a std::path::Path,
-    home: &'a std::path::Path,
+    dir: PathBuf,
+    home: PathBuf,
     ids: JobIds,
-    slot: Slot,
 }
+
+/// A job whose init was cloned, waiting for the init's exec report.
+struct Prepared {
+    new: NewJob,
+    cgroup: Arc<JobCgroup>,
+    output: Arc<Output>,
+    writer: Arc<OutputWriter>,
+    child: spawn::Child,
+    /// Just before the clone.
+    began: Instant,
+    /// Its status as recorded on disk before the clone.
+    info: JobInfo,
+}
+
+/// The blocking part of a start, run on the engine's pool: the job's
+/// directories, its status record, its cgroups, and the clone of its init.
+/// Whatever it made is removed again when it fails.
+fn prepare(inner: &Inner, new: NewJob) -> Result<Prepared, JobError> {
+    let made = create_job_dirs(&new.dir, &new.home, new.ids).and_then(|()| {
+        let cgroup = Arc::new(
+            inner
+                .cgroups
+                .create(&new.id.to_string(), &new.spec.limits)?,
+        );
+        match clone_init(inner, &new, &cgroup) {
+            Ok(cloned) => Ok((cgroup, cloned)),
+            Err(e) => {
+                let _ = cgroup.remove();
+                Err(e)
+            }
+        }
+    });
+    match made {
+        Ok((cgroup, (output, writer, child, began, info))) => Ok(Prepared {
+            new,
+            cgroup,
+            output,
+            writer,
+            child,
+            began,
+            info,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&new.dir);
+            let _ = super::tree::remove(&new.home);
+            Err(e)
+        }
+    }
+}
+
+/// What `clone_init` made.
+type Cloned = (
+    Arc<Output>,
+    Arc<OutputWriter>,
+    spawn::Child,
+    Instant,
+    JobInfo,
+);
+
+/// Records the job as running and clones its init into its cgroup.
+fn clone_init(inner: &Inner, new: &NewJob, cgroup: &JobCgroup) -> Result<Cloned, JobError> {
+    let spec = &new.spec;
+    let id_text = new.id.to_string();
+    let (output, writer) = Output::create(&new.dir, spec.output_cap).map_err(io_err(format!(
+        "cannot create output files in {}",
+        new.dir.display()
+    )))?;
+    let info = JobInfo {
+        id: new.id,
+        owner: new.owner.clone(),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        state: JobState::Running,
+        exit_code: None,
+        signal: None,
+        oom_killed: false,
+        stopped: false,
+        started_at_ms: now_ms(),
+        ended_at_ms: None,
+        usage: Usage::default(),
+        output: Default::default(),
+        error: None,
+    };
+    // Before the clone: a jwd that dies from here on finds the job and
+    // marks it lost. No fsync (see record.rs).
+    if let Err(e) = record::write(&new.dir, &info) {
+        tracing::warn!(job = %new.id, error = %e, "cannot write the job's status record");
+    }
+    let leaf_fd = cgroup.open_leaf()?;
+    let mut setup = Setup {
+        uid: new.ids.uid,
+        gid: new.ids.gid,
+        new_net: spec.network == Network::None,
+        hostname: format!("jw-{}", &id_text[..8]),
+        // jwd made it, under a data directory Manager::new checked.
+        home: new.home.to_string_lossy().into_owned(),
+        workdir: spec.workdir.clone(),
+        hide: inner.hidden.clone(),
+        join: Vec::new(),
+        seccomp: inner.filter.clone(),
+        candidates: spec.exec_candidates(),
+        argv: std::iter::once(spec.command.clone())
+            .chain(spec.args.iter().cloned())
+            .collect(),
+        env: spec.env.clone(),
+    };
+    let began = Instant::now();
+    let child = loop {
+        let into = inner.clone_into_cgroup.load(Ordering::Acquire);
+        setup.join = cgroup
+            .join_dirs(into)
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let encoded = setup.encode();
+        let config = SpawnConfig {
+            init: inner.init_program.as_fd(),
+            setup: &encoded,
+            cgroup: into.then(|| leaf_fd.as_fd()),
+            devnull: inner.devnull.as_fd(),
+            share_memory: inner.share_memory.load(Ordering::Acquire),
+        };
+        match spawn::spawn(config) {
+            Ok(child) => break child,
+            Err(SpawnError::IntoCgroupRefused(e)) => {
+                if inner.clone_into_cgroup.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(error = %e, "the kernel refused CLONE_INTO_CGROUP; falling back to clone, then each job's init joins its cgroups before it executes anything of the job");
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok((output, writer, child, began, info))
+}
+
+/// Removes an ended job's cgroups: at once if they are free, else retried
+/// with a growing pause (the kernel answers EBUSY while it tears the last
+/// task down) for up to `CGROUP_REMOVE_BOUND`, each attempt on the pool
+/// and every pause on the runtime's timer, so no thread sleeps.
+async fn remove_cgroups(pool: &Pool, cgroup: &Arc<JobCgroup>) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + CGROUP_REMOVE_BOUND;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let cg = cgroup.clone();
+        let attempt = pool
+            .run(move || {
+                if cg.populated() {
+                    let _ = cg.kill();
+                }
+                cg.remove_now()
+            })
+            .await;
+        match attempt {
+            Ok(true) => return Ok(()),
+            Ok(false) if Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            // Still busy at the bound: one last attempt that says why.
+            Ok(false) => {
+                let cg = cgroup.clone();
+                return pool.run(move || cg.remove()).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long an ended job's cgroups are retried before giving up on them.
+const CGROUP_REMOVE_BOUND: Duration = Duration::from_secs(10);
 
 /// One of an owner's `--max-jobs-per-user` places, taken under one lock
 /// before anything of the job exists (so concurrent starts cannot all see
@@ -1142,12 +1319,32 @@ struct InitChannel {
     fd: AsyncFd<Arc<OwnedFd>>,
 }
 
-thread_local! {
-    /// One receive buffer per runtime thread, shared by every channel on
-    /// it: a message is received and handled without awaiting in between,
-    /// so a quiet job costs no buffer at all.
-    static RECEIVE_BUFFER: std::cell::RefCell<Vec<u8>> =
-        std::cell::RefCell::new(vec![0u8; init::MAX_MESSAGE]);
+/// Output received from a job's init and not yet written: the messages as
+/// received (each a 4-byte kind, then the bytes) back to back, and where
+/// each one's bytes are.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    spans: Vec<(OutputStream, std::ops::Range<usize>)>,
+}
+
+/// Output collected before it goes to the pool to be written: a few
+/// messages' worth, so a job writing fast costs one thread hop per batch.
+const BATCH: usize = 4 * init::MAX_MESSAGE;
+
+/// Output batches of all jobs received and not yet written, in bytes: what
+/// jobs writing at once can hold of jwd's memory. A job past it waits (its
+/// init, then the job, block on their full channel and pipes).
+const BATCHES_IN_FLIGHT: usize = 64 << 20;
+
+static WRITE_BUDGET: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(BATCHES_IN_FLIGHT / (BATCH + init::MAX_MESSAGE));
+
+/// One message received off the channel.
+enum Received {
+    Output,
+    Report(Report),
+    Eof,
 }
 
 impl InitChannel {
@@ -1158,52 +1355,83 @@ impl InitChannel {
         })
     }
 
-    /// The next report, with the output before it appended to `writer`;
-    /// `None` once the init has exited (EOF).
-    async fn next_report(&mut self, writer: Option<&OutputWriter>) -> Option<Report> {
+    /// Receives one message: output is appended to `batch`.
+    fn receive(fd: &OwnedFd, batch: &mut Batch) -> std::io::Result<Received> {
+        let start = batch.buf.len();
+        batch.buf.reserve(init::MAX_MESSAGE);
+        let (_, n) = rustix::net::recv(
+            fd,
+            rustix::buffer::spare_capacity(&mut batch.buf),
+            rustix::net::RecvFlags::empty(),
+        )?;
+        if n == 0 {
+            return Ok(Received::Eof);
+        }
+        let msg = &batch.buf[start..];
+        let word = |i: usize| {
+            msg.get(i..i + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let kind = word(0).unwrap_or(0);
+        let stream = match kind {
+            init::MSG_STDOUT => Some(OutputStream::Stdout),
+            init::MSG_STDERR => Some(OutputStream::Stderr),
+            _ => None,
+        };
+        if let Some(stream) = stream {
+            let end = batch.buf.len();
+            batch.spans.push((stream, start + 4..end));
+            return Ok(Received::Output);
+        }
+        let report = Report {
+            kind,
+            stage: word(4).unwrap_or(0),
+            value: word(8).unwrap_or(0) as i32,
+        };
+        batch.buf.truncate(start);
+        Ok(Received::Report(report))
+    }
+
+    /// The next report, with the output before it written through `writer`
+    /// (on `pool`; dropped with no writer); `None` once the init has
+    /// exited (EOF).
+    async fn next_report(
+        &mut self,
+        writer: Option<&Arc<OutputWriter>>,
+        pool: &Pool,
+    ) -> Option<Report> {
         loop {
-            let mut guard = self.fd.readable().await.ok()?;
-            let received = guard.try_io(|fd| {
-                RECEIVE_BUFFER.with_borrow_mut(|buf| {
-                    let (n, _) = rustix::net::recv(
-                        fd.get_ref(),
-                        &mut buf[..],
-                        rustix::net::RecvFlags::empty(),
-                    )?;
-                    if n == 0 {
-                        return Ok(None);
+            let Ok(mut guard) = self.fd.readable().await else {
+                return None;
+            };
+            // Room for one batch in jwd's memory before reading any.
+            let Ok(_budget) = WRITE_BUDGET.acquire().await else {
+                return None;
+            };
+            let mut batch = Batch::default();
+            let outcome = loop {
+                match guard.try_io(|fd| Self::receive(fd.get_ref(), &mut batch)) {
+                    Ok(Ok(Received::Output)) if batch.buf.len() < BATCH => {}
+                    Ok(Ok(Received::Output)) => break None,
+                    Ok(Ok(Received::Report(r))) => break Some(Some(r)),
+                    Ok(Ok(Received::Eof)) => break Some(None),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Ok(Err(_)) => break Some(None),
+                    Err(_would_block) => break None,
+                }
+            };
+            drop(guard);
+            if let (Some(writer), false) = (writer, batch.spans.is_empty()) {
+                let writer = writer.clone();
+                pool.run(move || {
+                    for (stream, range) in &batch.spans {
+                        writer.append(*stream, &batch.buf[range.clone()]);
                     }
-                    let msg = &buf[..n];
-                    let word = |i: usize| {
-                        msg.get(i..i + 4)
-                            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    };
-                    let kind = word(0).unwrap_or(0);
-                    let stream = match kind {
-                        init::MSG_STDOUT => Some(OutputStream::Stdout),
-                        init::MSG_STDERR => Some(OutputStream::Stderr),
-                        _ => None,
-                    };
-                    if let Some(stream) = stream {
-                        if let Some(writer) = writer {
-                            writer.append(stream, &msg[4..]);
-                        }
-                        return Ok(Some(None));
-                    }
-                    Ok(Some(Some(Report {
-                        kind,
-                        stage: word(4).unwrap_or(0),
-                        value: word(8).unwrap_or(0) as i32,
-                    })))
                 })
-            });
-            match received {
-                Ok(Ok(None)) => return None,
-                Ok(Ok(Some(Some(report)))) => return Some(report),
-                Ok(Ok(Some(None))) => {}
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(_)) => return None,
-                Err(_would_block) => {}
+                .await;
+            }
+            if let Some(end) = outcome {
+                return end;
             }
         }
     }
@@ -1253,6 +1481,7 @@ async fn reap(pidfd: &Arc<OwnedFd>) -> std::io::Result<(i32, i32)> {
 
 /// Owns a running job until its end, then records the final status.
 async fn supervise(
+    pool: &Pool,
     job: Arc<Job>,
     pid: i32,
     cgroup: Arc<JobCgroup>,
@@ -1263,7 +1492,7 @@ async fn supervise(
     // The init relays output, reports the command's wait status, then
     // exits (EOF).
     let mut command_status = None;
-    while let Some(rec) = channel.next_report(Some(&writer)).await {
+    while let Some(rec) = channel.next_report(Some(&writer), pool).await {
         if rec.kind == init::REPORT_EXITED {
             command_status = Some(rec.value);
         }
@@ -1272,28 +1501,28 @@ async fn supervise(
     *job.control.lock().expect("control lock") = None;
     drop(channel);
     let init_status = reap_pid(pid).await;
+    writer.close();
 
     // The init's exit tore the PID namespace down; make sure nothing is left
-    // before reading the final figures.
-    if cgroup.populated() {
-        let _ = cgroup.kill();
-    }
-    writer.close();
+    // before reading the final figures. Usually the cgroups go at once.
+    let cg = cgroup.clone();
+    let (usage, oom_killed, removed_now) = pool
+        .run(move || {
+            if cg.populated() {
+                let _ = cg.kill();
+            }
+            let usage = cg.usage();
+            let oom_killed = cg.oom_killed();
+            (usage, oom_killed, cg.remove_now())
+        })
+        .await;
     let usage = Usage {
         pids_current: 0,
-        ..cgroup.usage()
+        ..usage
     };
-    let oom_killed = cgroup.oom_killed();
-    // Usually the cgroups go at once; a busy one is waited for on the
-    // blocking pool, never on the runtime thread.
-    let removed = match cgroup.remove_now() {
+    let removed = match removed_now {
         Ok(true) => Ok(()),
-        Ok(false) | Err(_) => {
-            let cg = cgroup.clone();
-            tokio::task::spawn_blocking(move || cg.remove())
-                .await
-                .unwrap_or_else(|e| Err(CgroupError::Unsupported(e.to_string())))
-        }
+        Ok(false) | Err(_) => remove_cgroups(pool, &cgroup).await,
     };
     if let Err(e) = &removed {
         tracing::warn!(job = %job.id, error = %e, "cannot remove the job's cgroups");
@@ -1330,8 +1559,9 @@ async fn supervise(
             }
         }
     }
-    // One small pwrite, with no fsync: cheaper inline than a thread hop.
-    if let Err(e) = record::write(&job.dir, &info) {
+    // No fsync (see record.rs).
+    let (dir, record) = (job.dir.clone(), info.clone());
+    if let Err(e) = pool.run(move || record::write(&dir, &record)).await {
         tracing::warn!(job = %job.id, error = %e, "cannot write the job's final status record")
     }
     // The owner's place is free from the moment anyone can see the end.

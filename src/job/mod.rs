@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod init;
 pub mod manager;
 pub mod output;
+pub mod pool;
 mod record;
 pub mod sandbox;
 pub mod spawn;

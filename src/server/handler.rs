@@ -72,10 +72,10 @@ pub(crate) async fn run(conn: Rc<Conn>, stream: Rc<StreamState>, request: Reques
         Request::Start(req) => start(&conn, &stream, &identity, req).await,
         Request::Stop { job, grace_ms } => stop(&conn, &stream, &identity, job, grace_ms).await,
         Request::Status { job } => status(&conn, &stream, &identity, job),
-        Request::List { all } => list(&conn, &stream, &identity, all),
+        Request::List { all } => list(&conn, &stream, &identity, all).await,
         Request::Logs(req) => logs(&conn, &stream, &identity, req).await,
         Request::Wait { job } => wait(&conn, &stream, &identity, job).await,
-        Request::Remove { job } => remove(&conn, &stream, &identity, job),
+        Request::Remove { job } => remove(&conn, &stream, &identity, job).await,
     };
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
     match outcome {
@@ -169,7 +169,7 @@ fn status(conn: &Conn, stream: &StreamState, identity: &Identity, job: JobId) ->
     }
 }
 
-fn list(conn: &Conn, stream: &StreamState, identity: &Identity, all: bool) -> Outcome {
+async fn list(conn: &Conn, stream: &StreamState, identity: &Identity, all: bool) -> Outcome {
     let scope = if all {
         if !authz::may_list_all(identity) {
             return Outcome::Failed(ErrorInfo::new(
@@ -184,7 +184,7 @@ fn list(conn: &Conn, stream: &StreamState, identity: &Identity, all: bool) -> Ou
     } else {
         Some(identity.user.as_str())
     };
-    let jobs = conn.shared.manager.list(scope);
+    let jobs = conn.shared.manager.list(scope).await;
     let count = jobs.len() as u32;
     for info in jobs {
         conn.emit(stream, Event::ListItem(info));
@@ -206,8 +206,13 @@ async fn wait(conn: &Conn, stream: &StreamState, identity: &Identity, job: JobId
     Outcome::Ok(None)
 }
 
-fn remove(conn: &Conn, stream: &StreamState, identity: &Identity, job: JobId) -> Outcome {
-    match conn.shared.manager.remove(job, authz::job_scope(identity)) {
+async fn remove(conn: &Conn, stream: &StreamState, identity: &Identity, job: JobId) -> Outcome {
+    match conn
+        .shared
+        .manager
+        .remove(job, authz::job_scope(identity))
+        .await
+    {
         Ok(()) => {
             conn.emit(stream, Event::Removed);
             Outcome::Ok(None)

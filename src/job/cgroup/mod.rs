@@ -268,6 +268,17 @@ impl JobCgroup {
         }
     }
 
+    /// SIGKILLs each process listed in any of the job's cgroups, one by
+    /// one: for when cgroup.kill cannot be written, or did not take.
+    pub fn kill_listed(&self) {
+        v1::kill_procs(&self.leaf);
+        if let Some(v1) = &self.v1 {
+            for dir in v1.dirs() {
+                v1::kill_procs(dir);
+            }
+        }
+    }
+
     /// Whether any process is still in the job.
     pub fn populated(&self) -> bool {
         fs::read_optional(&self.leaf.join("cgroup.events"))
