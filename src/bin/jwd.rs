@@ -9,7 +9,7 @@ use clap::Parser;
 use jw::job::cgroup::CgroupConfig;
 use jw::job::uids::UidRange;
 use jw::job::{EngineConfig, Manager};
-use jw::server::{Server, ServerConfig};
+use jw::server::{Server, ServerConfig, UserLimits};
 use jw::units::{parse_bytes, parse_duration};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -60,6 +60,18 @@ struct Args {
     /// for lack of descriptors: jobs and followers need theirs).
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Connections still in their TLS handshake and Hello, past which new
+    /// ones are refused (so clients without a certificate cannot take
+    /// every connection).
+    #[arg(long, default_value_t = 256)]
+    max_handshakes: usize,
+    /// Connections one user may have open at once.
+    #[arg(long, default_value_t = 64)]
+    max_connections_per_user: usize,
+    /// Streams (requests in progress: logs, waits, starts...) one user may
+    /// have open at once, over all their connections.
+    #[arg(long, default_value_t = 4096)]
+    max_streams_per_user: usize,
     /// Running jobs one user may have at once (default: no limit).
     #[arg(long)]
     max_jobs_per_user: Option<usize>,
@@ -257,6 +269,11 @@ fn run(args: Args) -> Result<(), String> {
             max_connections: args
                 .max_connections
                 .unwrap_or_else(|| connection_cap(fd_limit)),
+            max_handshakes: args.max_handshakes,
+            user_limits: UserLimits {
+                connections: args.max_connections_per_user,
+                streams: args.max_streams_per_user,
+            },
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
             write_timeout: args.write_timeout,

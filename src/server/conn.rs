@@ -10,9 +10,13 @@
 //! a TLS session is how other projects corrupted their streams. Stream
 //! handlers run as their own tasks and hand finished frames to the writer.
 //!
-//! Memory per connection is bounded: one read buffer, the frame decoder
-//! (at most one frame), and per stream at most one `Output` chunk queued,
-//! whatever the client's credit.
+//! Memory per connection is bounded whatever the client does: one read
+//! buffer, the frame decoder (at most one frame), `OUT_BUDGET` bytes of
+//! output and list items queued by the streams' handlers (a handler waits
+//! for room before it reads a chunk), one `WRITE_BATCH` of TLS records
+//! being written, and replies to requests: the reader stops reading
+//! requests while `READ_PAUSE` bytes wait to go out. A client that takes
+//! nothing for `--write-timeout` is cut off and all of it freed.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -23,9 +27,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::ServerConnection;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_uring::net::TcpStream;
 
+use super::quota::Place;
 use super::{handler, Shared};
 use crate::protocol::{
     self, ClientMessage, ConnectionLimits, ErrorCode, ErrorInfo, Event, FrameDecoder, Identity,
@@ -34,14 +39,29 @@ use crate::protocol::{
 
 /// Socket read size: one TLS record and a bit.
 const READ_BUF: usize = 17 * 1024;
+/// Output chunks and list items a connection's handlers may have queued,
+/// in bytes.
+const OUT_BUDGET: usize = 512 * 1024;
+/// TLS records the writer prepares for one socket write, in bytes (plus at
+/// most one frame past it).
+const WRITE_BATCH: usize = 256 * 1024;
+/// The reader takes no more requests while this many bytes wait to go out.
+const READ_PAUSE: usize = 1 << 20;
 
-/// A frame waiting for the writer, and who to tell once it is in TLS.
+/// A frame waiting for the writer, with its share of the budget.
 struct Outgoing {
     frame: Vec<u8>,
     /// Bytes that follow `frame` on the wire, straight from an output
     /// file's mapping (rustls reads them as it encrypts: no copy here).
     body: Option<MappedSpan>,
-    sent: Option<oneshot::Sender<()>>,
+    /// Given back when the writer has encrypted the frame.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        self.frame.len() + self.body.as_ref().map_or(0, |b| b.len)
+    }
 }
 
 /// A committed span of an output file, in a mapping shared by the job's
@@ -76,6 +96,8 @@ fn write_frame(w: &mut impl std::io::Write, head: &[u8], body: &[u8]) -> std::io
 /// Per-stream state the connection and the stream's handler share.
 pub(crate) struct StreamState {
     pub id: u32,
+    /// The user's place for this stream, held until the handler is done.
+    _place: Place,
     /// Bytes of `Output` data the client allows.
     credit: Cell<u64>,
     credit_added: Notify,
@@ -124,7 +146,18 @@ pub(crate) struct Conn {
     pub peer: SocketAddr,
     pub shared: Arc<Shared>,
     queue: RefCell<VecDeque<Outgoing>>,
+    /// Bytes in `queue`.
+    queued: Cell<usize>,
+    /// Room for handlers' output and list items in the queue.
+    budget: Arc<Semaphore>,
     wake_writer: Notify,
+    /// The queue got short (or the connection is closing): the reader may
+    /// go on.
+    drained: Notify,
+    /// The user's place for this connection, from Hello on.
+    place: RefCell<Option<Place>>,
+    /// Counted in the server's handshakes in progress (until Hello).
+    handshaking: Cell<bool>,
     /// No more frames from us after what is queued; then close.
     closing: Cell<bool>,
     streams: RefCell<HashMap<u32, Rc<StreamState>>>,
@@ -144,11 +177,50 @@ impl Conn {
             .expect("handlers run after Hello")
     }
 
-    fn enqueue(&self, frame: Vec<u8>, body: Option<MappedSpan>, sent: Option<oneshot::Sender<()>>) {
-        self.queue
-            .borrow_mut()
-            .push_back(Outgoing { frame, body, sent });
+    fn enqueue(&self, frame: Vec<u8>, body: Option<MappedSpan>, permit: Option<OwnedSemaphorePermit>) {
+        let item = Outgoing {
+            frame,
+            body,
+            _permit: permit,
+        };
+        self.queued.set(self.queued.get() + item.len());
+        self.queue.borrow_mut().push_back(item);
         self.wake_writer.notify_one();
+    }
+
+    /// Waits for room for `bytes` more in the connection's outgoing budget.
+    /// `None` if the stream or the connection ended meanwhile.
+    pub async fn reserve(&self, stream: &StreamState, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        if stream.cancelled.get() || self.closing.get() {
+            return None;
+        }
+        let bytes = u32::try_from(bytes.min(OUT_BUDGET)).unwrap_or(u32::MAX);
+        tokio::select! {
+            permit = self.budget.clone().acquire_many_owned(bytes) => permit.ok(),
+            _ = stream.cancelled() => None,
+        }
+    }
+
+    /// Sends a non-terminal event (a list item) within the outgoing
+    /// budget. `false` if the stream or the connection ended meanwhile.
+    pub async fn emit_bounded(&self, stream: &StreamState, event: Event) -> bool {
+        let mut frame = Vec::new();
+        let msg = ServerMessage::Event {
+            stream: stream.id,
+            event,
+        };
+        if let Err(e) = protocol::encode(&msg, &mut frame) {
+            tracing::error!(peer = %self.peer, error = %e, "cannot encode a reply");
+            return false;
+        }
+        let Some(permit) = self.reserve(stream, frame.len()).await else {
+            return false;
+        };
+        if stream.cancelled.get() || self.closing.get() {
+            return false;
+        }
+        self.enqueue(frame, None, Some(permit));
+        true
     }
 
     fn send_message(&self, msg: &ServerMessage) {
@@ -192,21 +264,20 @@ impl Conn {
         });
     }
 
-    /// Queues a ready `Output` frame and waits until the writer has taken
-    /// it, so a stream never has more than one chunk in memory. `false` if
-    /// the stream or the connection ended meanwhile.
-    pub async fn send_output(
+    /// Queues a ready `Output` frame with the budget `reserve` gave for
+    /// it. `false` if the stream or the connection ended meanwhile.
+    pub fn send_output(
         &self,
         stream: &StreamState,
         frame: Vec<u8>,
         body: Option<MappedSpan>,
+        permit: OwnedSemaphorePermit,
     ) -> bool {
         if stream.cancelled.get() || self.closing.get() {
             return false;
         }
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(frame, body, Some(tx));
-        rx.await.is_ok() && !stream.cancelled.get()
+        self.enqueue(frame, body, Some(permit));
+        true
     }
 
     fn close_stream(&self, id: u32) {
@@ -232,7 +303,19 @@ impl Conn {
         for id in ids {
             self.close_stream(id);
         }
+        // Handlers waiting for room give up.
+        self.budget.close();
         self.wake_writer.notify_one();
+        self.drained.notify_one();
+    }
+
+    /// Leaves the server's count of handshakes in progress (once).
+    fn handshake_over(&self) {
+        if self.handshaking.replace(false) {
+            self.shared
+                .handshaking
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }
 
@@ -243,6 +326,9 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         Ok(t) => t,
         Err(e) => {
             tracing::error!(%peer, error = %e, "cannot set up TLS for a connection");
+            shared
+                .handshaking
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             return;
         }
     };
@@ -252,7 +338,12 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         peer,
         shared,
         queue: RefCell::new(VecDeque::new()),
+        queued: Cell::new(0),
+        budget: Arc::new(Semaphore::new(OUT_BUDGET)),
         wake_writer: Notify::new(),
+        drained: Notify::new(),
+        place: RefCell::new(None),
+        handshaking: Cell::new(true),
         closing: Cell::new(false),
         streams: RefCell::new(HashMap::new()),
         identity: RefCell::new(None),
@@ -263,6 +354,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     let writer = tokio_uring::spawn(write_loop(conn.clone()));
     let timers = tokio_uring::spawn(watch_timers(conn.clone()));
     read_loop(&conn).await;
+    conn.handshake_over();
     conn.close();
     let _ = writer.await;
     timers.abort();
@@ -379,18 +471,29 @@ async fn write_loop(conn: Rc<Conn>) {
             continue;
         }
         out.clear();
-        let mut done = Vec::new();
         {
             let mut tls = conn.tls.borrow_mut();
             if !tls.is_handshaking() {
                 let mut queue = conn.queue.borrow_mut();
-                while let Some(item) = queue.pop_front() {
+                // One batch of records per socket write: what waits beyond
+                // it stays plaintext (mapped, or in the budget), so a
+                // client that reads slowly holds one batch of ciphertext.
+                while out.len() < WRITE_BATCH {
+                    let Some(item) = queue.pop_front() else {
+                        break;
+                    };
+                    conn.queued.set(conn.queued.get() - item.len());
                     // The buffer limit is off: rustls takes all of it.
                     let _ = match &item.body {
                         None => tls.writer().write_all(&item.frame),
                         Some(body) => write_frame(&mut tls.writer(), &item.frame, body.bytes()),
                     };
-                    done.extend(item.sent);
+                    drop(item);
+                    while tls.wants_write() {
+                        if tls.write_tls(&mut out).is_err() {
+                            break;
+                        }
+                    }
                 }
                 if conn.closing.get() && queue.is_empty() && !sent_close {
                     tls.send_close_notify();
@@ -403,8 +506,8 @@ async fn write_loop(conn: Rc<Conn>) {
                 }
             }
         }
-        for d in done {
-            let _ = d.send(());
+        if conn.queued.get() < READ_PAUSE {
+            conn.drained.notify_one();
         }
         if out.is_empty() {
             if conn.closing.get() && (sent_close || conn.tls.borrow().is_handshaking()) {
@@ -421,10 +524,9 @@ async fn write_loop(conn: Rc<Conn>) {
             break;
         }
     }
-    // Wake anyone still waiting for a frame to be taken.
-    for item in conn.queue.borrow_mut().drain(..) {
-        drop(item.sent);
-    }
+    // Nothing more goes out: free what waits.
+    conn.queue.borrow_mut().clear();
+    conn.queued.set(0);
     let _ = conn.tcp.shutdown(std::net::Shutdown::Write);
 }
 
@@ -434,6 +536,13 @@ async fn read_loop(conn: &Rc<Conn>) {
     let mut decoder = FrameDecoder::new(MAX_FRAME);
     conn.tls.borrow_mut().set_buffer_limit(None);
     while !conn.closing.get() {
+        // Replies the client is not reading pile up no further than this.
+        while conn.queued.get() >= READ_PAUSE && !conn.closing.get() {
+            conn.drained.notified().await;
+        }
+        if conn.closing.get() {
+            return;
+        }
         let (result, b) = conn.tcp.read(buf).await;
         buf = b;
         let n = match result {
@@ -552,6 +661,21 @@ fn on_message(conn: &Rc<Conn>, msg: ClientMessage) {
             );
             return;
         }
+        let place = match conn.shared.quotas.connection(&identity.user) {
+            Ok(place) => place,
+            Err(full) => {
+                conn.fatal(
+                    ErrorCode::RESOURCE_EXHAUSTED,
+                    format!(
+                        "{} already has {} connections open to this server, the most it allows per user (jwd --max-connections-per-user); close one, or share one connection between streams",
+                        identity.user, full.max
+                    ),
+                );
+                return;
+            }
+        };
+        *conn.place.borrow_mut() = Some(place);
+        conn.handshake_over();
         let version = hello.version.min(PROTOCOL_VERSION);
         tracing::info!(peer = %conn.peer, user = ?identity.user, groups = ?identity.groups, admin = identity.admin, client = ?hello.client, "session opened");
         *conn.identity.borrow_mut() = Some(identity.clone());
@@ -593,23 +717,37 @@ fn on_message(conn: &Rc<Conn>, msg: ClientMessage) {
                 );
                 return;
             }
+            let refuse = |message: String| {
+                conn.send_message(&ServerMessage::Event {
+                    stream,
+                    event: Event::Error(ErrorInfo::new(ErrorCode::RESOURCE_EXHAUSTED, message)),
+                });
+            };
+            if conn.streams.borrow().len() >= MAX_STREAMS {
+                refuse(format!(
+                    "too many open streams on this connection (at most {MAX_STREAMS})"
+                ));
+                return;
+            }
+            let user = conn.identity().user;
+            let place = match conn.shared.quotas.stream(&user) {
+                Ok(place) => place,
+                Err(full) => {
+                    refuse(format!(
+                        "{user} already has {} streams open on this server, the most it allows per user (jwd --max-streams-per-user); cancel or finish one",
+                        full.max
+                    ));
+                    return;
+                }
+            };
             let state = Rc::new(StreamState {
                 id: stream,
+                _place: place,
                 credit: Cell::new(initial_credit),
                 credit_added: Notify::new(),
                 cancelled: Cell::new(false),
                 cancel: Notify::new(),
             });
-            if conn.streams.borrow().len() >= MAX_STREAMS {
-                conn.emit(
-                    &state,
-                    Event::Error(ErrorInfo::new(
-                        ErrorCode::RESOURCE_EXHAUSTED,
-                        format!("too many open streams on this connection (at most {MAX_STREAMS})"),
-                    )),
-                );
-                return;
-            }
             conn.streams.borrow_mut().insert(stream, state.clone());
             tokio_uring::spawn(handler::run(conn.clone(), state, request));
         }

@@ -187,7 +187,9 @@ async fn list(conn: &Conn, stream: &StreamState, identity: &Identity, all: bool)
     let jobs = conn.shared.manager.list(scope).await;
     let count = jobs.len() as u32;
     for info in jobs {
-        conn.emit(stream, Event::ListItem(info));
+        if !conn.emit_bounded(stream, Event::ListItem(info)).await {
+            return Outcome::Cancelled;
+        }
     }
     conn.emit(stream, Event::ListEnd { count });
     Outcome::Ok(None)
@@ -302,6 +304,11 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             }
         }
         let map = maps[s].as_ref().expect("mapped above");
+        // Room in the connection's outgoing budget before any byte is read
+        // (a client that stops reading stops this here).
+        let Some(permit) = conn.reserve(stream, span.len as usize + 32).await else {
+            return Outcome::Cancelled;
+        };
         // The frame header first; then the bytes, from the mapping when
         // they are in the page cache (rustls reads them there as it
         // encrypts: no copy on the way), else read with io_uring straight
@@ -341,7 +348,7 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             None
         };
         stream.spend(span.len);
-        if !conn.send_output(stream, frame, body).await {
+        if !conn.send_output(stream, frame, body, permit) {
             return Outcome::Cancelled;
         }
     }

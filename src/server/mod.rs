@@ -7,6 +7,9 @@
 mod authz;
 mod conn;
 mod handler;
+mod quota;
+
+pub use quota::UserLimits;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,6 +29,12 @@ pub struct ServerConfig {
     pub admin_group: String,
     /// Connections past this are closed at once.
     pub max_connections: usize,
+    /// Connections that have not finished TLS and Hello, past which new
+    /// ones are closed at once (so unauthenticated clients cannot take
+    /// every connection).
+    pub max_handshakes: usize,
+    /// What one user may hold at once.
+    pub user_limits: UserLimits,
     /// TLS handshake and `Hello` together.
     pub handshake_timeout: Duration,
     /// A connection without open streams is closed after this.
@@ -56,6 +65,9 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub manager: Manager,
     pub connections: AtomicUsize,
+    /// Connections that have not finished TLS and Hello.
+    pub handshaking: AtomicUsize,
+    pub quotas: Arc<quota::Quotas>,
     pub shutdown: watch::Receiver<bool>,
     /// Set by the first runtime that starts stopping jobs at shutdown.
     pub stopping: AtomicBool,
@@ -101,6 +113,8 @@ impl Server {
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
+            quotas: quota::Quotas::new(config.user_limits),
+            handshaking: AtomicUsize::new(0),
             config,
             manager,
             connections: AtomicUsize::new(0),
@@ -163,6 +177,14 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
                 if open > shared.config.max_connections {
                     shared.connections.fetch_sub(1, Ordering::AcqRel);
                     tracing::warn!(%peer, max = shared.config.max_connections, "connection refused: --max-connections reached");
+                    drop(stream);
+                    continue;
+                }
+                let handshaking = shared.handshaking.fetch_add(1, Ordering::AcqRel) + 1;
+                if handshaking > shared.config.max_handshakes {
+                    shared.handshaking.fetch_sub(1, Ordering::AcqRel);
+                    shared.connections.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(%peer, max = shared.config.max_handshakes, "connection refused: --max-handshakes connections are still in their handshake");
                     drop(stream);
                     continue;
                 }
