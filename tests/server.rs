@@ -915,3 +915,248 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     assert_eq!(all.0.len(), 8 << 20);
     drop(stalled);
 }
+
+/// The most jwd's anonymous memory grows over `during`, sampled until it
+/// resolves.
+async fn peak_growth<T>(jwd: &Jwd, during: impl std::future::Future<Output = T>) -> (u64, T) {
+    let base = jwd.rss_anon();
+    let mut peak = base;
+    tokio::pin!(during);
+    let out = loop {
+        tokio::select! {
+            out = &mut during => break out,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => peak = peak.max(jwd.rss_anon()),
+        }
+    };
+    (peak.max(jwd.rss_anon()).saturating_sub(base), out)
+}
+
+/// Waits (with a bound that only catches a leak) until jwd holds no more
+/// fds than `baseline`.
+async fn fds_back_to(jwd: &Jwd, baseline: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while jwd.fd_count() > baseline {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jwd holds {} fds, {baseline} before: {:?}\n{}",
+            jwd.fd_count(),
+            std::fs::read_dir(format!("/proc/{}/fd", jwd.pid()))
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .collect::<Vec<_>>(),
+            jwd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_never_read_hold_bounded_memory_and_others_are_served() {
+    // Before the outgoing budget, each such connection grew jwd by about
+    // 38 MB (every stream's chunk queued and encrypted at once).
+    let Some(jwd) = Jwd::start("nonreaders", &["--write-timeout", "5s"]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let big = finished_8mib_job(&alice).await;
+    let baseline = jwd.fd_count();
+    let (growth, ()) = peak_growth(&jwd, async {
+        let mut stalled = Vec::new();
+        for _ in 0..4 {
+            let mut session = raw_session_with(&jwd, "stalled", Some(4096)).await;
+            let mut requests = Vec::new();
+            for stream in 1..=512u32 {
+                protocol::encode(
+                    &ClientMessage::Request {
+                        stream,
+                        request: Request::Logs(logs(big, false, protocol::MAX_CREDIT as u32)),
+                    },
+                    &mut requests,
+                )
+                .unwrap();
+            }
+            session.write_all(&requests).await.unwrap();
+            stalled.push(session);
+        }
+        // A client that reads is served in full meanwhile.
+        let all = collect(alice.logs(logs(big, false, 1 << 20)).await.unwrap()).await;
+        assert_eq!(all.0.len(), 8 << 20);
+        // The stalled ones are cut off at the write timeout.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while jwd.log().matches("write timeout").count() < 4 {
+            assert!(std::time::Instant::now() < deadline, "{}", jwd.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(stalled);
+    })
+    .await;
+    assert!(
+        growth < 32 << 20,
+        "jwd grew by {} MiB for 4 connections of 512 streams that never read",
+        growth >> 20
+    );
+    fds_back_to(&jwd, baseline).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_without_reading_the_replies_hold_bounded_memory() {
+    let Some(jwd) = Jwd::start("flood", &["--write-timeout", "5s"]) else {
+        return;
+    };
+    let baseline = jwd.fd_count();
+    let session = raw_session_with(&jwd, "flood", Some(4096)).await;
+    let (growth, sent) = peak_growth(&jwd, async move {
+        let mut session = session;
+        // 400,000 requests whose replies (~150 bytes of jwd's memory each
+        // if queued) are never read: jwd stops reading them instead, and
+        // cuts the client off at the write timeout.
+        let mut sent = 0u32;
+        let mut batch = Vec::new();
+        for stream in 1..=400_000u32 {
+            protocol::encode(
+                &ClientMessage::Request {
+                    stream,
+                    request: Request::Status {
+                        job: jw::protocol::JobId([7; 16]),
+                    },
+                },
+                &mut batch,
+            )
+            .unwrap();
+            if stream % 1000 == 0 {
+                if session.write_all(&batch).await.is_err() {
+                    break;
+                }
+                batch.clear();
+                sent = stream;
+            }
+        }
+        sent
+    })
+    .await;
+    assert!(
+        growth < 32 << 20,
+        "jwd grew by {} MiB for {sent} requests whose replies were never read",
+        growth >> 20
+    );
+    assert!(jwd.log().contains("write timeout"), "{}", jwd.log());
+    fds_back_to(&jwd, baseline).await;
+    // jwd serves on.
+    jwd.client("alice").await.list(false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_caps_on_connections_and_streams() {
+    let Some(jwd) = Jwd::start(
+        "usercaps",
+        &[
+            "--max-connections-per-user",
+            "2",
+            "--max-streams-per-user",
+            "3",
+        ],
+    ) else {
+        return;
+    };
+    let a1 = jwd.client("alice").await;
+    let _a2 = jwd.client("alice").await;
+    let err = Client::connect(&jwd.options("alice"))
+        .await
+        .err()
+        .expect("a third connection of alice is refused");
+    assert_eq!(err.code(), Some(ErrorCode::RESOURCE_EXHAUSTED), "{err}");
+    assert!(
+        err.to_string().contains("--max-connections-per-user"),
+        "{err}"
+    );
+    // bob is not alice.
+    let bob = jwd.client("bob").await;
+    let bobs = bob.start(req("sleep", &["1000"])).await.unwrap();
+
+    let job = a1.start(req("sleep", &["1000"])).await.unwrap();
+    let mut follows = Vec::new();
+    for _ in 0..3 {
+        follows.push(a1.logs(logs(job, true, 65536)).await.unwrap());
+    }
+    let mut fourth = a1.logs(logs(job, true, 65536)).await.unwrap();
+    let err = fourth.next().await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::RESOURCE_EXHAUSTED), "{err}");
+    assert!(err.to_string().contains("--max-streams-per-user"), "{err}");
+    // bob's streams are his own.
+    let _bob_follow = bob.logs(logs(bobs, true, 65536)).await.unwrap();
+    assert_eq!(bob.status(bobs).await.unwrap().state, JobState::Running);
+    // A place comes back once a stream has ended.
+    follows.pop().unwrap().cancel().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match a1.status(job).await {
+            Ok(info) => {
+                assert_eq!(info.state, JobState::Running);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::RESOURCE_EXHAUSTED), "{e}");
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    drop(follows);
+    a1.stop(job, 0).await.unwrap();
+    bob.stop(bobs, 0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stuck_in_the_handshake_cannot_take_every_connection() {
+    // A handshake timeout no slow machine reaches: this test counts.
+    let Some(jwd) = Jwd::start(
+        "handshakes",
+        &["--handshake-timeout", "300s", "--max-handshakes", "2"],
+    ) else {
+        return;
+    };
+    let silent: Vec<_> = silent_connections(&jwd, 2).await;
+    // A third client in its handshake is closed at once...
+    let mut third = tokio::net::TcpStream::connect(&jwd.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(60), third.read(&mut buf))
+        .await
+        .expect("the connection past --max-handshakes was not closed");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    // ...and once the silent ones are gone, clients get in again.
+    drop(silent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match Client::connect(&jwd.options("alice")).await {
+            Ok(c) => {
+                c.list(false).await.unwrap();
+                break;
+            }
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    // An authenticated connection is not counted as a handshake.
+    let _a = jwd.client("alice").await;
+    let _b = jwd.client("alice").await;
+    let _c = jwd.client("bob").await;
+}
+
+/// `n` TCP connections to jwd that never send a byte, once jwd has
+/// accepted them all (its log says nothing of them, so wait until its fd
+/// count shows them).
+async fn silent_connections(jwd: &Jwd, n: usize) -> Vec<tokio::net::TcpStream> {
+    let before = jwd.fd_count();
+    let mut silent = Vec::new();
+    for _ in 0..n {
+        silent.push(tokio::net::TcpStream::connect(&jwd.addr).await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while jwd.fd_count() < before + n {
+        assert!(std::time::Instant::now() < deadline, "{}", jwd.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    silent
+}

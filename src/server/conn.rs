@@ -177,7 +177,12 @@ impl Conn {
             .expect("handlers run after Hello")
     }
 
-    fn enqueue(&self, frame: Vec<u8>, body: Option<MappedSpan>, permit: Option<OwnedSemaphorePermit>) {
+    fn enqueue(
+        &self,
+        frame: Vec<u8>,
+        body: Option<MappedSpan>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         let item = Outgoing {
             frame,
             body,
@@ -190,7 +195,11 @@ impl Conn {
 
     /// Waits for room for `bytes` more in the connection's outgoing budget.
     /// `None` if the stream or the connection ended meanwhile.
-    pub async fn reserve(&self, stream: &StreamState, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    pub async fn reserve(
+        &self,
+        stream: &StreamState,
+        bytes: usize,
+    ) -> Option<OwnedSemaphorePermit> {
         if stream.cancelled.get() || self.closing.get() {
             return None;
         }

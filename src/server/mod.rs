@@ -122,13 +122,31 @@ impl Server {
             stopping: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
+        let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();
         for (i, listener) in listeners.into_iter().enumerate() {
             let shared = shared.clone();
+            let up = up_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("jwd-{i}"))
-                .spawn(move || tokio_uring::start(serve(listener, shared)))
+                .spawn(move || {
+                    tokio_uring::start(async move {
+                        let _ = up.send(());
+                        serve(listener, shared).await
+                    })
+                })
                 .map_err(|e| ServerError::Thread(e.to_string()))?;
             threads.push(thread);
+        }
+        drop(up_tx);
+        // Ready means every runtime is up (its ring made): a thread that
+        // dies first (no io_uring) drops its sender and fails the start.
+        for _ in 0..threads.len() {
+            if up_rx.recv().is_err() {
+                let _ = shutdown_tx.send(true);
+                return Err(ServerError::Thread(
+                    "a server runtime did not start (is io_uring available to jwd?)".into(),
+                ));
+            }
         }
         Ok(Server {
             addr,

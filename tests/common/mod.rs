@@ -267,6 +267,17 @@ impl Jwd {
             .count()
     }
 
+    /// jwd's anonymous memory (RssAnon), in bytes.
+    pub fn rss_anon(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("RssAnon in /proc/PID/status")
+            * 1024
+    }
+
     /// SIGKILL, as a crash; the data directory stays.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
