@@ -1160,3 +1160,62 @@ async fn silent_connections(jwd: &Jwd, n: usize) -> Vec<tokio::net::TcpStream> {
     }
     silent
 }
+
+/// jwd's CPU time so far (user + system), in clock ticks.
+fn cpu_ticks(jwd: &Jwd) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", jwd.pid())).unwrap();
+    // Fields after the command (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_hang_up_mid_stream_leave_jwd_idle() {
+    // A reader that vanished used to leave its stream's task spinning.
+    let Some(jwd) = Jwd::start("hangups", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let big = finished_8mib_job(&alice).await;
+    let quiet = alice.start(req("sleep", &["1000"])).await.unwrap();
+    let baseline = jwd.fd_count();
+    for round in 0..20 {
+        // Readers of the finished job (follow or not) with a small window,
+        // and a follower of the quiet running one, all on one connection
+        // that is dropped (TCP closed, no close_notify) mid-stream.
+        let mut session = raw_session_with(&jwd, "hangup", Some(4096)).await;
+        let mut requests = Vec::new();
+        for (stream, job, follow) in [(1, big, false), (2, big, true), (3, quiet, true)] {
+            protocol::encode(
+                &ClientMessage::Request {
+                    stream,
+                    request: Request::Logs(logs(job, follow, 65536)),
+                },
+                &mut requests,
+            )
+            .unwrap();
+        }
+        session.write_all(&requests).await.unwrap();
+        if round % 2 == 0 {
+            // Some read a little first.
+            let _ = read_server_message(&mut session).await;
+        }
+        drop(session);
+    }
+    fds_back_to(&jwd, baseline).await;
+    // Idle: over two seconds with nothing to do, jwd uses (almost) no CPU.
+    // A spinning task would take a whole core's worth.
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let before = cpu_ticks(&jwd);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(&jwd) - before;
+    assert!(
+        used * 4 < 2 * ticks_per_s,
+        "jwd used {used} ticks of CPU in 2 s with nothing to do"
+    );
+    // And serves on.
+    let all = collect(alice.logs(logs(big, false, 1 << 20)).await.unwrap()).await;
+    assert_eq!(all.0.len(), 8 << 20);
+    alice.stop(quiet, 0).await.unwrap();
+}

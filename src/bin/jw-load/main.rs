@@ -2,16 +2,29 @@
 //! comes with a baseline measured in the same run, and the ratio: this
 //! machine is shared and noisy, so only ratios from one run mean anything.
 
+mod abuse;
+
+use abuse::{abuse, AbusePlan};
+
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
-use jw::client::{Client, ConnectOptions};
-use jw::protocol::{Event, JobId, LogsRequest, Network, OutputStream, StartRequest};
+use jw::client::{Client, ClientError, ConnectOptions};
+use jw::protocol::{
+    ClientMessage, ErrorCode, Event, FrameDecoder, Hello, JobId, LogsRequest, Network,
+    OutputStream, Request, ServerMessage, StartRequest, MAX_FRAME, PROTOCOL_VERSION,
+};
+use rustls::pki_types::ServerName;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 
 /// Load generator and benchmarks for jwd.
 #[derive(Parser)]
@@ -105,6 +118,42 @@ enum Scenario {
         /// The server's --cgroup-name: its job cgroups are counted under it.
         #[arg(long, default_value = "jw")]
         cgroup_name: String,
+    },
+    /// A normal user's start/wait/logs/rm loop, alone and then beside a
+    /// second user's hostile clients (slow readers, hang-ups, half-open
+    /// handshakes, a start storm): latency and rate of both runs, and jwd's
+    /// memory, fds and CPU (with --server-pid).
+    Abuse {
+        /// Length of each of the two normal-workload runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Connections of the normal workload, each running the loop.
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        /// The abusers' identity (a second user).
+        #[arg(long, default_value = "certs/bob.crt")]
+        abuser_cert: PathBuf,
+        #[arg(long, default_value = "certs/bob.key")]
+        abuser_key: PathBuf,
+        /// Logs streams of a big job that are never read (0: none).
+        #[arg(long, default_value_t = 64)]
+        slow_readers: usize,
+        /// Connections the slow readers are spread over.
+        #[arg(long, default_value_t = 8)]
+        abuser_connections: usize,
+        /// Connections that open a logs stream, read a little and reset
+        /// (0: none).
+        #[arg(long, default_value_t = 200)]
+        hangups: usize,
+        /// TCP connections that never finish the TLS handshake (0: none).
+        #[arg(long, default_value_t = 200)]
+        half_open: usize,
+        /// Loops starting `sleep 30` jobs as fast as they can (0: none).
+        #[arg(long, default_value_t = 4)]
+        storm: usize,
+        /// Output of the abusers' big job, read by slow readers and hang-ups.
+        #[arg(long, default_value = "64M", value_parser = jw::units::parse_bytes)]
+        abuser_output: u64,
     },
     /// Inside a job: write N timestamped lines, one every interval.
     #[command(hide = true)]
@@ -235,6 +284,35 @@ async fn run(cli: Cli) -> Result<(), String> {
             connections,
             cgroup_name,
         } => soak(&opts, *seconds, *connections, cgroup_name, cli.server_pid).await?,
+        Scenario::Abuse {
+            seconds,
+            connections,
+            abuser_cert,
+            abuser_key,
+            slow_readers,
+            abuser_connections,
+            hangups,
+            half_open,
+            storm,
+            abuser_output,
+        } => {
+            let abuser = ConnectOptions {
+                cert: abuser_cert.clone(),
+                key: abuser_key.clone(),
+                ..opts.clone()
+            };
+            let plan = AbusePlan {
+                seconds: *seconds,
+                connections: (*connections).max(1),
+                slow_readers: *slow_readers,
+                abuser_connections: (*abuser_connections).max(1),
+                hangups: *hangups,
+                half_open: *half_open,
+                storm: *storm,
+                output: (*abuser_output).max(1),
+            };
+            abuse(&opts, &abuser, &plan, cli.server_pid).await?
+        }
         Scenario::Emit { .. } => unreachable!("handled in main"),
     };
     if let Some((cpu, rss0, rss1)) = meter.delta() {
