@@ -1219,3 +1219,46 @@ async fn readers_that_hang_up_mid_stream_leave_jwd_idle() {
     assert_eq!(all.0.len(), 8 << 20);
     alice.stop(quiet, 0).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_kept_per_user_is_capped_across_jobs_and_restarts() {
+    let flags = ["--max-output-per-user", "1M", "--max-output", "16M"];
+    let Some(mut jwd) = Jwd::start("useroutput", &flags) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    // 1.5 MiB written, 1 MiB kept: the rest is dropped and counted.
+    let big = alice
+        .start(req("head", &["-c", "1572864", "/dev/zero"]))
+        .await
+        .unwrap();
+    let info = alice.wait(big).await.unwrap();
+    assert_eq!(info.exit_code, Some(0));
+    assert_eq!(
+        (info.output.stdout_bytes, info.output.dropped_bytes),
+        (1 << 20, 512 << 10)
+    );
+    let refused = |e: ClientError| {
+        assert_eq!(e.code(), Some(ErrorCode::RESOURCE_EXHAUSTED), "{e}");
+        assert!(e.to_string().contains("--max-output-per-user"), "{e}");
+    };
+    refused(alice.start(req("true", &[])).await.unwrap_err());
+    // bob has his own.
+    let bob = jwd.client("bob").await;
+    let b = bob.start(req("echo", &["hi"])).await.unwrap();
+    assert_eq!(bob.wait(b).await.unwrap().output.stdout_bytes, 3);
+
+    // After a restart the kept output still counts.
+    drop((alice, bob));
+    jwd.kill9();
+    let data = jwd.keep_data();
+    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &flags);
+    let alice = again.client("alice").await;
+    refused(alice.start(req("true", &[])).await.unwrap_err());
+    // Removing the job gives its room back.
+    alice.remove(big).await.unwrap();
+    let id = alice.start(req("echo", &["room"])).await.unwrap();
+    assert_eq!(alice.wait(id).await.unwrap().output.stdout_bytes, 5);
+    drop(again);
+    drop(data);
+}

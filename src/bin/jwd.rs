@@ -72,15 +72,21 @@ struct Args {
     /// have open at once, over all their connections.
     #[arg(long, default_value_t = 4096)]
     max_streams_per_user: usize,
-    /// Running jobs one user may have at once (default: no limit).
-    #[arg(long)]
-    max_jobs_per_user: Option<usize>,
+    /// Jobs one user may have starting or running at once (`none`: no
+    /// limit).
+    #[arg(long, default_value = "1024", value_parser = parse_optional_jobs)]
+    max_jobs_per_user: OrNone<usize>,
     /// Let jobs ask for the host's network (`--net host`).
     #[arg(long)]
     allow_host_network: bool,
     /// Output kept per job (stdout + stderr); the rest is dropped and counted.
     #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     max_output: u64,
+    /// Output one user may keep over all their jobs (running and ended);
+    /// past it their jobs' output is dropped and counted and new starts
+    /// are refused until they remove jobs (`none`: no cap).
+    #[arg(long, default_value = "10G", value_parser = parse_optional_bytes)]
+    max_output_per_user: OrNone<u64>,
     /// Remove ended jobs this long after they ended (e.g. 7d); default: keep.
     #[arg(long, value_parser = parse_duration)]
     retain: Option<Duration>,
@@ -113,6 +119,11 @@ struct Args {
     /// second) before it tells the client it failed.
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     kill_timeout: Duration,
+    /// Job starts one user may have in progress at once (default: the
+    /// number of CPUs); more wait their turn, so one user's start storm
+    /// takes no more than a fair share of the host.
+    #[arg(long, default_value_t = default_threads() as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_starts_per_user: u32,
     /// Threads for blocking work (cgroups, clone, output and record
     /// writes, directory removal), kept off the threads serving clients.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -145,6 +156,18 @@ fn parse_optional_count(s: &str) -> Result<OrNone<u32>, String> {
         Ok(n) if n >= 2 => Ok(OrNone(Some(n))),
         _ => Err(format!(
             "{s:?} is not a pids limit: give a number of at least 2, or none"
+        )),
+    }
+}
+
+fn parse_optional_jobs(s: &str) -> Result<OrNone<usize>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(OrNone(Some(n))),
+        _ => Err(format!(
+            "{s:?} is not a number of jobs: give a number of at least 1, or none"
         )),
     }
 }
@@ -240,16 +263,18 @@ fn run(args: Args) -> Result<(), String> {
         job_uids: args.job_uids,
         allow_host_network: args.allow_host_network,
         max_output_bytes: args.max_output,
+        max_output_per_user: args.max_output_per_user.0,
         default_memory_bytes: args.default_memory.0,
         default_pids: args.default_pids.0,
         seccomp: !args.no_seccomp,
-        max_jobs_per_user: args.max_jobs_per_user,
+        max_jobs_per_user: args.max_jobs_per_user.0,
         // The key is the secret (the certificates are public); each
         // hidden path costs every job start a mount.
         hidden: vec![args.key.clone()],
         init_program: args.init.clone(),
         kill_timeout: args.kill_timeout,
         blocking_threads: usize::from(args.blocking_threads),
+        max_starts_per_user: args.max_starts_per_user as usize,
     })
     .map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");

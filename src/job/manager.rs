@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::cgroup::{CgroupConfig, CgroupError, Cgroups, JobCgroup, LayoutKind};
 use super::init::{self, Setup, Stage};
-use super::output::{self, Output, OutputWriter};
+use super::output::{self, Output, OutputWriter, UserOutput};
 use super::pool::Pool;
 use super::record;
 use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub allow_host_network: bool,
     /// Output cap per job, and the default.
     pub max_output_bytes: u64,
+    /// Output kept per user over all their jobs (`jwd
+    /// --max-output-per-user`); `None`: no cap.
+    pub max_output_per_user: Option<u64>,
     /// Limits for jobs that give none (`jwd --default-memory`,
     /// `--default-pids`).
     pub default_memory_bytes: Option<u64>,
@@ -64,6 +67,10 @@ pub struct EngineConfig {
     pub kill_timeout: Duration,
     /// Threads for the engine's blocking work (`jwd --blocking-threads`).
     pub blocking_threads: usize,
+    /// Starts one owner may have in progress at once; more wait their
+    /// turn, so one user's start storm takes no more than its share of
+    /// the host (`jwd --max-starts-per-user`).
+    pub max_starts_per_user: usize,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +84,7 @@ impl Default for EngineConfig {
                 .expect("the default range parses"),
             allow_host_network: false,
             max_output_bytes: 1 << 30,
+            max_output_per_user: None,
             default_memory_bytes: Some(DEFAULT_MEMORY),
             default_pids: Some(DEFAULT_PIDS),
             seccomp: true,
@@ -85,12 +93,16 @@ impl Default for EngineConfig {
             init_program: None,
             kill_timeout: Duration::from_secs(10),
             blocking_threads: 8,
+            max_starts_per_user: usize::MAX >> 4,
         }
     }
 }
 
 /// Tasks waiting for the blocking pool; a caller past it waits for room.
 const BLOCKING_QUEUE: usize = 4096;
+/// How long a start waits for the init's report that the command was
+/// executed (or not).
+const EXEC_BOUND: Duration = Duration::from_secs(60);
 /// How often a stop repeats SIGKILL while the job has not ended.
 const KILL_RETRY: Duration = Duration::from_secs(1);
 
@@ -129,6 +141,8 @@ pub enum JobError {
     ShuttingDown,
     #[error("{owner} already has {max} jobs starting or running, the most this server allows per user (jwd --max-jobs-per-user); wait for one to end or stop one")]
     TooManyJobs { owner: String, max: usize },
+    #[error("{owner} keeps {} of job output on this server, the most it allows per user (jwd --max-output-per-user); remove ended jobs (jw rm) to make room", crate::units::format_bytes(*.cap))]
+    OutputQuota { owner: String, cap: u64 },
     #[error("all {count} job uids ({range}) are in use by running jobs or their clean-up; try again when a job has ended, or give jwd a larger --job-uids range")]
     NoIdentity { range: UidRange, count: u64 },
     #[error("{what} {path:?} is not valid UTF-8; jobs need paths they can be told about")]
@@ -249,6 +263,10 @@ struct Inner {
     devnull: OwnedFd,
     /// How many jobs are supervised now.
     active: watch::Sender<usize>,
+    /// Output kept per owner, with `max_output_per_user` set.
+    outputs: Mutex<HashMap<String, Arc<UserOutput>>>,
+    /// Turns to start a job, per owner (`max_starts_per_user` each).
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Where blocking work runs.
     pool: Pool,
 }
@@ -326,6 +344,17 @@ impl Manager {
             .map(|m| m.min(policy.host_memory));
         policy.default_pids = config.default_pids;
         let jobs = load_jobs(&config.data_dir.join("jobs"));
+        let mut outputs: HashMap<String, Arc<UserOutput>> = HashMap::new();
+        if let Some(cap) = config.max_output_per_user {
+            let mut kept: HashMap<&str, u64> = HashMap::new();
+            for job in jobs.values() {
+                let o = job.output.info();
+                *kept.entry(&job.owner).or_default() += o.stdout_bytes + o.stderr_bytes;
+            }
+            for (owner, bytes) in kept {
+                outputs.insert(owner.to_string(), UserOutput::new(cap, bytes));
+            }
+        }
         let pool = Pool::new("jwd-blocking", config.blocking_threads, BLOCKING_QUEUE)
             .map_err(io_err("cannot start the blocking pool's threads"))?;
         let next_seq = AtomicU64::new(jobs.len() as u64);
@@ -347,6 +376,8 @@ impl Manager {
                 init_program,
                 devnull,
                 active: watch::Sender::new(0),
+                outputs: Mutex::new(outputs),
+                turns: Mutex::new(HashMap::new()),
                 pool,
             }),
         })
@@ -384,6 +415,37 @@ impl Manager {
             return Err(JobError::ShuttingDown);
         }
         let spec = JobSpec::validate(request, &self.inner.policy)?;
+        // Wait for one of the owner's turns (FIFO), then check everything
+        // else: what a start reserves is taken only when it can proceed.
+        let turns = self
+            .inner
+            .turns
+            .lock()
+            .expect("turns lock")
+            .entry(owner.to_string())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    self.inner
+                        .config
+                        .max_starts_per_user
+                        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+                ))
+            })
+            .clone();
+        let _turn = turns
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::ShuttingDown)?;
+        if self.inner.draining.load(Ordering::Acquire) {
+            return Err(JobError::ShuttingDown);
+        }
+        let user_output = self.user_output(owner);
+        if let Some(u) = user_output.as_ref().filter(|u| u.is_full()) {
+            return Err(JobError::OutputQuota {
+                owner: owner.to_string(),
+                cap: u.cap(),
+            });
+        }
         let slot = Slot::reserve(&self.inner, owner)?;
         let identities = &self.inner.identities;
         let ids = identities.take().ok_or(JobError::NoIdentity {
@@ -400,6 +462,7 @@ impl Manager {
         let new = NewJob {
             id,
             owner: owner.to_string(),
+            user_output,
             spec,
             dir: self.job_dir(id),
             home: self.work_dir(id, ids),
@@ -417,6 +480,18 @@ impl Manager {
                 Err(e)
             }
         }
+    }
+
+    /// `owner`'s output over all their jobs, if the server caps it.
+    fn user_output(&self, owner: &str) -> Option<Arc<UserOutput>> {
+        let cap = self.inner.config.max_output_per_user?;
+        let mut outputs = self.inner.outputs.lock().expect("outputs lock");
+        Some(
+            outputs
+                .entry(owner.to_string())
+                .or_insert_with(|| UserOutput::new(cap, 0))
+                .clone(),
+        )
     }
 
     /// The job's work directory on the host (its /home/job): one per pool
@@ -452,8 +527,19 @@ impl Manager {
         let inner = &self.inner;
         let pid = child.pid;
         let first = match InitChannel::new(child.channel) {
-            // The first message is the exec report: no output can come before.
-            Ok(mut channel) => Ok((channel.next_report(None, &inner.pool).await, channel)),
+            // The first message is the exec report: no output can come
+            // before. An init that never sends it (held by the kernel in its
+            // setup) is given up on.
+            Ok(mut channel) => {
+                match tokio::time::timeout(EXEC_BOUND, channel.next_report(None, &inner.pool)).await
+                {
+                    Ok(report) => Ok((report, channel)),
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no report of the command's execution within {EXEC_BOUND:?}"),
+                    )),
+                }
+            }
             Err(e) => Err(e),
         };
         let exec_latency = began.elapsed();
@@ -472,8 +558,10 @@ impl Manager {
                 // Without the channel the init cannot be watched: end it.
                 let cg = cgroup.clone();
                 let _ = inner.pool.run(move || cg.kill()).await;
-                let _ = reap_pid(pid).await;
-                Err(io_err("cannot watch the job's init")(e))
+                let _ = tokio::time::timeout(inner.config.kill_timeout, reap_pid(pid)).await;
+                Err(io_err("the job's init failed before running the command")(
+                    e,
+                ))
             }
         };
         let channel = match failure {
@@ -753,6 +841,10 @@ impl Manager {
             return Err(JobError::StillRunning(id));
         }
         self.inner.jobs.lock().expect("jobs lock").remove(&id);
+        if let Some(u) = self.user_output(&job.owner) {
+            let o = job.output.info();
+            u.give_back(o.stdout_bytes + o.stderr_bytes);
+        }
         let dir = self.job_dir(id);
         self.inner
             .pool
@@ -794,6 +886,8 @@ impl Manager {
 struct NewJob {
     id: JobId,
     owner: String,
+    /// The owner's output over all their jobs, if capped.
+    user_output: Option<Arc<UserOutput>>,
     spec: JobSpec,
     /// Its directory (output, record) and work directory on the host.
     dir: PathBuf,
@@ -863,10 +957,10 @@ type Cloned = (
 fn clone_init(inner: &Inner, new: &NewJob, cgroup: &JobCgroup) -> Result<Cloned, JobError> {
     let spec = &new.spec;
     let id_text = new.id.to_string();
-    let (output, writer) = Output::create(&new.dir, spec.output_cap).map_err(io_err(format!(
-        "cannot create output files in {}",
-        new.dir.display()
-    )))?;
+    let (output, writer) =
+        Output::create(&new.dir, spec.output_cap, new.user_output.clone()).map_err(io_err(
+            format!("cannot create output files in {}", new.dir.display()),
+        ))?;
     let info = JobInfo {
         id: new.id,
         owner: new.owner.clone(),
@@ -1479,6 +1573,35 @@ async fn reap(pidfd: &Arc<OwnedFd>) -> std::io::Result<(i32, i32)> {
     }
 }
 
+/// How the job ended, from the command's wait status as the init reported
+/// it and the init's own.
+fn settle(
+    info: &mut JobInfo,
+    command_status: Option<i32>,
+    init_status: std::io::Result<(i32, i32)>,
+) {
+    info.state = JobState::Exited;
+    match (command_status, init_status) {
+        (Some(st), _) if libc::WIFEXITED(st) => info.exit_code = Some(libc::WEXITSTATUS(st)),
+        (Some(st), _) if libc::WIFSIGNALED(st) => info.signal = Some(libc::WTERMSIG(st)),
+        // The init itself was killed (cgroup.kill, OOM): the command died
+        // with it, of the same signal.
+        (_, Ok((code, sig))) if code == libc::CLD_KILLED || code == libc::CLD_DUMPED => {
+            info.signal = Some(sig)
+        }
+        (_, Ok((_, code))) => {
+            info.state = JobState::Failed;
+            info.error = Some(format!(
+                "the job's init exited with status {code} without reporting the command's end"
+            ));
+        }
+        (_, Err(e)) => {
+            info.state = JobState::Failed;
+            info.error = Some(format!("cannot collect the job's init: {e}"));
+        }
+    }
+}
+
 /// Owns a running job until its end, then records the final status.
 async fn supervise(
     pool: &Pool,
@@ -1503,66 +1626,39 @@ async fn supervise(
     let init_status = reap_pid(pid).await;
     writer.close();
 
-    // The init's exit tore the PID namespace down; make sure nothing is left
-    // before reading the final figures. Usually the cgroups go at once.
+    // One trip to the pool: the init's exit tore the PID namespace down;
+    // make sure nothing is left, read the final figures, record the final
+    // status on disk before anyone can see it (a client that saw the end
+    // may remove the job at once; no fsync, see record.rs), and remove the
+    // cgroups, which usually go at once.
     let cg = cgroup.clone();
-    let (usage, oom_killed, removed_now) = pool
+    let (dir, id) = (job.dir.clone(), job.id);
+    let mut info = job.info.borrow().clone();
+    info.output = job.output.info();
+    let (info, removed_now) = pool
         .run(move || {
             if cg.populated() {
                 let _ = cg.kill();
             }
-            let usage = cg.usage();
-            let oom_killed = cg.oom_killed();
-            (usage, oom_killed, cg.remove_now())
+            info.usage = Usage {
+                pids_current: 0,
+                ..cg.usage()
+            };
+            info.oom_killed = cg.oom_killed();
+            info.ended_at_ms = Some(now_ms());
+            settle(&mut info, command_status, init_status);
+            if let Err(e) = record::write(&dir, &info) {
+                tracing::warn!(job = %id, error = %e, "cannot write the job's final status record")
+            }
+            (info, cg.remove_now())
         })
         .await;
-    let usage = Usage {
-        pids_current: 0,
-        ..usage
-    };
     let removed = match removed_now {
         Ok(true) => Ok(()),
         Ok(false) | Err(_) => remove_cgroups(pool, &cgroup).await,
     };
     if let Err(e) = &removed {
         tracing::warn!(job = %job.id, error = %e, "cannot remove the job's cgroups");
-    }
-
-    let output = job.output.info();
-    // The final status is recorded on disk before anyone can see it: a
-    // client that saw the end may remove the job at once.
-    let mut info = job.info.borrow().clone();
-    {
-        let info = &mut info;
-        info.ended_at_ms = Some(now_ms());
-        info.usage = usage;
-        info.oom_killed = oom_killed;
-        info.output = output;
-        info.state = JobState::Exited;
-        match (command_status, init_status) {
-            (Some(st), _) if libc::WIFEXITED(st) => info.exit_code = Some(libc::WEXITSTATUS(st)),
-            (Some(st), _) if libc::WIFSIGNALED(st) => info.signal = Some(libc::WTERMSIG(st)),
-            // The init itself was killed (cgroup.kill, OOM): the command
-            // died with it, of the same signal.
-            (_, Ok((code, sig))) if code == libc::CLD_KILLED || code == libc::CLD_DUMPED => {
-                info.signal = Some(sig)
-            }
-            (_, Ok((_, code))) => {
-                info.state = JobState::Failed;
-                info.error = Some(format!(
-                    "the job's init exited with status {code} without reporting the command's end"
-                ));
-            }
-            (_, Err(e)) => {
-                info.state = JobState::Failed;
-                info.error = Some(format!("cannot collect the job's init: {e}"));
-            }
-        }
-    }
-    // No fsync (see record.rs).
-    let (dir, record) = (job.dir.clone(), info.clone());
-    if let Err(e) = pool.run(move || record::write(&dir, &record)).await {
-        tracing::warn!(job = %job.id, error = %e, "cannot write the job's final status record")
     }
     // The owner's place is free from the moment anyone can see the end.
     drop(slot);

@@ -31,6 +31,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -166,9 +167,14 @@ impl Output {
         Ok(map)
     }
 
-    /// The output of a new job, and its writer. No file exists until the
-    /// job writes to it: a quiet job costs no files and no descriptors.
-    pub fn create(dir: &Path, cap: u64) -> std::io::Result<(Arc<Output>, Arc<OutputWriter>)> {
+    /// The output of a new job, and its writer, which keeps at most `cap`
+    /// bytes, and no more than `user` has room for. No file exists until
+    /// the job writes to it: a quiet job costs no files and no descriptors.
+    pub fn create(
+        dir: &Path,
+        cap: u64,
+        user: Option<Arc<UserOutput>>,
+    ) -> std::io::Result<(Arc<Output>, Arc<OutputWriter>)> {
         let output = Arc::new(Output {
             dir: dir.to_path_buf(),
             progress: watch::Sender::new(Progress::default()),
@@ -177,6 +183,7 @@ impl Output {
         let writer = Arc::new(OutputWriter {
             output: output.clone(),
             cap,
+            user,
             state: Mutex::new(WriterState {
                 files: [None, None],
                 index: None,
@@ -275,10 +282,64 @@ struct WriterState {
     disk_failed: bool,
 }
 
+/// One user's output kept over all their jobs, against the server's cap
+/// for it (`jwd --max-output-per-user`). Writers take room before they
+/// write; removing a job gives its bytes back.
+#[derive(Debug)]
+pub struct UserOutput {
+    kept: AtomicU64,
+    cap: u64,
+}
+
+impl UserOutput {
+    pub fn new(cap: u64, kept: u64) -> Arc<UserOutput> {
+        Arc::new(UserOutput {
+            kept: AtomicU64::new(kept),
+            cap,
+        })
+    }
+
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Bytes kept now.
+    pub fn kept(&self) -> u64 {
+        self.kept.load(Ordering::Acquire)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.kept() >= self.cap
+    }
+
+    /// Takes room for up to `want` bytes; returns how many it got.
+    fn take(&self, want: u64) -> u64 {
+        let mut got = 0;
+        let _ = self
+            .kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |kept| {
+                got = want.min(self.cap.saturating_sub(kept));
+                Some(kept + got)
+            });
+        got
+    }
+
+    /// Gives back `bytes` (a job removed, or a write that failed).
+    pub fn give_back(&self, bytes: u64) {
+        let _ = self
+            .kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |kept| {
+                Some(kept.saturating_sub(bytes))
+            });
+    }
+}
+
 /// The single writer of a job's output.
 pub struct OutputWriter {
     output: Arc<Output>,
     cap: u64,
+    /// The owner's output over all their jobs, if the server caps it.
+    user: Option<Arc<UserOutput>>,
     state: Mutex<WriterState>,
 }
 
@@ -295,6 +356,10 @@ impl OutputWriter {
         } else {
             room.min(bytes.len() as u64) as usize
         };
+        if let Some(user) = &self.user {
+            keep = user.take(keep as u64) as usize;
+        }
+        let taken = keep as u64;
         if keep > 0 {
             let file = match &state.files[s] {
                 Some(f) => Ok(f),
@@ -316,6 +381,9 @@ impl OutputWriter {
                 self.disk_failure(&mut state, &e);
                 keep = 0;
             }
+        }
+        if let (Some(user), true) = (&self.user, (keep as u64) < taken) {
+            user.give_back(taken - keep as u64);
         }
         let dropped = (bytes.len() - keep) as u64;
         self.output.progress.send_modify(|p| {
@@ -582,7 +650,7 @@ mod tests {
     #[test]
     fn both_streams_come_back_in_capture_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
         writer.append(OutputStream::Stdout, b"out1\n");
         writer.append(OutputStream::Stdout, b"out2\n");
         writer.append(OutputStream::Stderr, b"err1\n");
@@ -618,7 +686,7 @@ mod tests {
     #[test]
     fn offsets_skip_per_stream() {
         let dir = tempfile::tempdir().unwrap();
-        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
         writer.append(OutputStream::Stdout, b"abcdef");
         writer.append(OutputStream::Stderr, b"ABCDEF");
         writer.append(OutputStream::Stdout, b"ghi");
@@ -636,7 +704,7 @@ mod tests {
     #[test]
     fn cap_drops_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let (output, writer) = Output::create(dir.path(), 8).unwrap();
+        let (output, writer) = Output::create(dir.path(), 8, None).unwrap();
         writer.append(OutputStream::Stdout, b"12345");
         writer.append(OutputStream::Stderr, b"67890");
         writer.append(OutputStream::Stdout, b"xyz");
@@ -651,9 +719,31 @@ mod tests {
     }
 
     #[test]
+    fn a_users_cap_is_shared_by_their_jobs_and_room_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = UserOutput::new(10, 0);
+        let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a_dir).unwrap();
+        std::fs::create_dir(&b_dir).unwrap();
+        let (a, wa) = Output::create(&a_dir, 1 << 20, Some(user.clone())).unwrap();
+        let (b, wb) = Output::create(&b_dir, 1 << 20, Some(user.clone())).unwrap();
+        wa.append(OutputStream::Stdout, b"123456");
+        wb.append(OutputStream::Stdout, b"abcdef");
+        let (ia, ib) = (a.info(), b.info());
+        assert_eq!((ia.stdout_bytes, ia.dropped_bytes), (6, 0));
+        assert_eq!((ib.stdout_bytes, ib.dropped_bytes), (4, 2));
+        assert!(user.is_full());
+        // A job removed gives its bytes back to the user's other jobs.
+        user.give_back(ia.stdout_bytes);
+        wb.append(OutputStream::Stderr, b"ghijklmn");
+        assert_eq!(b.info().stderr_bytes, 6);
+        assert_eq!(user.kept(), 10);
+    }
+
+    #[test]
     fn files_exist_from_the_first_byte_and_readers_reopen_after_release() {
         let dir = tempfile::tempdir().unwrap();
-        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let mut reader = output.reader(Some(0), Some(0), true).unwrap();
         writer.append(OutputStream::Stderr, b"e");
@@ -681,7 +771,7 @@ mod tests {
     #[test]
     fn non_follow_reader_stops_at_its_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
         writer.append(OutputStream::Stdout, b"before");
         let mut reader = output.reader(Some(0), None, false).unwrap();
         writer.append(OutputStream::Stdout, b"after");
@@ -691,7 +781,7 @@ mod tests {
     #[test]
     fn reopened_output_indexes_unindexed_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        let (_, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
         writer.append(OutputStream::Stdout, b"indexed");
         drop(writer);
         // As if the server died between a data write and its index write.
@@ -713,7 +803,7 @@ mod tests {
     #[test]
     fn follower_wakes_on_commit_and_ends_on_close() {
         let dir = tempfile::tempdir().unwrap();
-        let (output, writer) = Output::create(dir.path(), 1 << 20).unwrap();
+        let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -30,7 +30,9 @@ fn error_info(e: &JobError) -> ErrorInfo {
         JobError::NotFound(_) => ErrorCode::NOT_FOUND,
         JobError::StillRunning(_) | JobError::ShuttingDown => ErrorCode::FAILED_PRECONDITION,
         JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
-        JobError::NoIdentity { .. } | JobError::TooManyJobs { .. } => ErrorCode::RESOURCE_EXHAUSTED,
+        JobError::NoIdentity { .. }
+        | JobError::TooManyJobs { .. }
+        | JobError::OutputQuota { .. } => ErrorCode::RESOURCE_EXHAUSTED,
         JobError::Spawn(crate::job::spawn::SpawnError::Clone(io))
             if io.raw_os_error() == Some(libc::EAGAIN)
                 || io.raw_os_error() == Some(libc::ENOMEM) =>
