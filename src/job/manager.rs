@@ -622,9 +622,20 @@ impl Manager {
         let this = self.clone();
         let (home, ids) = (new.home, new.ids);
         tokio::spawn(async move {
-            let remains =
-                supervise(&this.inner.pool, job, pid, cgroup, channel, writer, slot).await;
-            this.clean_up(remains, home, ids).await;
+            let work = (home.as_path(), ids);
+            let running = Running {
+                job,
+                pid,
+                cgroup,
+                channel,
+                writer,
+                slot,
+            };
+            let (cgroups_removed, tidied) = supervise(&this.inner.pool, running, work).await;
+            match tidied {
+                Some(result) => this.tidied(result, &home, ids),
+                None => this.clean_up(cgroups_removed, home, ids).await,
+            }
             this.inner.active.send_modify(|n| *n -= 1);
         });
         Ok(Started { id, exec_latency })
@@ -638,33 +649,16 @@ impl Manager {
             tracing::warn!(uid = ids.uid, home = %home.display(), "the job's cgroups could not be removed: its uid stays reserved and its work directory stays");
             return;
         }
-        let removed = self
-            .inner
-            .pool
-            .run(move || {
-                let result = if ids.pooled {
-                    super::tree::empty(&home).and_then(|()| {
-                        // An inode the job marked (extended attributes, default
-                        // ACLs, inode flags, a grown directory) is not handed
-                        // to the next tenant: the next start makes a fresh one.
-                        if reusable(&home) {
-                            Ok(())
-                        } else {
-                            std::fs::remove_dir(&home)
-                        }
-                    })
-                } else {
-                    super::tree::remove(&home)
-                };
-                match result {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((home, e)),
-                    _ => Ok(()),
-                }
-            })
-            .await;
-        match removed {
+        let path = home.clone();
+        let tidied = self.inner.pool.run(move || tidy_work_dir(&path, ids)).await;
+        self.tidied(tidied, &home, ids);
+    }
+
+    /// Gives the uid back once its work directory was emptied or removed.
+    fn tidied(&self, result: std::io::Result<()>, home: &std::path::Path, ids: JobIds) {
+        match result {
             Ok(()) => self.inner.identities.give_back(ids),
-            Err((home, e)) => {
+            Err(e) => {
                 tracing::warn!(uid = ids.uid, home = %home.display(), error = %e, "cannot remove the job's work directory: its uid stays reserved")
             }
         }
@@ -1104,6 +1098,29 @@ impl Drop for Slot {
                 }
             }
         }
+    }
+}
+
+/// Empties an ended job's work directory for its uid's next job (a pool
+/// uid's), or removes it (a fixed job user's, one per job).
+fn tidy_work_dir(home: &std::path::Path, ids: JobIds) -> std::io::Result<()> {
+    let result = if ids.pooled {
+        super::tree::empty(home).and_then(|()| {
+            // An inode the job marked (extended attributes, default ACLs,
+            // inode flags, a grown directory) is not handed to the next
+            // tenant: the next start makes a fresh one.
+            if reusable(home) {
+                Ok(())
+            } else {
+                std::fs::remove_dir(home)
+            }
+        })
+    } else {
+        super::tree::remove(home)
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -1602,16 +1619,34 @@ fn settle(
     }
 }
 
-/// Owns a running job until its end, then records the final status.
-async fn supervise(
-    pool: &Pool,
+/// A job whose command runs, and what its supervisor owns of it.
+struct Running {
     job: Arc<Job>,
+    /// Its init: jwd's child, reaped by the supervisor.
     pid: i32,
     cgroup: Arc<JobCgroup>,
-    mut channel: InitChannel,
+    channel: InitChannel,
     writer: Arc<OutputWriter>,
     slot: Slot,
-) -> bool {
+}
+
+/// Owns a running job until its end, then records the final status.
+/// Returns whether the job's cgroups are gone and, if its work directory
+/// (`work`: where, and its uid) was already tidied because the job left
+/// nothing in it, how that went.
+async fn supervise(
+    pool: &Pool,
+    running: Running,
+    work: (&std::path::Path, JobIds),
+) -> (bool, Option<std::io::Result<()>>) {
+    let Running {
+        job,
+        pid,
+        cgroup,
+        mut channel,
+        writer,
+        slot,
+    } = running;
     // The init relays output, reports the command's wait status, then
     // exits (EOF).
     let mut command_status = None;
@@ -1629,13 +1664,16 @@ async fn supervise(
     // One trip to the pool: the init's exit tore the PID namespace down;
     // make sure nothing is left, read the final figures, record the final
     // status on disk before anyone can see it (a client that saw the end
-    // may remove the job at once; no fsync, see record.rs), and remove the
-    // cgroups, which usually go at once.
+    // may remove the job at once; no fsync, see record.rs), remove the
+    // cgroups, which usually go at once, and then tidy the work directory
+    // if the job left nothing in it (else that waits for after the end is
+    // published).
     let cg = cgroup.clone();
     let (dir, id) = (job.dir.clone(), job.id);
+    let (home, ids) = (work.0.to_path_buf(), work.1);
     let mut info = job.info.borrow().clone();
     info.output = job.output.info();
-    let (info, removed_now) = pool
+    let (info, removed_now, tidied) = pool
         .run(move || {
             if cg.populated() {
                 let _ = cg.kill();
@@ -1650,7 +1688,13 @@ async fn supervise(
             if let Err(e) = record::write(&dir, &info) {
                 tracing::warn!(job = %id, error = %e, "cannot write the job's final status record")
             }
-            (info, cg.remove_now())
+            let removed_now = cg.remove_now();
+            let empty = || std::fs::read_dir(&home).is_ok_and(|mut d| d.next().is_none());
+            let tidied = matches!(removed_now, Ok(true))
+                .then(empty)
+                .filter(|e| *e)
+                .map(|_| tidy_work_dir(&home, ids));
+            (info, removed_now, tidied)
         })
         .await;
     let removed = match removed_now {
@@ -1669,5 +1713,5 @@ async fn supervise(
         current.stopped |= stopped;
     });
     tracing::debug!(job = %job.id, "job ended");
-    removed.is_ok()
+    (removed.is_ok(), tidied)
 }

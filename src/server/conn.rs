@@ -220,6 +220,13 @@ impl Conn {
         };
         if let Err(e) = protocol::encode(&msg, &mut frame) {
             tracing::error!(peer = %self.peer, error = %e, "cannot encode a reply");
+            self.emit(
+                stream,
+                Event::Error(ErrorInfo::new(
+                    ErrorCode::INTERNAL,
+                    "the reply was too large to send",
+                )),
+            );
             return false;
         }
         let Some(permit) = self.reserve(stream, frame.len()).await else {

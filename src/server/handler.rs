@@ -19,6 +19,9 @@ use crate::protocol::{
 const CHUNK: u64 = 64 * 1024;
 /// How long a follower waits for more output before it closes its files.
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Bytes an `Output` frame takes besides its data, at most (length prefix,
+/// tags and varints), for the outgoing budget.
+const OUTPUT_HEAD: usize = 32;
 /// Longest grace period a Stop may ask for.
 const MAX_GRACE_MS: u32 = 3_600_000;
 
@@ -308,7 +311,7 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         let map = maps[s].as_ref().expect("mapped above");
         // Room in the connection's outgoing budget before any byte is read
         // (a client that stops reading stops this here).
-        let Some(permit) = conn.reserve(stream, span.len as usize + 32).await else {
+        let Some(permit) = conn.reserve(stream, span.len as usize + OUTPUT_HEAD).await else {
             return Outcome::Cancelled;
         };
         // The frame header first; then the bytes, from the mapping when
@@ -316,7 +319,7 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         // encrypts: no copy on the way), else read with io_uring straight
         // into the frame (a fault on the mapping would stall this thread,
         // and every connection on it, on the disk).
-        let mut frame = Vec::with_capacity(32);
+        let mut frame = Vec::with_capacity(OUTPUT_HEAD);
         if let Err(e) = protocol::encode_output_header(
             stream.id,
             span.stream,
