@@ -115,8 +115,7 @@ async fn both_streams_keep_the_order_the_job_wrote() {
     // it has not read yet have no order between them (issue 16 makes the
     // order part of each write). The pauses keep the writes apart by far
     // more than a loaded host delays the init.
-    let script =
-        "for i in $(seq 1 10); do echo out$i; sleep 0.1; echo err$i >&2; sleep 0.1; done";
+    let script = "for i in $(seq 1 10); do echo out$i; sleep 0.1; echo err$i >&2; sleep 0.1; done";
     let started = e
         .manager
         .start("alice", &start_req("sh", &["-c", script]))

@@ -10,7 +10,9 @@
 //! The threads live as long as the pool: a job's init cloned from one of
 //! them keeps a live parent thread.
 
+use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -49,23 +51,30 @@ impl Pool {
     /// Runs `f` on a pool thread and returns what it returned. A panic in
     /// `f` is resumed here, as if `f` had run inline. If the caller stops
     /// waiting, `f` still runs to its end (its result is dropped).
-    pub async fn run<T, F>(&self, f: F) -> T
+    ///
+    /// The future is boxed: `f` and what it captured live on the heap only
+    /// while the call is under way, not in the state of every task that
+    /// may make one (a supervisor per running job).
+    pub fn run<T, F>(&self, f: F) -> Pin<Box<dyn Future<Output = T> + Send>>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (done_tx, done_rx) = oneshot::channel();
-        let task: Task = Box::new(move || {
-            let _ = done_tx.send(catch_unwind(AssertUnwindSafe(f)));
-        });
-        if self.tx.send(task).await.is_err() {
-            panic!("the blocking pool's threads are gone");
-        }
-        match done_rx.await {
-            Ok(Ok(value)) => value,
-            Ok(Err(panic)) => resume_unwind(panic),
-            Err(_) => panic!("a blocking pool thread dropped its task"),
-        }
+        let tx = self.tx.clone();
+        Box::pin(async move {
+            let (done_tx, done_rx) = oneshot::channel();
+            let task: Task = Box::new(move || {
+                let _ = done_tx.send(catch_unwind(AssertUnwindSafe(f)));
+            });
+            if tx.send(task).await.is_err() {
+                panic!("the blocking pool's threads are gone");
+            }
+            match done_rx.await {
+                Ok(Ok(value)) => value,
+                Ok(Err(panic)) => resume_unwind(panic),
+                Err(_) => panic!("a blocking pool thread dropped its task"),
+            }
+        })
     }
 }
 
