@@ -63,15 +63,15 @@ struct Args {
     /// Connections still in their TLS handshake and Hello, past which new
     /// ones are refused (so clients without a certificate cannot take
     /// every connection).
-    #[arg(long, default_value_t = 256)]
-    max_handshakes: usize,
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_handshakes: u32,
     /// Connections one user may have open at once.
-    #[arg(long, default_value_t = 64)]
-    max_connections_per_user: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_user: u32,
     /// Streams (requests in progress: logs, waits, starts...) one user may
     /// have open at once, over all their connections.
-    #[arg(long, default_value_t = 4096)]
-    max_streams_per_user: usize,
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams_per_user: u32,
     /// Jobs one user may have starting or running at once (`none`: no
     /// limit).
     #[arg(long, default_value = "1024", value_parser = parse_optional_jobs)]
@@ -294,10 +294,10 @@ fn run(args: Args) -> Result<(), String> {
             max_connections: args
                 .max_connections
                 .unwrap_or_else(|| connection_cap(fd_limit)),
-            max_handshakes: args.max_handshakes,
+            max_handshakes: args.max_handshakes as usize,
             user_limits: UserLimits {
-                connections: args.max_connections_per_user,
-                streams: args.max_streams_per_user,
+                connections: args.max_connections_per_user as usize,
+                streams: args.max_streams_per_user as usize,
             },
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
@@ -320,6 +320,12 @@ fn run(args: Args) -> Result<(), String> {
         threads = args.threads.max(1),
         host_network = args.allow_host_network,
         fd_limit,
+        max_handshakes = args.max_handshakes,
+        max_connections_per_user = args.max_connections_per_user,
+        max_streams_per_user = args.max_streams_per_user,
+        max_jobs_per_user = ?args.max_jobs_per_user.0,
+        max_output_per_user = ?args.max_output_per_user.0,
+        max_starts_per_user = args.max_starts_per_user,
         "jwd ready"
     );
 
