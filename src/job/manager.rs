@@ -277,6 +277,13 @@ pub struct Manager {
     inner: Arc<Inner>,
 }
 
+/// One of an owner's turns to start a job; the next waiting start goes
+/// when it is dropped.
+#[derive(Debug)]
+pub struct StartTurn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// A started job, with how long the start took.
 #[derive(Debug, Clone, Copy)]
 pub struct Started {
@@ -411,12 +418,17 @@ impl Manager {
     /// Validates and starts a job for `owner`. Returns once the command was
     /// executed, or with the reason it could not be.
     pub async fn start(&self, owner: &str, request: &StartRequest) -> Result<Started, JobError> {
+        let turn = self.start_turn(owner).await?;
+        self.start_in_turn(turn, owner, request).await
+    }
+
+    /// Waits for one of `owner`'s turns to start a job (FIFO; at most
+    /// `max_starts_per_user` starts of one owner are under way at once).
+    /// A caller that stops waiting holds nothing.
+    pub async fn start_turn(&self, owner: &str) -> Result<StartTurn, JobError> {
         if self.inner.draining.load(Ordering::Acquire) {
             return Err(JobError::ShuttingDown);
         }
-        let spec = JobSpec::validate(request, &self.inner.policy)?;
-        // Wait for one of the owner's turns (FIFO), then check everything
-        // else: what a start reserves is taken only when it can proceed.
         let turns = self
             .inner
             .turns
@@ -432,13 +444,25 @@ impl Manager {
                 ))
             })
             .clone();
-        let _turn = turns
+        let turn = turns
             .acquire_owned()
             .await
             .map_err(|_| JobError::ShuttingDown)?;
+        Ok(StartTurn { _permit: turn })
+    }
+
+    /// `start`, in a turn `start_turn` gave.
+    pub async fn start_in_turn(
+        &self,
+        turn: StartTurn,
+        owner: &str,
+        request: &StartRequest,
+    ) -> Result<Started, JobError> {
+        let _turn = turn;
         if self.inner.draining.load(Ordering::Acquire) {
             return Err(JobError::ShuttingDown);
         }
+        let spec = JobSpec::validate(request, &self.inner.policy)?;
         let user_output = self.user_output(owner);
         if let Some(u) = user_output.as_ref().filter(|u| u.is_full()) {
             return Err(JobError::OutputQuota {
@@ -721,7 +745,7 @@ impl Manager {
     }
 
     /// Jobs of `owner` (or all with `None`), oldest first.
-    fn jobs_of(&self, owner: Option<&str>) -> Vec<Arc<Job>> {
+    pub fn jobs(&self, owner: Option<&str>) -> Vec<Arc<Job>> {
         let mut jobs: Vec<Arc<Job>> = self
             .inner
             .jobs
@@ -739,7 +763,7 @@ impl Manager {
     /// live figures of running jobs are read on the pool (many cgroup
     /// files for a long list).
     pub async fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
-        let jobs = self.jobs_of(owner);
+        let jobs = self.jobs(owner);
         self.inner
             .pool
             .run(move || jobs.iter().map(|j| j.info()).collect())
@@ -834,7 +858,11 @@ impl Manager {
         if job.info.borrow().state.is_active() {
             return Err(JobError::StillRunning(id));
         }
-        self.inner.jobs.lock().expect("jobs lock").remove(&id);
+        let removed = self.inner.jobs.lock().expect("jobs lock").remove(&id);
+        if removed.is_none() {
+            // Another remove of the same job got there first.
+            return Ok(());
+        }
         if let Some(u) = self.user_output(&job.owner) {
             let o = job.output.info();
             u.give_back(o.stdout_bytes + o.stderr_bytes);
@@ -855,7 +883,7 @@ impl Manager {
     pub async fn prune(&self, age: Duration) -> usize {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
         let expired: Vec<JobId> = self
-            .jobs_of(None)
+            .jobs(None)
             .iter()
             .map(|j| j.info.borrow().clone())
             .filter(|j| !j.state.is_active() && j.ended_at_ms.is_some_and(|t| t < cutoff))

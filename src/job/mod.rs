@@ -14,7 +14,7 @@ pub mod spec;
 pub mod tree;
 pub mod uids;
 
-pub use manager::{EngineConfig, Job, JobError, Manager, Started};
+pub use manager::{EngineConfig, Job, JobError, Manager, StartTurn, Started};
 pub use spec::{JobSpec, SpecError, SpecPolicy};
 
 use std::os::fd::AsRawFd;

@@ -158,6 +158,9 @@ pub(crate) struct Conn {
     place: RefCell<Option<Place>>,
     /// Counted in the server's handshakes in progress (until Hello).
     handshaking: Cell<bool>,
+    /// One `List` at a time per connection: a list holds the user's jobs
+    /// while it sends them.
+    pub list_turn: Semaphore,
     /// No more frames from us after what is queued; then close.
     closing: Cell<bool>,
     streams: RefCell<HashMap<u32, Rc<StreamState>>>,
@@ -360,6 +363,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         drained: Notify::new(),
         place: RefCell::new(None),
         handshaking: Cell::new(true),
+        list_turn: Semaphore::new(1),
         closing: Cell::new(false),
         streams: RefCell::new(HashMap::new()),
         identity: RefCell::new(None),
@@ -612,6 +616,14 @@ async fn read_loop(conn: &Rc<Conn>) {
             }
         }
         loop {
+            // One read may hold hundreds of small requests: their replies
+            // are counted before each one is taken, not only per read.
+            while conn.queued.get() >= READ_PAUSE && !conn.closing.get() {
+                conn.drained.notified().await;
+            }
+            if conn.closing.get() {
+                return;
+            }
             let frame = match decoder.next_frame() {
                 Ok(Some(payload)) => protocol::decode::<ClientMessage>(payload),
                 Ok(None) => break,
@@ -621,6 +633,9 @@ async fn read_loop(conn: &Rc<Conn>) {
                 Ok(msg) => {
                     conn.last_activity.set(Instant::now());
                     on_message(conn, msg);
+                    // Let the request's handler run now: a reply it sends
+                    // at once is counted before the next frame is taken.
+                    tokio::task::yield_now().await;
                 }
                 Err(e) => {
                     conn.fatal(ErrorCode::BAD_REQUEST, e.to_string());

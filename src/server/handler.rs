@@ -105,7 +105,18 @@ async fn start(
 ) -> Outcome {
     let manager = conn.shared.manager.clone();
     let owner = identity.user.clone();
-    let task = tokio::spawn(async move { manager.start(&owner, &req).await });
+    // Waiting for the owner's turn ends with the stream; once in its turn
+    // the start runs to its end whatever the client does (a half-made job
+    // is worse than an unwanted one, which `list` shows).
+    let turn = tokio::select! {
+        turn = manager.start_turn(&owner) => turn,
+        _ = stream.cancelled() => return Outcome::Cancelled,
+    };
+    let turn = match turn {
+        Ok(turn) => turn,
+        Err(e) => return Outcome::Failed(error_info(&e)),
+    };
+    let task = tokio::spawn(async move { manager.start_in_turn(turn, &owner, &req).await });
     let result = tokio::select! {
         r = task => r,
         _ = stream.cancelled() => return Outcome::Cancelled,
@@ -189,10 +200,16 @@ async fn list(conn: &Conn, stream: &StreamState, identity: &Identity, all: bool)
     } else {
         Some(identity.user.as_str())
     };
-    let jobs = conn.shared.manager.list(scope).await;
+    // One list at a time on a connection; each job's status is made only
+    // when the outgoing budget has room for it.
+    let _turn = tokio::select! {
+        turn = conn.list_turn.acquire() => turn,
+        _ = stream.cancelled() => return Outcome::Cancelled,
+    };
+    let jobs = conn.shared.manager.jobs(scope);
     let count = jobs.len() as u32;
-    for info in jobs {
-        if !conn.emit_bounded(stream, Event::ListItem(info)).await {
+    for job in jobs {
+        if !conn.emit_bounded(stream, Event::ListItem(job.info())).await {
             return Outcome::Cancelled;
         }
     }
