@@ -542,11 +542,14 @@ impl Manager {
         let Prepared {
             new,
             cgroup,
-            output,
-            writer,
-            child,
-            began,
-            info,
+            cloned:
+                Cloned {
+                    output,
+                    writer,
+                    child,
+                    began,
+                    info,
+                },
         } = prepared;
         let inner = &self.inner;
         let pid = child.pid;
@@ -921,6 +924,11 @@ struct NewJob {
 struct Prepared {
     new: NewJob,
     cgroup: Arc<JobCgroup>,
+    cloned: Cloned,
+}
+
+/// What `clone_init` made.
+struct Cloned {
     output: Arc<Output>,
     writer: Arc<OutputWriter>,
     child: spawn::Child,
@@ -949,14 +957,10 @@ fn prepare(inner: &Inner, new: NewJob) -> Result<Prepared, JobError> {
         }
     });
     match made {
-        Ok((cgroup, (output, writer, child, began, info))) => Ok(Prepared {
+        Ok((cgroup, cloned)) => Ok(Prepared {
             new,
             cgroup,
-            output,
-            writer,
-            child,
-            began,
-            info,
+            cloned,
         }),
         Err(e) => {
             let _ = std::fs::remove_dir_all(&new.dir);
@@ -965,15 +969,6 @@ fn prepare(inner: &Inner, new: NewJob) -> Result<Prepared, JobError> {
         }
     }
 }
-
-/// What `clone_init` made.
-type Cloned = (
-    Arc<Output>,
-    Arc<OutputWriter>,
-    spawn::Child,
-    Instant,
-    JobInfo,
-);
 
 /// Records the job as running and clones its init into its cgroup.
 fn clone_init(inner: &Inner, new: &NewJob, cgroup: &JobCgroup) -> Result<Cloned, JobError> {
@@ -1048,7 +1043,13 @@ fn clone_init(inner: &Inner, new: &NewJob, cgroup: &JobCgroup) -> Result<Cloned,
             Err(e) => return Err(e.into()),
         }
     };
-    Ok((output, writer, child, began, info))
+    Ok(Cloned {
+        output,
+        writer,
+        child,
+        began,
+        info,
+    })
 }
 
 /// Removes an ended job's cgroups: at once if they are free, else retried
