@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -26,10 +27,7 @@ pub enum TlsError {
     #[error("{path} holds no PEM private key (PKCS#8, SEC1 or PKCS#1)")]
     NoKey { path: PathBuf },
     #[error("{path} is not valid PEM: {source}")]
-    Pem {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Pem { path: PathBuf, source: pem::Error },
     #[error("the private key {path} can be read by {who} (mode {mode:04o}); make it owner-only: chmod 600 {path}")]
     KeyExposed {
         path: PathBuf,
@@ -54,7 +52,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// Every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             path: path.to_path_buf(),
@@ -71,14 +69,15 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// The first private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|source| TlsError::Pem {
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|source| match source {
+        pem::Error::NoItemsFound => TlsError::NoKey {
+            path: path.to_path_buf(),
+        },
+        source => TlsError::Pem {
             path: path.to_path_buf(),
             source,
-        })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: path.to_path_buf(),
-        })
+        },
+    })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
