@@ -341,7 +341,7 @@ impl Stream {
                 Err(ClientError::Server(e))
             }
             Some(Ok(event)) => {
-                if !matches!(event, Event::Output(_) | Event::ListItem(_)) {
+                if event.is_terminal() {
                     self.done = true;
                 }
                 Ok(Some(event))
@@ -424,7 +424,7 @@ async fn route(
         let Some(inner) = inner.upgrade() else { return };
         match msg {
             ServerMessage::Event { stream, event } => {
-                let terminal = !matches!(event, Event::Output(_) | Event::ListItem(_));
+                let terminal = event.is_terminal();
                 let mut streams = inner.streams.lock().expect("streams lock");
                 if let Some(tx) = streams.map.get(&stream) {
                     let _ = tx.send(Ok(event));

@@ -47,21 +47,6 @@ const RECORD: u64 = 4;
 const STDERR_BIT: u32 = 1 << 31;
 const MAX_RUN: u64 = (STDERR_BIT - 1) as u64;
 
-fn index_of(which: OutputStream) -> usize {
-    match which {
-        OutputStream::Stdout => 0,
-        OutputStream::Stderr => 1,
-    }
-}
-
-fn stream_of(i: usize) -> OutputStream {
-    if i == 0 {
-        OutputStream::Stdout
-    } else {
-        OutputStream::Stderr
-    }
-}
-
 /// Creates an output file of a new job.
 fn create(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -145,7 +130,7 @@ impl Output {
     /// are never touched, since readers only read committed spans, and the
     /// files only grow (nothing in jw truncates them).
     pub fn mapping(&self, which: OutputStream, end: u64) -> std::io::Result<Arc<Mmap>> {
-        let s = index_of(which);
+        let s = which.index();
         let mut maps = self.maps.lock().expect("output maps lock");
         let current = maps[s].upgrade();
         if let Some(map) = &current {
@@ -347,7 +332,7 @@ impl OutputWriter {
     /// Appends what the job wrote to one stream; keeps what fits under the
     /// cap and the disk, drops and counts the rest.
     pub fn append(&self, which: OutputStream, bytes: &[u8]) {
-        let s = index_of(which);
+        let s = which.index();
         let mut state = self.state.lock().expect("output writer lock");
         let p = *self.output.progress.borrow();
         let room = self.cap.saturating_sub(p.lens[0] + p.lens[1]);
@@ -520,7 +505,7 @@ impl OutputReader {
     /// The file of a selected stream, opened if it is not yet. Call it for
     /// a stream a span came from: the file exists from its first byte on.
     pub fn file(&mut self, which: OutputStream) -> std::io::Result<&File> {
-        let s = index_of(which);
+        let s = which.index();
         if self.want[s].is_none() {
             return Err(std::io::Error::other("stream not selected"));
         }
@@ -560,7 +545,7 @@ impl OutputReader {
                             let len = (p.lens[s] - next).min(max);
                             self.want[s] = Some(next + len);
                             return Ok(Some(Span {
-                                stream: stream_of(s),
+                                stream: OutputStream::ALL[s],
                                 offset: next,
                                 len,
                             }));
@@ -599,7 +584,7 @@ impl OutputReader {
                     let len = (end - from).min(max);
                     self.want[s] = Some(from + len);
                     return Ok(Some(Span {
-                        stream: stream_of(s),
+                        stream: OutputStream::ALL[s],
                         offset: from,
                         len,
                     }));

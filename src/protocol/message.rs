@@ -240,6 +240,25 @@ pub enum OutputStream {
     Stderr,
 }
 
+impl OutputStream {
+    /// Both outputs, in index order.
+    pub const ALL: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
+
+    /// The output's number everywhere one is needed (the output store's
+    /// arrays, the wire's output header): stdout 0, stderr 1.
+    pub fn index(self) -> usize {
+        match self {
+            OutputStream::Stdout => 0,
+            OutputStream::Stderr => 1,
+        }
+    }
+
+    /// The output numbered `index`, if there is one.
+    pub fn from_index(index: usize) -> Option<OutputStream> {
+        OutputStream::ALL.get(index).copied()
+    }
+}
+
 /// Something that happened on a stream. Terminal events end the stream:
 /// `Started`, `Status`, `ListEnd`, `End`, `Removed`, `Error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,6 +280,14 @@ pub enum Event {
     Removed,
     /// The request failed; the stream is over.
     Error(ErrorInfo),
+}
+
+impl Event {
+    /// Whether the event ends its stream: every event but `Output` and
+    /// `ListItem`.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Event::Output(_) | Event::ListItem(_))
+    }
 }
 
 /// Bytes a job wrote to one of its outputs.
@@ -288,6 +315,17 @@ impl OutputChunk {
     /// Whether the chunk respects the protocol's chunk size limit.
     pub fn within_limit(&self) -> bool {
         self.data.len() <= MAX_CHUNK
+    }
+}
+
+/// The shell's convention for a process's end, which `jw run`/`jw wait`
+/// exit with and a job's init exits with: the exit code, or 128 + the
+/// number of the signal that killed it; 1 when neither is known.
+pub fn shell_code(exit_code: Option<i32>, signal: Option<i32>) -> u8 {
+    match (exit_code, signal) {
+        (Some(code), _) => code.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        _ => 1,
     }
 }
 
@@ -469,6 +507,55 @@ impl fmt::Debug for ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_streams_are_numbered_stdout_0_stderr_1() {
+        assert_eq!(OutputStream::Stdout.index(), 0);
+        assert_eq!(OutputStream::Stderr.index(), 1);
+        for which in OutputStream::ALL {
+            assert_eq!(OutputStream::from_index(which.index()), Some(which));
+        }
+        assert_eq!(OutputStream::from_index(2), None);
+    }
+
+    #[test]
+    fn only_output_and_list_items_leave_a_stream_open() {
+        let chunk = OutputChunk {
+            stream: OutputStream::Stdout,
+            offset: 0,
+            data: vec![],
+        };
+        assert!(!Event::Output(chunk).is_terminal());
+        let info = JobInfo {
+            id: JobId([0; 16]),
+            owner: "alice".into(),
+            command: "true".into(),
+            args: vec![],
+            state: JobState::Exited,
+            exit_code: Some(0),
+            signal: None,
+            oom_killed: false,
+            stopped: false,
+            started_at_ms: 0,
+            ended_at_ms: Some(1),
+            usage: Usage::default(),
+            output: OutputInfo::default(),
+            error: None,
+        };
+        assert!(!Event::ListItem(info.clone()).is_terminal());
+        assert!(Event::ListEnd { count: 0 }.is_terminal());
+        assert!(Event::End(info).is_terminal());
+        assert!(Event::Removed.is_terminal());
+        assert!(Event::Error(ErrorInfo::new(ErrorCode::NOT_FOUND, "x")).is_terminal());
+    }
+
+    #[test]
+    fn shell_codes_follow_the_shell() {
+        assert_eq!(shell_code(Some(3), None), 3);
+        assert_eq!(shell_code(None, Some(9)), 137);
+        assert_eq!(shell_code(Some(300), None), 255);
+        assert_eq!(shell_code(None, None), 1);
+    }
 
     #[test]
     fn job_id_text_round_trips_as_uuid_v4() {

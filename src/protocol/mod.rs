@@ -92,10 +92,7 @@ pub fn encode_output_header(
 ) -> Result<(), ProtocolError> {
     const EVENT_VARIANT: u32 = 1; // ServerMessage::Event
     const OUTPUT_VARIANT: u32 = 4; // Event::Output
-    let which: u32 = match which {
-        OutputStream::Stdout => 0,
-        OutputStream::Stderr => 1,
-    };
+    let which = which.index() as u32;
     let prefix = postcard::to_allocvec(&(
         EVENT_VARIANT,
         stream,

@@ -273,7 +273,7 @@ impl Conn {
         if stream.cancelled.get() {
             return;
         }
-        let terminal = !matches!(event, Event::Output(_) | Event::ListItem(_));
+        let terminal = event.is_terminal();
         if terminal {
             self.close_stream(stream.id);
         }

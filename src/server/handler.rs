@@ -11,9 +11,7 @@ use super::authz;
 use super::conn::{Conn, MappedSpan, StreamState};
 use crate::job::output::{self, Span};
 use crate::job::JobError;
-use crate::protocol::{
-    self, ErrorCode, ErrorInfo, Event, Identity, JobId, LogsRequest, OutputStream, Request,
-};
+use crate::protocol::{self, ErrorCode, ErrorInfo, Event, Identity, JobId, LogsRequest, Request};
 
 /// Largest `Output` chunk the server sends: four TLS records.
 const CHUNK: u64 = 64 * 1024;
@@ -314,10 +312,7 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             Err(e) => return read_failed(e),
         };
         released = false;
-        let s = match span.stream {
-            OutputStream::Stdout => 0,
-            OutputStream::Stderr => 1,
-        };
+        let s = span.stream.index();
         let end = span.offset + span.len;
         if maps[s].as_ref().is_none_or(|m| (m.len() as u64) < end) {
             match job.output().mapping(span.stream, end) {
