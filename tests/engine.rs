@@ -245,6 +245,19 @@ async fn stop_with_grace_lets_a_polite_job_exit() {
     while e.read_output(started.id, OutputStream::Stdout) != "ready\n" {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // A grace past the engine's ceiling is refused and touches nothing.
+    let too_long = jw::job::MAX_GRACE + Duration::from_millis(1);
+    let refused = e.manager.stop(started.id, None, too_long).await;
+    assert!(
+        matches!(refused, Err(jw::job::JobError::GraceTooLong(_))),
+        "{refused:?}"
+    );
+    assert!(e
+        .manager
+        .status(started.id, None)
+        .unwrap()
+        .state
+        .is_active());
     let info = e
         .manager
         .stop(started.id, None, Duration::from_secs(30))

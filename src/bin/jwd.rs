@@ -275,6 +275,8 @@ fn run(args: Args) -> Result<(), String> {
         kill_timeout: args.kill_timeout,
         blocking_threads: usize::from(args.blocking_threads),
         max_starts_per_user: args.max_starts_per_user as usize,
+        shutdown_grace: args.shutdown_grace,
+        retain: args.retain,
     })
     .map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");
@@ -303,7 +305,6 @@ fn run(args: Args) -> Result<(), String> {
             idle_timeout: args.idle_timeout,
             write_timeout: args.write_timeout,
             threads: args.threads.max(1),
-            shutdown_grace: args.shutdown_grace,
         },
         manager.clone(),
     )
@@ -328,26 +329,6 @@ fn run(args: Args) -> Result<(), String> {
         max_starts_per_user = args.max_starts_per_user,
         "jwd ready"
     );
-
-    if let Some(retain) = args.retain {
-        let manager = manager.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|e| format!("cannot start the retention thread: {e}"))?;
-        std::thread::Builder::new()
-            .name("jwd-retain".into())
-            .spawn(move || loop {
-                let removed = runtime.block_on(manager.prune(retain));
-                if removed > 0 {
-                    tracing::info!(removed, "removed jobs past the retention period");
-                }
-                std::thread::sleep(
-                    (retain / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600)),
-                );
-            })
-            .map_err(|e| format!("cannot start the retention thread: {e}"))?;
-    }
 
     let signal = stop_signals
         .wait()

@@ -3,21 +3,42 @@
 //! frames; usable as a library without the server.
 
 pub mod cgroup;
+mod config;
+mod error;
 pub mod init;
-pub mod manager;
+mod link;
+mod manager;
 pub mod output;
 pub mod pool;
 mod record;
+mod registry;
+mod restore;
 pub mod sandbox;
 pub mod spawn;
 pub mod spec;
+mod start;
+mod supervise;
 pub mod tree;
 pub mod uids;
 
-pub use manager::{EngineConfig, Job, JobError, Manager, StartTurn, Started};
+pub use config::{EngineConfig, DEFAULT_MEMORY, DEFAULT_PIDS};
+pub use error::JobError;
+pub use manager::Manager;
+pub use registry::Job;
 pub use spec::{JobSpec, SpecError, SpecPolicy};
+pub use start::{StartTurn, Started};
+pub use supervise::MAX_GRACE;
 
 use std::os::fd::AsRawFd;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in Unix milliseconds (the unit of a job's recorded times).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// Registers an fd the caller owns with tokio's reactor for readability.
 fn async_readable<T: AsRawFd>(fd: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {

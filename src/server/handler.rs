@@ -20,14 +20,12 @@ const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes an `Output` frame takes besides its data, at most (length prefix,
 /// tags and varints), for the outgoing budget.
 const OUTPUT_HEAD: usize = 32;
-/// Longest grace period a Stop may ask for.
-const MAX_GRACE_MS: u32 = 3_600_000;
 
 /// How an engine error is told to the client.
 fn error_info(e: &JobError) -> ErrorInfo {
     let code = match e {
         JobError::InvalidSpec(s) if s.forbidden => ErrorCode::PERMISSION_DENIED,
-        JobError::InvalidSpec(_) => ErrorCode::BAD_REQUEST,
+        JobError::InvalidSpec(_) | JobError::GraceTooLong(_) => ErrorCode::BAD_REQUEST,
         JobError::NotFound(_) => ErrorCode::NOT_FOUND,
         JobError::StillRunning(_) | JobError::ShuttingDown => ErrorCode::FAILED_PRECONDITION,
         JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
@@ -139,12 +137,6 @@ async fn stop(
     job: JobId,
     grace_ms: u32,
 ) -> Outcome {
-    if grace_ms > MAX_GRACE_MS {
-        return Outcome::Failed(ErrorInfo::new(
-            ErrorCode::BAD_REQUEST,
-            format!("invalid grace: {grace_ms} ms is longer than one hour"),
-        ));
-    }
     let manager = conn.shared.manager.clone();
     let scope = authz::job_scope(identity).map(String::from);
     let task = tokio::spawn(async move {

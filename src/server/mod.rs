@@ -44,8 +44,6 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Runtimes (threads), each with its own listener.
     pub threads: usize,
-    /// Grace period for running jobs when the server shuts down.
-    pub shutdown_grace: Duration,
 }
 
 /// Why the server could not start.
@@ -219,16 +217,9 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
     // supervised on this runtime need it alive until they have ended.
     let first_to_stop = !shared.stopping.swap(true, Ordering::AcqRel);
     if first_to_stop {
-        shared
-            .manager
-            .drain(shared.config.shutdown_grace, DRAIN_BOUND)
-            .await;
+        shared.manager.drain().await;
     } else {
-        let _ = tokio::time::timeout(
-            shared.config.shutdown_grace + DRAIN_BOUND,
-            shared.manager.idle(),
-        )
-        .await;
+        shared.manager.drained().await;
     }
     // Connections close themselves on the shutdown signal; one whose client
     // stopped reading may never finish its write: it is not waited for past
@@ -246,8 +237,5 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// How long shutdown waits for jobs past their grace period (stop escalates
-/// to SIGKILL of the whole cgroup at the end of the grace).
-const DRAIN_BOUND: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to close once jobs are done.
 const CLOSE_BOUND: Duration = Duration::from_secs(5);

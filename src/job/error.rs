@@ -1,0 +1,61 @@
+//! The engine's one error type: what failed, in words a user can act on.
+//! The server maps each kind to a protocol error code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::cgroup::CgroupError;
+use super::spawn::SpawnError;
+use super::spec::SpecError;
+use super::uids::{UidError, UidRange};
+use crate::protocol::JobId;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    InvalidSpec(#[from] SpecError),
+    #[error("invalid grace: {} ms is longer than one hour", .0.as_millis())]
+    GraceTooLong(Duration),
+    #[error("no such job {0}")]
+    NotFound(JobId),
+    #[error("job {0} is still running; stop it first")]
+    StillRunning(JobId),
+    #[error("{0}")]
+    ExecFailed(String),
+    #[error("cannot create the job's cgroups: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("cannot start the job: {0}")]
+    Spawn(#[from] SpawnError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Identity(#[from] UidError),
+    #[error("{0}")]
+    Filter(String),
+    #[error("job {id} has not ended {waited:?} after SIGKILL to every process in it: a process is held by the kernel (a hung disk or network file system?); its SIGKILL stays pending and jwd records the end when it comes; see jwd's log")]
+    StopTimeout { id: JobId, waited: Duration },
+    #[error("jwd is shutting down and starts no more jobs; start it again once jwd is back")]
+    ShuttingDown,
+    #[error("{owner} already has {max} jobs starting or running, the most this server allows per user (jwd --max-jobs-per-user); wait for one to end or stop one")]
+    TooManyJobs { owner: String, max: usize },
+    #[error("{owner} keeps {} of job output on this server, the most it allows per user (jwd --max-output-per-user); remove ended jobs (jw rm) to make room", crate::units::format_bytes(*.cap))]
+    OutputQuota { owner: String, cap: u64 },
+    #[error("all {count} job uids ({range}) are in use by running jobs or their clean-up; try again when a job has ended, or give jwd a larger --job-uids range")]
+    NoIdentity { range: UidRange, count: u64 },
+    #[error("{what} {path:?} is not valid UTF-8; jobs need paths they can be told about")]
+    NotUtf8 { what: &'static str, path: PathBuf },
+    #[error("cannot use the job init program {path}: {source} (install jw-init beside jwd, or give its path with jwd --init)")]
+    InitProgram {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobError {
+    let what = what.into();
+    move |source| JobError::Io { what, source }
+}
