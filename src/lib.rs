@@ -11,3 +11,4 @@ pub mod server;
 pub mod text;
 pub mod tls;
 pub mod units;
+pub mod uring;

@@ -7,10 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::{engine, engine_with, require_root, run_to_end, start_req};
+use jw::job::output::Serve;
 use jw::job::Manager;
 use jw::protocol::{JobState, OutputStream};
 
-/// Reads everything a reader yields, sleeping `pause` between spans.
+/// Serves everything a reader yields the way jwd does (`Serve` on an
+/// io_uring runtime: mapped when resident, else io_uring reads), sleeping
+/// `pause` between spans.
 async fn read_all(
     output: &std::sync::Arc<jw::job::output::Output>,
     stdout: Option<u64>,
@@ -19,17 +22,26 @@ async fn read_all(
     span: u64,
     pause: Duration,
 ) -> Vec<(OutputStream, u64, Vec<u8>)> {
-    let mut reader = output.reader(stdout, stderr, follow).unwrap();
-    let mut chunks = Vec::new();
-    while let Some(s) = reader.next_span(span).await.unwrap() {
-        let mut buf = Vec::new();
-        reader.read_span(&s, &mut buf).unwrap();
-        chunks.push((s.stream, s.offset, buf));
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-    }
-    chunks
+    let output = output.clone();
+    tokio::task::spawn_blocking(move || {
+        jw::uring::start(async move {
+            let mut serve = Serve::new(&output, stdout, stderr, follow).unwrap();
+            let mut chunks = Vec::new();
+            while let Some(s) = serve.next_span(span).await.unwrap() {
+                let (read, mapped) = serve.fill(&s, Vec::new()).await.unwrap();
+                let bytes = mapped.map_or(read, |m| m.bytes().to_vec());
+                chunks.push((s.stream, s.offset, bytes));
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            // The end is final: asking again yields nothing, at once.
+            assert_eq!(serve.next_span(span).await.unwrap(), None);
+            chunks
+        })
+    })
+    .await
+    .unwrap()
 }
 
 fn bytes_of(chunks: &[(OutputStream, u64, Vec<u8>)], which: OutputStream) -> Vec<u8> {
@@ -156,16 +168,9 @@ async fn follow_ends_once_after_the_last_byte() {
         .await
         .unwrap();
     let job = e.manager.get(started.id, None).unwrap();
-    let mut reader = job.output().reader(Some(0), Some(0), true).unwrap();
-    let mut got = Vec::new();
-    while let Some(span) = reader.next_span(1024).await.unwrap() {
-        let mut buf = Vec::new();
-        reader.read_span(&span, &mut buf).unwrap();
-        got.extend(buf);
-    }
+    let chunks = read_all(job.output(), Some(0), Some(0), true, 1024, Duration::ZERO).await;
+    let got: Vec<u8> = chunks.into_iter().flat_map(|c| c.2).collect();
     assert_eq!(got, b"a\nb\nc\n");
-    // The end is final: asking again yields nothing, at once.
-    assert_eq!(reader.next_span(1024).await.unwrap(), None);
     let info = job.wait().await;
     assert_eq!(info.state, JobState::Exited);
     e.assert_clean();

@@ -26,9 +26,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::job::output::MappedSpan;
+use crate::uring::{self, TcpStream};
 use rustls::ServerConnection;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_uring::net::TcpStream;
 
 use super::quota::Place;
 use super::{handler, Shared};
@@ -61,20 +62,6 @@ struct Outgoing {
 impl Outgoing {
     fn len(&self) -> usize {
         self.frame.len() + self.body.as_ref().map_or(0, |b| b.len)
-    }
-}
-
-/// A committed span of an output file, in a mapping shared by the job's
-/// readers.
-pub(crate) struct MappedSpan {
-    pub map: Arc<crate::job::output::Mmap>,
-    pub start: usize,
-    pub len: usize,
-}
-
-impl MappedSpan {
-    fn bytes(&self) -> &[u8] {
-        &self.map[self.start..self.start + self.len]
     }
 }
 
@@ -371,8 +358,8 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         last_activity: Cell::new(Instant::now()),
         write_began: Cell::new(None),
     });
-    let writer = tokio_uring::spawn(write_loop(conn.clone()));
-    let timers = tokio_uring::spawn(watch_timers(conn.clone()));
+    let writer = uring::spawn(write_loop(conn.clone()));
+    let timers = uring::spawn(watch_timers(conn.clone()));
     read_loop(&conn).await;
     conn.handshake_over();
     conn.close();
@@ -449,7 +436,6 @@ async fn watch_timers(conn: Rc<Conn>) {
 /// began: the write timeout counts from the last progress, so a slow
 /// reader is served and only one that takes nothing is cut off.
 async fn write_timed(conn: &Conn, out: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
-    use tokio_uring::buf::BoundedBuf;
     let mut out = out;
     let mut written = 0;
     let result = loop {
@@ -457,8 +443,8 @@ async fn write_timed(conn: &Conn, out: Vec<u8>) -> (std::io::Result<()>, Vec<u8>
             break Ok(());
         }
         conn.write_began.set(Some(Instant::now()));
-        let (result, slice) = conn.tcp.write(out.slice(written..)).submit().await;
-        out = slice.into_inner();
+        let (result, buf) = uring::write_some(&conn.tcp, out, written).await;
+        out = buf;
         match result {
             Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
@@ -780,7 +766,7 @@ fn on_message(conn: &Rc<Conn>, msg: ClientMessage) {
                 cancel: Notify::new(),
             });
             conn.streams.borrow_mut().insert(stream, state.clone());
-            tokio_uring::spawn(handler::run(conn.clone(), state, request));
+            uring::spawn(handler::run(conn.clone(), state, request));
         }
         ClientMessage::Credit { stream, bytes } => {
             let state = conn.streams.borrow().get(&stream).cloned();

@@ -4,19 +4,16 @@
 //! tasks: cancelling the stream stops waiting for them, not the work.
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::authz;
-use super::conn::{Conn, MappedSpan, StreamState};
-use crate::job::output::{self, Span};
+use super::conn::{Conn, StreamState};
+use crate::job::output;
 use crate::job::JobError;
 use crate::protocol::{self, ErrorCode, ErrorInfo, Event, Identity, JobId, LogsRequest, Request};
 
 /// Largest `Output` chunk the server sends: four TLS records.
 const CHUNK: u64 = 64 * 1024;
-/// How long a follower waits for more output before it closes its files.
-const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes an `Output` frame takes besides its data, at most (length prefix,
 /// tags and varints), for the outgoing budget.
 const OUTPUT_HEAD: usize = 32;
@@ -246,7 +243,7 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         Ok(j) => j,
         Err(e) => return Outcome::Failed(error_info(&e)),
     };
-    let mut reader = match job.output().reader(req.stdout, req.stderr, req.follow) {
+    let mut serve = match output::Serve::new(job.output(), req.stdout, req.stderr, req.follow) {
         Ok(r) => r,
         Err(e) => {
             return Outcome::Failed(ErrorInfo::new(
@@ -255,17 +252,7 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             ))
         }
     };
-    // Per stream: a mapping shared with the job's other readers, and an
-    // io_uring handle for bytes not in the page cache. Both are taken when
-    // there is something to read and dropped once the reader has waited
-    // IDLE_RELEASE for more: a follower of a quiet job holds nothing.
-    let mut maps: [Option<Arc<output::Mmap>>; 2] = [None, None];
-    let mut files: [Option<tokio_uring::fs::File>; 2] = [None, None];
-    let mut released = true;
-    loop {
-        if reader.is_done() {
-            break;
-        }
+    while !serve.is_done() {
         let credit = stream.credit();
         if credit == 0 {
             // Nothing may be sent; but the end (which needs no credit)
@@ -273,56 +260,28 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
             // the writer moved, so this waits, never spins).
             tokio::select! {
                 _ = stream.credit_changed() => {}
-                _ = reader.changed() => {}
+                _ = serve.changed() => {}
             }
             if stream.is_cancelled() {
                 return Outcome::Cancelled;
             }
             continue;
         }
-        let max = credit.min(CHUNK);
         let next = tokio::select! {
-            next = async {
-                if released {
-                    Ok(reader.next_span(max).await)
-                } else {
-                    tokio::time::timeout(IDLE_RELEASE, reader.next_span(max)).await
-                }
-            } => next,
+            next = serve.next_span(credit.min(CHUNK)) => next,
             _ = stream.cancelled() => return Outcome::Cancelled,
         };
-        let Ok(span) = next else {
-            maps = [None, None];
-            files = [None, None];
-            reader.release();
-            released = true;
-            continue;
-        };
-        let span = match span {
+        let span = match next {
             Ok(Some(span)) => span,
             Ok(None) => break,
             Err(e) => return read_failed(e),
         };
-        released = false;
-        let s = span.stream.index();
-        let end = span.offset + span.len;
-        if maps[s].as_ref().is_none_or(|m| (m.len() as u64) < end) {
-            match job.output().mapping(span.stream, end) {
-                Ok(m) => maps[s] = Some(m),
-                Err(e) => return read_failed(e),
-            }
-        }
-        let map = maps[s].as_ref().expect("mapped above");
         // Room in the connection's outgoing budget before any byte is read
         // (a client that stops reading stops this here).
         let Some(permit) = conn.reserve(stream, span.len as usize + OUTPUT_HEAD).await else {
             return Outcome::Cancelled;
         };
-        // The frame header first; then the bytes, from the mapping when
-        // they are in the page cache (rustls reads them there as it
-        // encrypts: no copy on the way), else read with io_uring straight
-        // into the frame (a fault on the mapping would stall this thread,
-        // and every connection on it, on the disk).
+        // The frame header, then the bytes: mapped, or read into the frame.
         let mut frame = Vec::with_capacity(OUTPUT_HEAD);
         if let Err(e) = protocol::encode_output_header(
             stream.id,
@@ -333,28 +292,9 @@ async fn logs(conn: &Conn, stream: &StreamState, identity: &Identity, req: LogsR
         ) {
             return Outcome::Failed(ErrorInfo::new(ErrorCode::INTERNAL, e.to_string()));
         }
-        let body = if resident(map, span.offset, span.len) {
-            Some(MappedSpan {
-                map: map.clone(),
-                start: span.offset as usize,
-                len: span.len as usize,
-            })
-        } else {
-            let file = match &mut files[s] {
-                Some(f) => f,
-                slot => {
-                    let path = job.output().path(span.stream);
-                    match tokio_uring::fs::File::open(&path).await {
-                        Ok(f) => slot.insert(f),
-                        Err(e) => return read_failed(e),
-                    }
-                }
-            };
-            match read_span_into(file, &span, frame).await {
-                Ok(f) => frame = f,
-                Err(e) => return read_failed(e),
-            }
-            None
+        let (frame, body) = match serve.fill(&span, frame).await {
+            Ok(filled) => filled,
+            Err(e) => return read_failed(e),
         };
         stream.spend(span.len);
         if !conn.send_output(stream, frame, body, permit) {
@@ -378,59 +318,4 @@ fn read_failed(e: std::io::Error) -> Outcome {
         ErrorCode::INTERNAL,
         format!("cannot read the job's output: {e}"),
     ))
-}
-
-/// Whether every page of `[offset, offset + len)` of a mapped output file
-/// is in the page cache (mincore), so reading it through the mapping
-/// cannot wait for the disk.
-fn resident(map: &output::Mmap, offset: u64, len: u64) -> bool {
-    // SAFETY: sysconf has no preconditions; glibc returns a cached value.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    let start = offset / page * page;
-    let pages = (offset + len - start).div_ceil(page) as usize;
-    let mut vec = [0u8; (CHUNK / 4096) as usize + 1];
-    if len == 0 || pages > vec.len() || offset + len > map.len() as u64 {
-        return false;
-    }
-    // SAFETY: `start` is a multiple of the page size and the range lies
-    // inside the mapping; mincore writes one byte per page into `vec`,
-    // which has room for `pages`.
-    let rc = unsafe {
-        libc::mincore(
-            map.as_ptr().add(start as usize) as *mut libc::c_void,
-            (offset + len - start) as usize,
-            vec.as_mut_ptr(),
-        )
-    };
-    rc == 0 && vec[..pages].iter().all(|b| b & 1 == 1)
-}
-
-/// Appends a whole span to `buf` with io_uring reads into its spare
-/// capacity (short reads are continued).
-async fn read_span_into(
-    file: &tokio_uring::fs::File,
-    span: &Span,
-    mut buf: Vec<u8>,
-) -> std::io::Result<Vec<u8>> {
-    let end = buf.len() + span.len as usize;
-    buf.reserve_exact(end - buf.len());
-    let mut pos = span.offset;
-    while buf.len() < end {
-        let before = buf.len();
-        // tokio-uring reads into the vector's spare capacity, up to its
-        // capacity: cap it at the span's end.
-        let (result, slice) = file
-            .read_at(tokio_uring::buf::BoundedBuf::slice(buf, before..end), pos)
-            .await;
-        buf = slice.into_inner();
-        let n = result?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the output file is shorter than its committed length",
-            ));
-        }
-        pos += n as u64;
-    }
-    Ok(buf)
 }

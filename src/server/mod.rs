@@ -127,7 +127,7 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(format!("jwd-{i}"))
                 .spawn(move || {
-                    tokio_uring::start(async move {
+                    crate::uring::start(async move {
                         let _ = up.send(());
                         serve(listener, shared).await
                     })
@@ -171,7 +171,7 @@ impl Server {
 
 /// One runtime: accept connections until shutdown, then help finish jobs.
 async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
-    let listener = tokio_uring::net::TcpListener::from_std(listener);
+    let listener = crate::uring::TcpListener::from_std(listener);
     let mut shutdown = shared.shutdown.clone();
     loop {
         // At shutdown the in-flight accept is dropped; harmless, the
@@ -205,7 +205,7 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
                     continue;
                 }
                 let shared = shared.clone();
-                tokio_uring::spawn(async move {
+                crate::uring::spawn(async move {
                     conn::serve(stream, peer, shared.clone()).await;
                     shared.connections.fetch_sub(1, Ordering::AcqRel);
                 });

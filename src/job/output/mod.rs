@@ -1,0 +1,269 @@
+//! The output store: a job's stdout and stderr in spill files on disk, one
+//! writer, any number of readers from any offset, live.
+//!
+//! Per job directory:
+//! - `stdout`, `stderr`: the bytes, exactly as the job wrote them;
+//! - `index`: the capture order across the two, as little-endian u32
+//!   records (bit 31: the stream, 0 stdout / 1 stderr; bits 0-30: a run
+//!   length). Consecutive reads from the same stream extend the last record
+//!   in place, so a job that writes only stdout has a one-record index.
+//!
+//! Writes are `pwrite`s into the page cache, not stores into a shared
+//! mapping: with a mapping, a full disk surfaces as SIGBUS in the server
+//! instead of an ENOSPC it can count and survive, and a growing file would
+//! need remapping. Readers get spans (stream, offset, length) and read them
+//! with `pread` here or io_uring in the server, so a slow reader costs disk
+//! reads, never server memory.
+//!
+//! Progress (committed lengths, and whether the writer is done) is
+//! published through a `watch` channel: a caught-up follower sleeps on it
+//! and is woken by the writer's next commit. No polling anywhere.
+//!
+//! The server takes everything the job's init relays whatever happens to
+//! the files: past the output cap, or once the disk is full, bytes are
+//! received and dropped (and counted), so a job never blocks because of
+//! its output.
+//!
+//! Readers are also served from a read-only mapping of each file, shared
+//! by a job's readers (`Output::mapping`), when the bytes are in the page
+//! cache.
+
+mod reader;
+mod serve;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use reader::IndexCursor;
+pub use reader::{OutputReader, Span};
+pub use serve::{MappedSpan, Serve};
+use store::WriterState;
+pub use store::{OutputWriter, UserOutput};
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::protocol::{OutputInfo, OutputStream};
+
+/// File names inside a job's directory.
+pub const STDOUT_FILE: &str = "stdout";
+pub const STDERR_FILE: &str = "stderr";
+pub const INDEX_FILE: &str = "index";
+
+pub(super) const RECORD: u64 = 4;
+pub(super) const STDERR_BIT: u32 = 1 << 31;
+pub(super) const MAX_RUN: u64 = (STDERR_BIT - 1) as u64;
+
+/// Creates an output file of a new job.
+pub(super) fn create(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Owner-only: jwd's (root's), whatever the process umask.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The path of one output file in a job directory.
+pub fn output_path(job_dir: &Path, which: OutputStream) -> PathBuf {
+    job_dir.join(match which {
+        OutputStream::Stdout => STDOUT_FILE,
+        OutputStream::Stderr => STDERR_FILE,
+    })
+}
+
+/// What has been committed so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Committed bytes of stdout and stderr.
+    pub lens: [u64; 2],
+    /// Committed bytes of the index.
+    pub index_len: u64,
+    /// Bytes read from the job and not kept.
+    pub dropped: u64,
+    /// The writer is done: no byte will be added.
+    pub closed: bool,
+}
+
+/// One job's output: where it is and how far it got.
+#[derive(Debug)]
+pub struct Output {
+    pub(super) dir: PathBuf,
+    pub(super) progress: watch::Sender<Progress>,
+    /// The latest read-only mapping of each stream, shared by its readers
+    /// while any holds it (no descriptor is kept: a mapping needs none).
+    pub(super) maps: Mutex<[std::sync::Weak<Mmap>; 2]>,
+}
+
+/// A read-only mapping of an output file.
+pub type Mmap = memmap2::Mmap;
+
+/// The smallest mapping window: mappings grow by doubling past it, so a
+/// growing file is remapped a few dozen times at most.
+pub(super) const MIN_MAP: u64 = 64 << 20;
+
+impl Output {
+    /// The counts for a job's status.
+    pub fn info(&self) -> OutputInfo {
+        let p = *self.progress.borrow();
+        OutputInfo {
+            stdout_bytes: p.lens[0],
+            stderr_bytes: p.lens[1],
+            dropped_bytes: p.dropped,
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        *self.progress.borrow()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of one stream (it exists once the stream has a byte).
+    pub fn path(&self, which: OutputStream) -> PathBuf {
+        output_path(&self.dir, which)
+    }
+
+    /// A read-only mapping of stream `which` that covers its committed
+    /// bytes up to `end` (pass a committed offset: only committed bytes may
+    /// be touched). The mapping is shared with the job's other readers
+    /// while any of them holds it.
+    ///
+    /// A window may reach past the end of the file, which is allowed and
+    /// lets the same mapping serve a growing file: the pages past the end
+    /// are never touched, since readers only read committed spans, and the
+    /// files only grow (nothing in jw truncates them).
+    pub fn mapping(&self, which: OutputStream, end: u64) -> std::io::Result<Arc<Mmap>> {
+        let s = which.index();
+        let mut maps = self.maps.lock().expect("output maps lock");
+        let current = maps[s].upgrade();
+        if let Some(map) = &current {
+            if map.len() as u64 >= end {
+                return Ok(map.clone());
+            }
+        }
+        let previous = current.as_ref().map_or(0, |m| m.len() as u64);
+        let len = end.max(previous.saturating_mul(2)).max(MIN_MAP);
+        let len = usize::try_from(len).map_err(std::io::Error::other)?;
+        let file = File::open(self.path(which))?;
+        // SAFETY: the mapping is read-only and jw never truncates or writes
+        // into the committed part of an output file, so the bytes a reader
+        // is given never change under it and never lie past the end of the
+        // file (which would fault). The file may be unlinked while mapped
+        // (job removal); the mapping keeps its inode.
+        let map = Arc::new(unsafe { memmap2::MmapOptions::new().len(len).map(&file)? });
+        maps[s] = Arc::downgrade(&map);
+        Ok(map)
+    }
+
+    /// The output of a new job, and its writer, which keeps at most `cap`
+    /// bytes, and no more than `user` has room for. No file exists until
+    /// the job writes to it: a quiet job costs no files and no descriptors.
+    pub fn create(
+        dir: &Path,
+        cap: u64,
+        user: Option<Arc<UserOutput>>,
+    ) -> std::io::Result<(Arc<Output>, Arc<OutputWriter>)> {
+        let output = Arc::new(Output {
+            dir: dir.to_path_buf(),
+            progress: watch::Sender::new(Progress::default()),
+            maps: Mutex::default(),
+        });
+        let writer = Arc::new(OutputWriter {
+            output: output.clone(),
+            cap,
+            user,
+            state: Mutex::new(WriterState {
+                files: [None, None],
+                index: None,
+                last: None,
+                disk_failed: false,
+            }),
+        });
+        Ok((output, writer))
+    }
+
+    /// Opens the output of a job that is not running (after a restart):
+    /// closed, with lengths from the files. Data the index does not cover
+    /// (written just before a crash) is indexed at the end, so nothing on
+    /// disk is lost to readers.
+    pub fn open_closed(dir: &Path, dropped: u64) -> std::io::Result<Arc<Output>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let len = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let lens = [len(STDOUT_FILE), len(STDERR_FILE)];
+        let index_path = dir.join(INDEX_FILE);
+        let index_len = len(INDEX_FILE) / RECORD * RECORD;
+        let mut covered = [0u64; 2];
+        if index_len > 0 {
+            let bytes = std::fs::read(&index_path)?;
+            for rec in bytes[..index_len as usize].chunks_exact(RECORD as usize) {
+                let rec = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                covered[usize::from(rec & STDERR_BIT != 0)] += u64::from(rec & !STDERR_BIT);
+            }
+        }
+        let mut index_len = index_len;
+        if covered != lens {
+            let index = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&index_path)?;
+            index.set_len(index_len)?;
+            for i in 0..2 {
+                // An index ahead of the data (impossible by write order) is
+                // trusted no further than the data.
+                let mut missing = lens[i].saturating_sub(covered[i]);
+                while missing > 0 {
+                    let run = missing.min(MAX_RUN);
+                    let rec = run as u32 | if i == 1 { STDERR_BIT } else { 0 };
+                    index.write_all_at(&rec.to_le_bytes(), index_len)?;
+                    index_len += RECORD;
+                    missing -= run;
+                }
+            }
+        }
+        Ok(Arc::new(Output {
+            dir: dir.to_path_buf(),
+            progress: watch::Sender::new(Progress {
+                lens,
+                index_len,
+                dropped,
+                closed: true,
+            }),
+            maps: Mutex::default(),
+        }))
+    }
+
+    /// A reader of the selected streams from the given offsets. `follow`
+    /// keeps it going until the writer is done; otherwise it stops at what
+    /// was committed when it was made.
+    pub fn reader(
+        self: &Arc<Self>,
+        stdout: Option<u64>,
+        stderr: Option<u64>,
+        follow: bool,
+    ) -> std::io::Result<OutputReader> {
+        let rx = self.progress.subscribe();
+        let limit = (!follow).then(|| *rx.borrow());
+        Ok(OutputReader {
+            dir: self.dir.clone(),
+            index: None,
+            want: [stdout, stderr],
+            rx,
+            limit,
+            cursor: IndexCursor::default(),
+        })
+    }
+}

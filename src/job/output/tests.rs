@@ -1,0 +1,264 @@
+//! Tests of the output store, its readers and the serve path.
+
+use super::*;
+
+type Chunks = Vec<(OutputStream, u64, Vec<u8>)>;
+
+/// Everything `serve` yields in spans of at most `max` bytes, as jwd sends
+/// it; and how many spans came from the mapping.
+async fn serve_all(serve: &mut Serve, max: u64) -> (Chunks, usize) {
+    let (mut chunks, mut mapped) = (Vec::new(), 0);
+    while let Some(span) = serve.next_span(max).await.unwrap() {
+        let (read, map) = serve.fill(&span, Vec::new()).await.unwrap();
+        let bytes = match map {
+            Some(m) => {
+                mapped += 1;
+                assert!(read.is_empty(), "mapped spans leave the buffer alone");
+                m.bytes().to_vec()
+            }
+            None => read,
+        };
+        assert_eq!(bytes.len() as u64, span.len);
+        chunks.push((span.stream, span.offset, bytes));
+    }
+    (chunks, mapped)
+}
+
+/// Serves a finished output from the given offsets through both of jwd's
+/// paths (the mapping for bytes in the page cache, io_uring reads for the
+/// rest), checks they agree, and returns what they served.
+fn drain(output: &Arc<Output>, stdout: Option<u64>, stderr: Option<u64>) -> Chunks {
+    crate::uring::start(async {
+        let mut main = Serve::new(output, stdout, stderr, false).unwrap();
+        let (chunks, _) = serve_all(&mut main, 3).await;
+        let mut read = Serve::new(output, stdout, stderr, false).unwrap();
+        read.always_read();
+        let (read_chunks, mapped) = serve_all(&mut read, 3).await;
+        assert_eq!(mapped, 0, "always_read serves nothing from the mapping");
+        assert_eq!(chunks, read_chunks);
+        chunks
+    })
+}
+
+fn concat(chunks: &[(OutputStream, u64, Vec<u8>)], which: OutputStream) -> Vec<u8> {
+    chunks
+        .iter()
+        .filter(|c| c.0 == which)
+        .flat_map(|c| c.2.clone())
+        .collect()
+}
+
+#[test]
+fn both_streams_come_back_in_capture_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    writer.append(OutputStream::Stdout, b"out1\n");
+    writer.append(OutputStream::Stdout, b"out2\n");
+    writer.append(OutputStream::Stderr, b"err1\n");
+    writer.append(OutputStream::Stdout, b"out3\n");
+    writer.close();
+    let chunks = drain(&output, Some(0), Some(0));
+    // Merge consecutive chunks of one stream: the runs must alternate
+    // exactly as they were written.
+    let mut runs: Vec<(OutputStream, Vec<u8>)> = Vec::new();
+    for (s, _, b) in chunks {
+        match runs.last_mut() {
+            Some((ls, lb)) if *ls == s => lb.extend(b),
+            _ => runs.push((s, b)),
+        }
+    }
+    assert_eq!(
+        runs,
+        vec![
+            (OutputStream::Stdout, b"out1\nout2\n".to_vec()),
+            (OutputStream::Stderr, b"err1\n".to_vec()),
+            (OutputStream::Stdout, b"out3\n".to_vec()),
+        ]
+    );
+    // Index: stdout run 10, stderr 5, stdout 5.
+    assert_eq!(
+        std::fs::metadata(dir.path().join(INDEX_FILE))
+            .unwrap()
+            .len(),
+        12
+    );
+}
+
+#[test]
+fn offsets_skip_per_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    writer.append(OutputStream::Stdout, b"abcdef");
+    writer.append(OutputStream::Stderr, b"ABCDEF");
+    writer.append(OutputStream::Stdout, b"ghi");
+    writer.close();
+    let chunks = drain(&output, Some(4), Some(5));
+    assert_eq!(concat(&chunks, OutputStream::Stdout), b"efghi");
+    assert_eq!(concat(&chunks, OutputStream::Stderr), b"F");
+    assert_eq!(chunks[0].1, 4);
+    let only_err = drain(&output, None, Some(2));
+    assert_eq!(concat(&only_err, OutputStream::Stderr), b"CDEF");
+    let past_end = drain(&output, Some(100), None);
+    assert!(past_end.is_empty());
+}
+
+#[test]
+fn cap_drops_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = Output::create(dir.path(), 8, None).unwrap();
+    writer.append(OutputStream::Stdout, b"12345");
+    writer.append(OutputStream::Stderr, b"67890");
+    writer.append(OutputStream::Stdout, b"xyz");
+    writer.close();
+    let info = output.info();
+    assert_eq!(
+        (info.stdout_bytes, info.stderr_bytes, info.dropped_bytes),
+        (5, 3, 5)
+    );
+    let chunks = drain(&output, Some(0), Some(0));
+    assert_eq!(concat(&chunks, OutputStream::Stderr), b"678");
+}
+
+#[test]
+fn a_users_cap_is_shared_by_their_jobs_and_room_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = UserOutput::new(10, 0);
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir(&a_dir).unwrap();
+    std::fs::create_dir(&b_dir).unwrap();
+    let (a, wa) = Output::create(&a_dir, 1 << 20, Some(user.clone())).unwrap();
+    let (b, wb) = Output::create(&b_dir, 1 << 20, Some(user.clone())).unwrap();
+    wa.append(OutputStream::Stdout, b"123456");
+    wb.append(OutputStream::Stdout, b"abcdef");
+    let (ia, ib) = (a.info(), b.info());
+    assert_eq!((ia.stdout_bytes, ia.dropped_bytes), (6, 0));
+    assert_eq!((ib.stdout_bytes, ib.dropped_bytes), (4, 2));
+    assert!(user.is_full());
+    // A job removed gives its bytes back to the user's other jobs.
+    user.give_back(ia.stdout_bytes);
+    wb.append(OutputStream::Stderr, b"ghijklmn");
+    assert_eq!(b.info().stderr_bytes, 6);
+    assert_eq!(user.kept(), 10);
+}
+
+#[test]
+fn files_exist_from_the_first_byte_and_readers_reopen_after_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    crate::uring::start(async {
+        let mut serve = Serve::new(&output, Some(0), Some(0), true).unwrap();
+        writer.append(OutputStream::Stderr, b"e");
+        assert!(dir.path().join(STDERR_FILE).exists());
+        assert!(dir.path().join(INDEX_FILE).exists());
+        assert!(!dir.path().join(STDOUT_FILE).exists());
+        let next = async |serve: &mut Serve| {
+            let span = serve.next_span(16).await.unwrap().unwrap();
+            let (read, mapped) = serve.fill(&span, Vec::new()).await.unwrap();
+            (span.stream, mapped.map_or(read, |m| m.bytes().to_vec()))
+        };
+        assert_eq!(
+            next(&mut serve).await,
+            (OutputStream::Stderr, b"e".to_vec())
+        );
+        // What an idle follower does: let go of every mapping and file.
+        serve.release();
+        writer.append(OutputStream::Stdout, b"o");
+        assert_eq!(
+            next(&mut serve).await,
+            (OutputStream::Stdout, b"o".to_vec())
+        );
+    });
+}
+
+#[test]
+fn non_follow_reader_stops_at_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    writer.append(OutputStream::Stdout, b"before");
+    crate::uring::start(async {
+        let mut serve = Serve::new(&output, Some(0), None, false).unwrap();
+        writer.append(OutputStream::Stdout, b"after");
+        let (chunks, _) = serve_all(&mut serve, 3).await;
+        assert_eq!(concat(&chunks, OutputStream::Stdout), b"before");
+    });
+}
+
+#[test]
+fn reopened_output_indexes_unindexed_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    writer.append(OutputStream::Stdout, b"indexed");
+    drop(writer);
+    // As if the server died between a data write and its index write.
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.path().join(STDERR_FILE))
+        .unwrap();
+    f.write_all_at(b"tail", 0).unwrap();
+    let output = Output::open_closed(dir.path(), 0).unwrap();
+    let p = output.progress();
+    assert!(p.closed);
+    assert_eq!(p.lens, [7, 4]);
+    let chunks = drain(&output, Some(0), Some(0));
+    assert_eq!(concat(&chunks, OutputStream::Stdout), b"indexed");
+    assert_eq!(concat(&chunks, OutputStream::Stderr), b"tail");
+}
+
+#[test]
+fn follower_wakes_on_commit_and_ends_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    crate::uring::start(async {
+        let mut serve = Serve::new(&output, Some(0), Some(0), true).unwrap();
+        let w = writer.clone();
+        let feeder = tokio::spawn(async move {
+            for i in 0..50u8 {
+                w.append(
+                    if i % 2 == 0 {
+                        OutputStream::Stdout
+                    } else {
+                        OutputStream::Stderr
+                    },
+                    &[i],
+                );
+                tokio::task::yield_now().await;
+            }
+            w.close();
+        });
+        let (chunks, _) = serve_all(&mut serve, 1024).await;
+        let got: Vec<u8> = chunks.into_iter().flat_map(|c| c.2).collect();
+        feeder.await.unwrap();
+        assert_eq!(got, (0..50u8).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn bytes_in_the_page_cache_are_served_from_the_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    writer.append(OutputStream::Stdout, &data);
+    writer.close();
+    crate::uring::start(async {
+        // Just written: every page is in the page cache.
+        let mut serve = Serve::new(&output, Some(0), None, false).unwrap();
+        let (chunks, mapped) = serve_all(&mut serve, 64 * 1024).await;
+        assert_eq!(mapped, chunks.len(), "every span from the mapping");
+        assert_eq!(concat(&chunks, OutputStream::Stdout), data);
+        // Evicted from the page cache (unmapped first: mapped pages stay):
+        // read with io_uring instead.
+        drop(serve);
+        let file = std::fs::File::open(output.path(OutputStream::Stdout)).unwrap();
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let mut serve = Serve::new(&output, Some(0), None, false).unwrap();
+        let (chunks, mapped) = serve_all(&mut serve, 64 * 1024).await;
+        assert!(
+            mapped < chunks.len(),
+            "evicted pages are read, not faulted in"
+        );
+        assert_eq!(concat(&chunks, OutputStream::Stdout), data);
+    });
+}
