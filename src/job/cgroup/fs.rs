@@ -1,11 +1,13 @@
-//! Small file helpers for cgroupfs: every failure names the file and the
-//! operation, which is what an operator needs to fix a broken setup.
+//! Small file helpers for cgroupfs: reading and writing control files,
+//! making and removing cgroup directories, listing their processes and the
+//! job directories below a subtree. Every failure names the file and the
+//! operation. What the files contain is parsed in `parse`.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::CgroupError;
+use super::{parse, CgroupError};
 
 /// Writes `value` to a cgroup control file in one `write(2)`, as the kernel
 /// expects.
@@ -23,13 +25,16 @@ pub fn read_optional(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
-/// The value of `key` in a flat keyed file ("key value" per line), such as
-/// cpu.stat, memory.events or memory.oom_control.
-pub fn keyed(content: &str, key: &str) -> Option<u64> {
-    content.lines().find_map(|line| {
-        let mut parts = line.split_whitespace();
-        (parts.next()? == key).then(|| parts.next()?.parse().ok())?
-    })
+/// The value of `key` in the flat keyed file `path`, if the file and the
+/// key are there.
+pub fn read_keyed(path: &Path, key: &str) -> Option<u64> {
+    read_optional(path).and_then(|s| parse::keyed(&s, key))
+}
+
+/// The single number in the file `path` (pids.current, memory.peak...), if
+/// the file is there and holds one.
+pub fn read_single<T: std::str::FromStr>(path: &Path) -> Option<T> {
+    read_optional(path).and_then(|s| parse::single(&s))
 }
 
 /// Creates a directory that may already exist.
@@ -102,15 +107,41 @@ pub fn job_dirs(dir: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    const ID: &str = "0f8e3c2a-5b1d-4e6f-9a7b-1c2d3e4f5a6b";
+
     #[test]
-    fn keyed_files_parse() {
-        let s = "usage_usec 120\nuser_usec 100\nsystem_usec 20\n";
-        assert_eq!(keyed(s, "user_usec"), Some(100));
-        assert_eq!(keyed(s, "system_usec"), Some(20));
-        assert_eq!(keyed(s, "usec"), None);
-        assert_eq!(
-            keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
-            Some(3)
-        );
+    fn job_dirs_lists_only_job_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            ID,
+            "jw.server",
+            "not-a-job",
+            "0f8e3c2a5b1d4e6f9a7b1c2d3e4f5a6b",
+        ] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        std::fs::write(dir.path().join("1f8e3c2a-5b1d-4e6f-9a7b-1c2d3e4f5a6b"), "").unwrap();
+        assert_eq!(job_dirs(dir.path()), [dir.path().join(ID)]);
+        assert!(job_dirs(&dir.path().join("gone")).is_empty());
+    }
+
+    #[test]
+    fn procs_mkdir_and_rmdir_on_plain_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = dir.path().join("cg");
+        mkdir(&cg).unwrap();
+        mkdir(&cg).unwrap();
+        assert!(procs(&cg).is_empty());
+        write(&cg.join("cgroup.procs"), "12\n 34\nx\n").unwrap();
+        assert_eq!(procs(&cg), [12, 34]);
+        assert_eq!(read_single::<u32>(&cg.join("cgroup.procs")), None);
+        let err = rmdir(&cg).unwrap_err();
+        assert!(err.to_string().contains("cannot remove"), "{err}");
+        std::fs::remove_file(cg.join("cgroup.procs")).unwrap();
+        assert!(rmdir_now(&cg).unwrap());
+        assert!(rmdir_now(&cg).unwrap());
+        rmdir(&cg).unwrap();
+        let err = read(&cg.join("x")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot read "), "{err}");
     }
 }

@@ -8,43 +8,34 @@
 
 use std::path::{Path, PathBuf};
 
-use super::v1::{self, V1Job};
-use super::{fs, under, v2, BlockDevice, CgroupConfig, CgroupError, JobCgroup, Mounts, OwnCgroups};
+use super::controller::kill;
+use super::job::LimitCgroups;
+use super::v1::V1Job;
+use super::{fs, BlockDevice, CgroupError, JobCgroup, Layout, LayoutKind};
 use crate::protocol::Limits;
 
+/// jw's subtrees in the cgroup2 hierarchy and in each v1 hierarchy.
 #[derive(Debug)]
-pub struct HybridCgroups {
-    pub(super) subtree: PathBuf,
-    /// The per-controller subtrees, in `v1::CONTROLLERS` order.
+pub struct HybridLayout {
+    subtree: PathBuf,
+    /// The per-controller subtrees, in `controller::V1` order.
     v1_subtrees: [PathBuf; 4],
-    pub(super) devices: Vec<BlockDevice>,
+    devices: Vec<BlockDevice>,
 }
 
-impl HybridCgroups {
+impl HybridLayout {
+    /// Creates jw's cgroup2 subtree and its v1 subtrees (cpu, memory,
+    /// blkio, pids), which may exist already.
     pub(super) fn new(
-        config: &CgroupConfig,
-        unified: &Path,
-        mounts: &Mounts,
-        own: &OwnCgroups,
+        subtree: PathBuf,
+        v1_subtrees: [PathBuf; 4],
         devices: Vec<BlockDevice>,
     ) -> Result<Self, CgroupError> {
-        let subtree = under(unified, &own.v2).join(&config.name);
-        let mut v1_subtrees: Vec<PathBuf> = Vec::new();
-        for controller in v1::CONTROLLERS {
-            let mount = mounts.v1(controller).ok_or_else(|| {
-                CgroupError::Unsupported(format!(
-                    "cgroup2 at {} has no limit controllers and the v1 {controller} controller is not mounted",
-                    unified.display()
-                ))
-            })?;
-            v1_subtrees.push(under(mount, own.v1(controller)).join(&config.name));
-        }
-        let v1_subtrees: [PathBuf; 4] = v1_subtrees.try_into().expect("one per controller");
         fs::mkdir(&subtree)?;
         for dir in &v1_subtrees {
             fs::mkdir(dir)?;
         }
-        Ok(HybridCgroups {
+        Ok(HybridLayout {
             subtree,
             v1_subtrees,
             devices,
@@ -60,20 +51,22 @@ impl HybridCgroups {
             pids: pids.join(id),
         }
     }
+}
 
-    pub(super) fn create(&self, id: &str, limits: &Limits) -> Result<JobCgroup, CgroupError> {
-        let v1 = self.v1_job(id);
-        v1.create(limits, &self.devices)?;
-        let leaf = self.subtree.join(id);
-        let made = fs::mkdir(&leaf).and_then(|()| JobCgroup::new(leaf.clone(), Some(v1)));
-        if made.is_err() {
-            let _ = fs::rmdir(&leaf);
-            let _ = self.v1_job(id).remove();
-        }
-        made
+impl Layout for HybridLayout {
+    fn kind(&self) -> LayoutKind {
+        LayoutKind::Hybrid
     }
 
-    pub(super) fn job_dirs(&self) -> Vec<PathBuf> {
+    fn devices(&self) -> &[BlockDevice] {
+        &self.devices
+    }
+
+    fn v2_subtree(&self) -> &Path {
+        &self.subtree
+    }
+
+    fn job_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = fs::job_dirs(&self.subtree);
         for sub in &self.v1_subtrees {
             dirs.extend(fs::job_dirs(sub));
@@ -81,16 +74,30 @@ impl HybridCgroups {
         dirs
     }
 
-    pub(super) fn remove_subtree(&self) {
+    fn remove_subtree(&self) {
         for dir in std::iter::once(&self.subtree).chain(&self.v1_subtrees) {
             let _ = std::fs::remove_dir(dir);
         }
     }
 
-    pub(super) fn cleanup_stale(&self) -> Result<usize, CgroupError> {
+    fn create(&self, id: &str, limits: &Limits) -> Result<JobCgroup, CgroupError> {
+        let v1 = self.v1_job(id);
+        v1.create(limits, &self.devices)?;
+        let leaf = self.subtree.join(id);
+        match fs::mkdir(&leaf) {
+            Ok(()) => Ok(JobCgroup::new(leaf, Box::new(v1))),
+            Err(e) => {
+                let _ = fs::rmdir(&leaf);
+                let _ = v1.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn cleanup_stale(&self) -> Result<usize, CgroupError> {
         let leaves = fs::job_dirs(&self.subtree);
         for leaf in &leaves {
-            v2::kill_and_remove(leaf)?;
+            kill::kill_and_remove(leaf)?;
         }
         let mut ids: Vec<String> = leaves
             .iter()

@@ -8,24 +8,21 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{fs, under, BlockDevice, CgroupConfig, CgroupError, JobCgroup, OwnCgroups};
+use super::controller::{self, kill, memory};
+use super::job::LimitCgroups;
+use super::{fs, BlockDevice, CgroupError, JobCgroup, Layout, LayoutKind};
 use crate::protocol::{Limits, Usage};
 
-/// The controllers jw needs in the v2 layout.
-pub const CONTROLLERS: [&str; 4] = ["cpu", "memory", "io", "pids"];
-
-/// The CFS period jw uses for CPU limits: 100 ms, the kernel's default.
-pub const CPU_PERIOD_US: u64 = 100_000;
-
+/// jw's subtree in a cgroup2 hierarchy that has the limit controllers.
 #[derive(Debug)]
-pub struct V2Cgroups {
-    pub(super) subtree: PathBuf,
-    pub(super) devices: Vec<BlockDevice>,
+pub struct V2Layout {
+    subtree: PathBuf,
+    devices: Vec<BlockDevice>,
 }
 
 fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     let enabled = fs::read(&dir.join("cgroup.subtree_control"))?;
-    let missing: Vec<String> = CONTROLLERS
+    let missing: Vec<String> = controller::V2
         .iter()
         .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
         .map(|c| format!("+{c}"))
@@ -44,15 +41,19 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     })
 }
 
-impl V2Cgroups {
+impl V2Layout {
+    /// Prepares jw's subtree `name` beside the server's own cgroup `parent`
+    /// (whose path in the hierarchy is `own`): moves the server into a leaf
+    /// of its own unless it is in the root cgroup, and enables the
+    /// controllers for the subtree and for the jobs in it.
     pub(super) fn new(
-        config: &CgroupConfig,
-        own: &OwnCgroups,
+        parent: PathBuf,
+        own: &str,
+        name: &str,
         devices: Vec<BlockDevice>,
     ) -> Result<Self, CgroupError> {
-        let parent = under(&config.mount_root, &own.v2);
-        if own.v2 != "/" {
-            let server_leaf = parent.join(format!("{}.server", config.name));
+        if own != "/" {
+            let server_leaf = parent.join(format!("{name}.server"));
             fs::mkdir(&server_leaf)?;
             fs::write(
                 &server_leaf.join("cgroup.procs"),
@@ -60,95 +61,82 @@ impl V2Cgroups {
             )?;
         }
         enable_controllers(&parent)?;
-        let subtree = parent.join(&config.name);
+        let subtree = parent.join(name);
         fs::mkdir(&subtree)?;
         enable_controllers(&subtree)?;
-        Ok(V2Cgroups { subtree, devices })
+        Ok(V2Layout { subtree, devices })
+    }
+}
+
+impl Layout for V2Layout {
+    fn kind(&self) -> LayoutKind {
+        LayoutKind::V2
     }
 
-    pub(super) fn create(&self, id: &str, limits: &Limits) -> Result<JobCgroup, CgroupError> {
+    fn devices(&self) -> &[BlockDevice] {
+        &self.devices
+    }
+
+    fn v2_subtree(&self) -> &Path {
+        &self.subtree
+    }
+
+    fn job_dirs(&self) -> Vec<PathBuf> {
+        fs::job_dirs(&self.subtree)
+    }
+
+    fn remove_subtree(&self) {
+        let _ = std::fs::remove_dir(&self.subtree);
+    }
+
+    fn create(&self, id: &str, limits: &Limits) -> Result<JobCgroup, CgroupError> {
         let leaf = self.subtree.join(id);
         fs::mkdir(&leaf)?;
-        let made = write_limits(&leaf, limits, &self.devices)
-            .and_then(|()| JobCgroup::new(leaf.clone(), None));
-        if made.is_err() {
-            let _ = fs::rmdir(&leaf);
+        match controller::apply_v2(&leaf, limits, &self.devices) {
+            Ok(()) => Ok(JobCgroup::new(leaf.clone(), Box::new(LeafLimits { leaf }))),
+            Err(e) => {
+                let _ = fs::rmdir(&leaf);
+                Err(e)
+            }
         }
-        made
     }
 
-    pub(super) fn cleanup_stale(&self) -> Result<usize, CgroupError> {
+    fn cleanup_stale(&self) -> Result<usize, CgroupError> {
         let stale = fs::job_dirs(&self.subtree);
         for dir in &stale {
-            kill_and_remove(dir)?;
+            kill::kill_and_remove(dir)?;
         }
         Ok(stale.len())
     }
 }
 
-/// Kills whatever is left in a cgroup2 job directory and removes it.
-pub(super) fn kill_and_remove(dir: &Path) -> Result<(), CgroupError> {
-    if !fs::procs(dir).is_empty() {
-        let _ = fs::write(&dir.join("cgroup.kill"), "1");
-    }
-    fs::rmdir(dir)
+/// In v2 the job's leaf carries its limits itself: nothing more to join,
+/// kill or remove.
+#[derive(Debug)]
+pub struct LeafLimits {
+    leaf: PathBuf,
 }
 
-/// Writes the limits into a v2 leaf before any process is in it.
-fn write_limits(leaf: &Path, limits: &Limits, devices: &[BlockDevice]) -> Result<(), CgroupError> {
-    if let Some(millicores) = limits.cpu_millicores {
-        let quota = u64::from(millicores) * CPU_PERIOD_US / 1000;
-        fs::write(&leaf.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+impl LimitCgroups for LeafLimits {
+    fn join_dirs(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
-    if let Some(bytes) = limits.memory_bytes {
-        fs::write(&leaf.join("memory.max"), &bytes.to_string())?;
-        // No swap on top of the limit: a job over its memory is OOM-killed
-        // rather than slowly swapped. Absent without swap accounting.
-        let swap = leaf.join("memory.swap.max");
-        if swap.exists() {
-            fs::write(&swap, "0")?;
-        }
-    }
-    if limits.io_read_bps.is_some() || limits.io_write_bps.is_some() {
-        for dev in devices {
-            let mut line = dev.majmin.clone();
-            if let Some(r) = limits.io_read_bps {
-                line.push_str(&format!(" rbps={r}"));
-            }
-            if let Some(w) = limits.io_write_bps {
-                line.push_str(&format!(" wbps={w}"));
-            }
-            fs::write(&leaf.join("io.max"), &line)?;
-        }
-    }
-    if let Some(pids) = limits.pids {
-        fs::write(&leaf.join("pids.max"), &pids.to_string())?;
-    }
-    Ok(())
-}
 
-/// Memory, I/O and pids figures from a v2 leaf.
-pub(super) fn usage(leaf: &Path, usage: &mut Usage) {
-    usage.memory_peak_bytes = fs::read_optional(&leaf.join("memory.peak"))
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    if let Some(io) = fs::read_optional(&leaf.join("io.stat")) {
-        for field in io.split_whitespace() {
-            if let Some(v) = field.strip_prefix("rbytes=") {
-                usage.io_read_bytes += v.parse::<u64>().unwrap_or(0);
-            } else if let Some(v) = field.strip_prefix("wbytes=") {
-                usage.io_write_bytes += v.parse::<u64>().unwrap_or(0);
-            }
-        }
+    fn usage(&self, usage: &mut Usage) {
+        controller::usage_v2(&self.leaf, usage);
     }
-    usage.pids_current = fs::read_optional(&leaf.join("pids.current"))
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-}
 
-/// The leaf's `oom_kill` count from memory.events.
-pub(super) fn oom_kills(leaf: &Path) -> u64 {
-    fs::read_optional(&leaf.join("memory.events"))
-        .and_then(|s| fs::keyed(&s, "oom_kill"))
-        .unwrap_or(0)
+    fn oom_kills(&self) -> u64 {
+        memory::oom_kills_v2(&self.leaf)
+    }
+
+    fn kill_listed(&self) {}
+
+    fn remove_now(&self) -> Result<bool, CgroupError> {
+        Ok(true)
+    }
+
+    fn remove(&self) -> Result<(), CgroupError> {
+        Ok(())
+    }
 }
