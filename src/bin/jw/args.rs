@@ -1,0 +1,172 @@
+//! The command line of `jw`: the clap definitions of every command and flag,
+//! and the checks of flag values clap cannot make itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use jw::protocol::JobId;
+use jw::units::{parse_bytes, parse_duration};
+
+use crate::failure::Failure;
+
+/// Run commands on a jw server, in their own cgroups and namespaces.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// jwd's address.
+    #[arg(long, env = "JW_ADDR", default_value = "127.0.0.1:7443", global = true)]
+    pub(crate) addr: String,
+    /// The CA certificate that signed jwd's certificate.
+    #[arg(long, env = "JW_CA", global = true)]
+    pub(crate) ca: Option<PathBuf>,
+    /// Your certificate (its CN is your user name).
+    #[arg(long, env = "JW_CERT", global = true)]
+    pub(crate) cert: Option<PathBuf>,
+    /// Your private key.
+    #[arg(long, env = "JW_KEY", global = true)]
+    pub(crate) key: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Start a job and print its id.
+    Start(JobArgs),
+    /// Start a job, stream its output, exit with its exit code.
+    Run(JobArgs),
+    /// Print a job's output from byte 0 (or --from).
+    Logs {
+        /// Follow the output until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only stdout.
+        #[arg(long, conflicts_with = "stderr")]
+        stdout: bool,
+        /// Only stderr.
+        #[arg(long)]
+        stderr: bool,
+        /// Start at this byte offset (of each selected stream).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        id: JobId,
+    },
+    /// Show a job's status.
+    Status {
+        #[arg(long)]
+        json: bool,
+        id: JobId,
+    },
+    /// List your jobs (admins: --all for everyone's).
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a job: SIGTERM, then SIGKILL to all its processes after the grace period.
+    Stop {
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        grace: Duration,
+        id: JobId,
+    },
+    /// Wait for a job to end; exit with its exit code.
+    Wait { id: JobId },
+    /// Remove an ended job and its output.
+    Rm { id: JobId },
+    /// Certificates for a deployment.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CertsCommand {
+    /// Make a server CA, a client CA, a server certificate and user certificates.
+    Init {
+        /// Directory to write into (created; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// DNS name or IP address of the server (repeatable).
+        #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+        server_names: Vec<String>,
+        /// A user to issue a certificate for (repeatable).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// An admin to issue a certificate for (repeatable): O=admin.
+        #[arg(long = "admin")]
+        admins: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+        /// Also write rogue.crt (untrusted CA) and expired.crt, for tests.
+        #[arg(long, hide = true)]
+        test_extras: bool,
+    },
+}
+
+#[derive(ClapArgs)]
+pub(crate) struct JobArgs {
+    /// CPU limit in cores (e.g. 0.5).
+    #[arg(long)]
+    pub(crate) cpu: Option<f64>,
+    /// Memory limit (e.g. 256M).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) memory: Option<u64>,
+    /// Read bandwidth per block device, bytes/s (e.g. 10M).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) io_read: Option<u64>,
+    /// Write bandwidth per block device, bytes/s (e.g. 10M).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) io_write: Option<u64>,
+    /// Most processes and threads at once.
+    #[arg(long)]
+    pub(crate) pids: Option<u32>,
+    /// Most output bytes kept (e.g. 100M).
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) max_output: Option<u64>,
+    /// Environment variable for the job (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub(crate) env: Vec<String>,
+    /// Working directory inside the job.
+    #[arg(short = 'w', long = "workdir")]
+    pub(crate) workdir: Option<String>,
+    /// Network: none (own namespace with lo) or host.
+    #[arg(long, default_value = "none", value_parser = ["none", "host"])]
+    pub(crate) net: String,
+    /// Grace period when Ctrl-C stops a `jw run` job.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) grace: Duration,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub(crate) command: Vec<String>,
+}
+
+/// A `--grace` period in milliseconds, as the protocol carries it.
+pub(crate) fn grace_ms(grace: Duration) -> Result<u32, Failure> {
+    u32::try_from(grace.as_millis())
+        .ok()
+        .filter(|ms| *ms <= 3_600_000)
+        .ok_or_else(|| Failure("invalid --grace: at most 1h".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

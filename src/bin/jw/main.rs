@@ -1,0 +1,71 @@
+//! `jw`: the jw command-line client. See README.md.
+//!
+//! Exit codes: `run` and `wait` exit with the job's code (128+N when it died
+//! of signal N); every other command exits 0 on success; 1 on any error;
+//! 2 on a usage error.
+//!
+//! This file parses the command line and dispatches; each command group
+//! lives in its own file.
+
+mod args;
+mod certs;
+mod completions;
+mod connect;
+mod exit;
+mod failure;
+mod jobs;
+mod json;
+mod logs;
+mod print;
+mod run;
+mod text;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use failure::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jw: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(message)) => {
+            eprintln!("jw: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command; its exit code.
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match &cli.command {
+        Command::Start(args) => run::start(&cli, args).await,
+        Command::Run(args) => run::run(&cli, args).await,
+        Command::Logs {
+            follow,
+            stdout,
+            stderr,
+            from,
+            id,
+        } => logs::logs(&cli, *follow, *stdout, *stderr, *from, *id).await,
+        Command::Status { json, id } => jobs::status(&cli, *json, *id).await,
+        Command::List { all, json } => jobs::list(&cli, *all, *json).await,
+        Command::Stop { grace, id } => jobs::stop(&cli, *grace, *id).await,
+        Command::Wait { id } => jobs::wait(&cli, *id).await,
+        Command::Rm { id } => jobs::remove(&cli, *id).await,
+        Command::Certs { command } => certs::certs(command),
+        Command::Completions { shell } => Ok(completions::completions(*shell)),
+    }
+}
