@@ -390,6 +390,14 @@ pub struct JobInfo {
     pub error: Option<String>,
 }
 
+impl JobInfo {
+    /// The job's end by the shell's convention (`shell_code`): what `jw
+    /// run` and `jw wait` exit with.
+    pub fn shell_code(&self) -> u8 {
+        shell_code(self.exit_code, self.signal)
+    }
+}
+
 /// Resource use read from the job's cgroup.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {

@@ -7,7 +7,6 @@ use jw::protocol::JobId;
 
 use crate::args::{grace_ms, Cli};
 use crate::connect::connect;
-use crate::exit::exit_code;
 use crate::failure::Failure;
 use crate::json::job_json;
 use crate::print::{print_status, print_table};
@@ -50,7 +49,7 @@ pub(crate) async fn stop(cli: &Cli, grace: Duration, id: JobId) -> Result<u8, Fa
 pub(crate) async fn wait(cli: &Cli, id: JobId) -> Result<u8, Failure> {
     let client = connect(cli).await?;
     let info = client.wait(id).await?;
-    Ok(exit_code(&info))
+    Ok(info.shell_code())
 }
 
 /// `jw rm`.

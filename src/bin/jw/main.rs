@@ -11,7 +11,6 @@ mod args;
 mod certs;
 mod completions;
 mod connect;
-mod exit;
 mod failure;
 mod jobs;
 mod json;

@@ -8,7 +8,6 @@ use jw::protocol::{EnvVar, JobId, Limits, LogsRequest, Network, StartRequest};
 
 use crate::args::{grace_ms, Cli, JobArgs};
 use crate::connect::connect;
-use crate::exit::exit_code;
 use crate::failure::Failure;
 use crate::logs::{copy_output, INITIAL_CREDIT};
 
@@ -115,5 +114,5 @@ async fn run_job(client: &Client, id: JobId, grace: Duration) -> Result<u8, Fail
     if info.oom_killed {
         eprintln!("jw: job {id} was killed: out of memory (its --memory limit)");
     }
-    Ok(exit_code(&info))
+    Ok(info.shell_code())
 }
