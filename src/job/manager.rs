@@ -5,9 +5,8 @@
 //! to the engine as a whole: set-up, shutdown (`drain`) and retention.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,65 +14,24 @@ use tokio::sync::watch;
 
 use super::cgroup::{Cgroups, LayoutKind};
 use super::config::EngineConfig;
+use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
-use super::output::{self, UserOutput};
+use super::now_ms;
+use super::output::{self};
 use super::pool::Pool;
-use super::registry::Job;
+use super::registry::{Job, Registry};
 use super::restore::{load_jobs, prepare_data_dir};
 use super::spawn::{self};
 use super::spec::SpecPolicy;
 use super::start::open_init_program;
 use super::uids::{Identities, UidPool};
-use crate::protocol::{JobId, OutputStream};
+use crate::protocol::{JobId, JobInfo, OutputStream};
 
 /// Tasks waiting for the blocking pool; a caller past it waits for room.
 pub(super) const BLOCKING_QUEUE: usize = 4096;
 /// How long `drain` waits for jobs past their grace period (stop escalates
 /// to SIGKILL of the whole cgroup at the end of the grace).
 const DRAIN_BOUND: Duration = Duration::from_secs(30);
-
-pub(super) struct Inner {
-    pub(super) config: EngineConfig,
-    pub(super) cgroups: Cgroups,
-    pub(super) policy: SpecPolicy,
-    pub(super) identities: Identities,
-    /// Paths every job's view covers: the data directory and `hidden`.
-    pub(super) hidden: Vec<String>,
-    /// The jobs' seccomp filter (BPF), compiled once; empty: none.
-    pub(super) filter: Vec<u8>,
-    /// Jobs starting or running per owner, counted from before the clone
-    /// until the job's end is published (see `Slot`).
-    pub(super) slots: Mutex<HashMap<String, usize>>,
-    /// Set by `drain`: no new starts, and a start that was already under
-    /// way when it began stops its job as soon as the job is registered.
-    pub(super) draining: AtomicBool,
-    pub(super) jobs: Mutex<HashMap<JobId, Arc<Job>>>,
-    pub(super) next_seq: AtomicU64,
-    /// False once the kernel refused CLONE_INTO_CGROUP: clone, then the
-    /// init joins its cgroups itself.
-    pub(super) clone_into_cgroup: AtomicBool,
-    /// Clone with CLONE_VM | CLONE_VFORK (false: fork-style, for tests).
-    pub(super) share_memory: AtomicBool,
-    /// The job init program, opened O_PATH once: a jw-init replaced on
-    /// disk later does not change what runs.
-    pub(super) init_program: OwnedFd,
-    /// /dev/null, every job's stdin.
-    pub(super) devnull: OwnedFd,
-    /// How many jobs are supervised now.
-    pub(super) active: watch::Sender<usize>,
-    /// Output kept per owner, with `max_output_per_user` set.
-    pub(super) outputs: Mutex<HashMap<String, Arc<UserOutput>>>,
-    /// Turns to start a job, per owner (`max_starts_per_user` each).
-    pub(super) turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
-    /// Where blocking work runs.
-    pub(super) pool: Pool,
-}
-
-/// The engine: cheap to clone, shareable across threads.
-#[derive(Clone)]
-pub struct Manager {
-    pub(super) inner: Arc<Inner>,
-}
 
 impl Manager {
     /// Detects the cgroup layout, prepares jw's cgroup subtree and data
@@ -134,38 +92,24 @@ impl Manager {
             .map(|m| m.min(policy.host_memory));
         policy.default_pids = config.default_pids;
         let jobs = load_jobs(&config.data_dir.join("jobs"));
-        let mut outputs: HashMap<String, Arc<UserOutput>> = HashMap::new();
-        if let Some(cap) = config.max_output_per_user {
-            let mut kept: HashMap<&str, u64> = HashMap::new();
-            for job in jobs.values() {
-                let o = job.output.info();
-                *kept.entry(&job.owner).or_default() += o.stdout_bytes + o.stderr_bytes;
-            }
-            for (owner, bytes) in kept {
-                outputs.insert(owner.to_string(), UserOutput::new(cap, bytes));
-            }
-        }
+        let registry = Registry::new(jobs, config.max_jobs_per_user, config.max_output_per_user);
         let pool = Pool::new("jwd-blocking", config.blocking_threads, BLOCKING_QUEUE)
             .map_err(io_err("cannot start the blocking pool's threads"))?;
-        let next_seq = AtomicU64::new(jobs.len() as u64);
         let manager = Manager {
             inner: Arc::new(Inner {
                 identities,
                 hidden,
                 filter,
-                slots: Mutex::new(HashMap::new()),
                 draining: AtomicBool::new(false),
                 config,
                 cgroups,
                 policy,
-                jobs: Mutex::new(jobs),
-                next_seq,
+                registry,
                 clone_into_cgroup: AtomicBool::new(true),
                 share_memory: AtomicBool::new(spawn::CAN_SHARE_MEMORY),
                 init_program,
                 devnull,
                 active: watch::Sender::new(0),
-                outputs: Mutex::new(outputs),
                 turns: Mutex::new(HashMap::new()),
                 pool,
             }),
@@ -209,14 +153,9 @@ impl Manager {
     pub async fn drain(&self) -> bool {
         let inner = &self.inner;
         let (grace, bound) = (inner.config.shutdown_grace, DRAIN_BOUND);
-        let active: Vec<JobId> = {
-            let jobs = inner.jobs.lock().expect("jobs lock");
-            inner.draining.store(true, Ordering::Release);
-            jobs.values()
-                .filter(|j| j.info.borrow().state.is_active())
-                .map(|j| j.id)
-                .collect()
-        };
+        let active = inner
+            .registry
+            .active_after(|| inner.draining.store(true, Ordering::Release));
         for id in active {
             let this = self.clone();
             tokio::spawn(async move {
@@ -280,4 +219,84 @@ fn start_retention(inner: &Arc<Inner>, retain: Duration) -> Result<(), JobError>
         })
         .map_err(io_err("cannot start the retention thread"))?;
     Ok(())
+}
+
+/// The registry's requests.
+impl Manager {
+    /// The job `id`, if it exists and `owner` may see it (`None` = anyone).
+    pub fn get(&self, id: JobId, owner: Option<&str>) -> Result<Arc<Job>, JobError> {
+        self.inner.registry.get(id, owner)
+    }
+
+    /// Status of one job.
+    pub fn status(&self, id: JobId, owner: Option<&str>) -> Result<JobInfo, JobError> {
+        Ok(self.get(id, owner)?.info())
+    }
+
+    /// Jobs of `owner` (or all with `None`), oldest first.
+    pub fn jobs(&self, owner: Option<&str>) -> Vec<Arc<Job>> {
+        self.inner.registry.jobs(owner)
+    }
+
+    /// Statuses of `owner`'s jobs (or all with `None`), oldest first. The
+    /// live figures of running jobs are read on the pool (many cgroup
+    /// files for a long list).
+    pub async fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
+        let jobs = self.jobs(owner);
+        self.inner
+            .pool
+            .run(move || jobs.iter().map(|j| j.info()).collect())
+            .await
+    }
+
+    /// Waits for a job to end.
+    pub async fn wait(&self, id: JobId, owner: Option<&str>) -> Result<JobInfo, JobError> {
+        Ok(self.get(id, owner)?.wait().await)
+    }
+
+    /// Forgets an ended job and deletes its directory.
+    pub async fn remove(&self, id: JobId, owner: Option<&str>) -> Result<(), JobError> {
+        let job = self.get(id, owner)?;
+        if job.info.borrow().state.is_active() {
+            return Err(JobError::StillRunning(id));
+        }
+        let removed = self.inner.registry.take(id);
+        if removed.is_none() {
+            // Another remove of the same job got there first.
+            return Ok(());
+        }
+        if let Some(u) = self.inner.registry.user_output(&job.owner) {
+            let o = job.output.info();
+            u.give_back(o.stdout_bytes + o.stderr_bytes);
+        }
+        let dir = self.job_dir(id);
+        self.inner
+            .pool
+            .run(move || match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err(format!("cannot remove {}", dir.display()))(e)),
+            })
+            .await
+    }
+
+    /// Removes ended jobs that ended longer than `age` ago (`jwd --retain`).
+    /// Returns how many were removed.
+    pub async fn prune(&self, age: Duration) -> usize {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        let expired: Vec<JobId> = self
+            .jobs(None)
+            .iter()
+            .map(|j| j.info.borrow().clone())
+            .filter(|j| !j.state.is_active() && j.ended_at_ms.is_some_and(|t| t < cutoff))
+            .map(|j| j.id)
+            .collect();
+        let mut removed = 0;
+        for id in expired {
+            if self.remove(id, None).await.is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 mod config;
+mod engine;
 mod error;
 pub mod init;
 mod link;
@@ -22,8 +23,8 @@ pub mod tree;
 pub mod uids;
 
 pub use config::{EngineConfig, DEFAULT_MEMORY, DEFAULT_PIDS};
+pub use engine::Manager;
 pub use error::JobError;
-pub use manager::Manager;
 pub use registry::Job;
 pub use spec::{JobSpec, SpecError, SpecPolicy};
 pub use start::{StartTurn, Started};

@@ -1,19 +1,18 @@
 //! The registry: jobs by id and owner, each job's state in a `watch`
 //! channel (the one place it changes, what `wait` and followers subscribe
-//! to), the per-user places reserved atomically before a start, and the
-//! registry's requests: get, status, list, wait, remove, prune.
+//! to), the per-user places reserved atomically before a start, and each
+//! owner's output kept over all their jobs.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::cgroup::JobCgroup;
-use super::error::{io_err, JobError};
-use super::manager::{Inner, Manager};
-use super::now_ms;
+use super::error::JobError;
 use super::output::{Output, UserOutput};
 use super::record;
 use crate::protocol::{JobId, JobInfo};
@@ -84,67 +83,63 @@ impl Job {
     }
 }
 
-/// One of an owner's `--max-jobs-per-user` places, taken under one lock
-/// before anything of the job exists (so concurrent starts cannot all see
-/// room) and given back when dropped: at a failed start, or just before
-/// the job's end is published.
-pub(super) struct Slot {
-    pub(super) inner: Option<(Arc<Inner>, String)>,
+/// Jobs starting or running, per owner.
+type Places = Mutex<HashMap<String, usize>>;
+
+/// The jobs of the engine, by id and owner, and what each owner holds.
+pub(super) struct Registry {
+    jobs: Mutex<HashMap<JobId, Arc<Job>>>,
+    next_seq: AtomicU64,
+    /// Jobs starting or running per owner, counted from before the clone
+    /// until the job's end is published (see `Slot`).
+    slots: Arc<Places>,
+    max_jobs_per_user: Option<usize>,
+    /// Output kept per owner, with `max_output_per_user` set.
+    outputs: Mutex<HashMap<String, Arc<UserOutput>>>,
+    max_output_per_user: Option<u64>,
 }
 
-impl Slot {
-    pub(super) fn reserve(inner: &Arc<Inner>, owner: &str) -> Result<Slot, JobError> {
-        let Some(max) = inner.config.max_jobs_per_user else {
-            return Ok(Slot { inner: None });
-        };
-        let mut slots = inner.slots.lock().expect("slots lock");
-        let taken = slots.entry(owner.to_string()).or_insert(0);
-        if *taken >= max {
-            return Err(JobError::TooManyJobs {
-                owner: owner.to_string(),
-                max,
-            });
-        }
-        *taken += 1;
-        Ok(Slot {
-            inner: Some((inner.clone(), owner.to_string())),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some((inner, owner)) = self.inner.take() {
-            let mut slots = inner.slots.lock().expect("slots lock");
-            if let Some(taken) = slots.get_mut(&owner) {
-                *taken -= 1;
-                if *taken == 0 {
-                    slots.remove(&owner);
-                }
+impl Registry {
+    /// The registry of the jobs a starting engine loaded, with each
+    /// owner's kept output counted again.
+    pub(super) fn new(
+        jobs: HashMap<JobId, Arc<Job>>,
+        max_jobs_per_user: Option<usize>,
+        max_output_per_user: Option<u64>,
+    ) -> Registry {
+        let mut outputs: HashMap<String, Arc<UserOutput>> = HashMap::new();
+        if let Some(cap) = max_output_per_user {
+            let mut kept: HashMap<&str, u64> = HashMap::new();
+            for job in jobs.values() {
+                let o = job.output.info();
+                *kept.entry(&job.owner).or_default() += o.stdout_bytes + o.stderr_bytes;
+            }
+            for (owner, bytes) in kept {
+                outputs.insert(owner.to_string(), UserOutput::new(cap, bytes));
             }
         }
+        Registry {
+            next_seq: AtomicU64::new(jobs.len() as u64),
+            jobs: Mutex::new(jobs),
+            slots: Arc::new(Mutex::new(HashMap::new())),
+            max_jobs_per_user,
+            outputs: Mutex::new(outputs),
+            max_output_per_user,
+        }
     }
-}
 
-impl Manager {
     /// The job `id`, if it exists and `owner` may see it (`None` = anyone).
-    pub fn get(&self, id: JobId, owner: Option<&str>) -> Result<Arc<Job>, JobError> {
-        let jobs = self.inner.jobs.lock().expect("jobs lock");
+    pub(super) fn get(&self, id: JobId, owner: Option<&str>) -> Result<Arc<Job>, JobError> {
+        let jobs = self.jobs.lock().expect("jobs lock");
         match jobs.get(&id) {
             Some(job) if owner.is_none_or(|o| o == job.owner) => Ok(job.clone()),
             _ => Err(JobError::NotFound(id)),
         }
     }
 
-    /// Status of one job.
-    pub fn status(&self, id: JobId, owner: Option<&str>) -> Result<JobInfo, JobError> {
-        Ok(self.get(id, owner)?.info())
-    }
-
     /// Jobs of `owner` (or all with `None`), oldest first.
-    pub fn jobs(&self, owner: Option<&str>) -> Vec<Arc<Job>> {
+    pub(super) fn jobs(&self, owner: Option<&str>) -> Vec<Arc<Job>> {
         let mut jobs: Vec<Arc<Job>> = self
-            .inner
             .jobs
             .lock()
             .expect("jobs lock")
@@ -156,77 +151,81 @@ impl Manager {
         jobs
     }
 
-    /// Statuses of `owner`'s jobs (or all with `None`), oldest first. The
-    /// live figures of running jobs are read on the pool (many cgroup
-    /// files for a long list).
-    pub async fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
-        let jobs = self.jobs(owner);
-        self.inner
-            .pool
-            .run(move || jobs.iter().map(|j| j.info()).collect())
-            .await
-    }
-
-    /// Waits for a job to end.
-    pub async fn wait(&self, id: JobId, owner: Option<&str>) -> Result<JobInfo, JobError> {
-        Ok(self.get(id, owner)?.wait().await)
-    }
-
-    /// Forgets an ended job and deletes its directory.
-    pub async fn remove(&self, id: JobId, owner: Option<&str>) -> Result<(), JobError> {
-        let job = self.get(id, owner)?;
-        if job.info.borrow().state.is_active() {
-            return Err(JobError::StillRunning(id));
-        }
-        let removed = self.inner.jobs.lock().expect("jobs lock").remove(&id);
-        if removed.is_none() {
-            // Another remove of the same job got there first.
-            return Ok(());
-        }
-        if let Some(u) = self.user_output(&job.owner) {
-            let o = job.output.info();
-            u.give_back(o.stdout_bytes + o.stderr_bytes);
-        }
-        let dir = self.job_dir(id);
-        self.inner
-            .pool
-            .run(move || match std::fs::remove_dir_all(&dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io_err(format!("cannot remove {}", dir.display()))(e)),
-            })
-            .await
-    }
-
-    /// Removes ended jobs that ended longer than `age` ago (`jwd --retain`).
-    /// Returns how many were removed.
-    pub async fn prune(&self, age: Duration) -> usize {
-        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
-        let expired: Vec<JobId> = self
-            .jobs(None)
-            .iter()
-            .map(|j| j.info.borrow().clone())
-            .filter(|j| !j.state.is_active() && j.ended_at_ms.is_some_and(|t| t < cutoff))
+    /// Runs `then` under the registry's lock and returns the jobs active at
+    /// that moment: a job registered afterwards sees what `then` did.
+    pub(super) fn active_after(&self, then: impl FnOnce()) -> Vec<JobId> {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        then();
+        jobs.values()
+            .filter(|j| j.info.borrow().state.is_active())
             .map(|j| j.id)
-            .collect();
-        let mut removed = 0;
-        for id in expired {
-            if self.remove(id, None).await.is_ok() {
-                removed += 1;
-            }
+            .collect()
+    }
+
+    /// The start order of the next job.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(super) fn insert(&self, job: Arc<Job>) {
+        self.jobs.lock().expect("jobs lock").insert(job.id, job);
+    }
+
+    /// Forgets a job; `None` if it was not there (removed meanwhile).
+    pub(super) fn take(&self, id: JobId) -> Option<Arc<Job>> {
+        self.jobs.lock().expect("jobs lock").remove(&id)
+    }
+
+    /// One of `owner`'s places (`--max-jobs-per-user`), or why not.
+    pub(super) fn reserve(&self, owner: &str) -> Result<Slot, JobError> {
+        let Some(max) = self.max_jobs_per_user else {
+            return Ok(Slot { place: None });
+        };
+        let mut slots = self.slots.lock().expect("slots lock");
+        let taken = slots.entry(owner.to_string()).or_insert(0);
+        if *taken >= max {
+            return Err(JobError::TooManyJobs {
+                owner: owner.to_string(),
+                max,
+            });
         }
-        removed
+        *taken += 1;
+        Ok(Slot {
+            place: Some((self.slots.clone(), owner.to_string())),
+        })
     }
 
     /// `owner`'s output over all their jobs, if the server caps it.
     pub(super) fn user_output(&self, owner: &str) -> Option<Arc<UserOutput>> {
-        let cap = self.inner.config.max_output_per_user?;
-        let mut outputs = self.inner.outputs.lock().expect("outputs lock");
+        let cap = self.max_output_per_user?;
+        let mut outputs = self.outputs.lock().expect("outputs lock");
         Some(
             outputs
                 .entry(owner.to_string())
                 .or_insert_with(|| UserOutput::new(cap, 0))
                 .clone(),
         )
+    }
+}
+
+/// One of an owner's `--max-jobs-per-user` places, taken under one lock
+/// before anything of the job exists (so concurrent starts cannot all see
+/// room) and given back when dropped: at a failed start, or just before
+/// the job's end is published.
+pub(super) struct Slot {
+    place: Option<(Arc<Places>, String)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((slots, owner)) = self.place.take() {
+            let mut slots = slots.lock().expect("slots lock");
+            if let Some(taken) = slots.get_mut(&owner) {
+                *taken -= 1;
+                if *taken == 0 {
+                    slots.remove(&owner);
+                }
+            }
+        }
     }
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::cgroup::JobCgroup;
+use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
 use super::init::{self, Setup, Stage};
 use super::link::{InitChannel, Report};
-use super::manager::{Inner, Manager};
 use super::now_ms;
 use super::output::{Output, OutputWriter, UserOutput};
 use super::record;
@@ -95,14 +95,14 @@ impl Manager {
             return Err(JobError::ShuttingDown);
         }
         let spec = JobSpec::validate(request, &self.inner.policy)?;
-        let user_output = self.user_output(owner);
+        let user_output = self.inner.registry.user_output(owner);
         if let Some(u) = user_output.as_ref().filter(|u| u.is_full()) {
             return Err(JobError::OutputQuota {
                 owner: owner.to_string(),
                 cap: u.cap(),
             });
         }
-        let slot = Slot::reserve(&self.inner, owner)?;
+        let slot = self.inner.registry.reserve(owner)?;
         let identities = &self.inner.identities;
         let ids = identities.take().ok_or(JobError::NoIdentity {
             range: self.inner.config.job_uids,
@@ -240,7 +240,7 @@ impl Manager {
         };
 
         let id = new.id;
-        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let seq = inner.registry.next_seq();
         let job = Arc::new(Job {
             id,
             owner: new.owner,
@@ -254,11 +254,7 @@ impl Manager {
             dir: new.dir,
             home: new.home.clone(),
         });
-        inner
-            .jobs
-            .lock()
-            .expect("jobs lock")
-            .insert(id, job.clone());
+        inner.registry.insert(job.clone());
         if inner.draining.load(Ordering::Acquire) {
             // Started while jwd began to shut down, after `drain` took its
             // list: stopped like the others.

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cgroup::{CgroupError, JobCgroup};
+use super::engine::Manager;
 use super::error::JobError;
 use super::init::{self};
 use super::link::InitChannel;
-use super::manager::Manager;
 use super::now_ms;
 use super::output::OutputWriter;
 use super::pool::Pool;

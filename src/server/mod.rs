@@ -1,15 +1,23 @@
 //! jwd: the io_uring server. N single-threaded tokio-uring runtimes, each
 //! with its own SO_REUSEPORT listener, share one job engine.
 //!
-//! `conn` turns TLS bytes into frames and streams, `handler` turns requests
-//! into engine calls after `authz` said yes. No job logic lives here.
+//! `session` turns TLS bytes into frames and streams (`stream`), each
+//! request runs in `request/` (one file per request: authorise with
+//! `authz`, call the engine, answer) and answers through the connection's
+//! `outbox`. No job logic lives here: the engine (`crate::job`) holds
+//! every job rule.
 
 mod authz;
-mod conn;
-mod handler;
+mod outbox;
 mod quota;
+mod request;
+mod session;
+mod shared;
+mod stream;
 
 pub use quota::UserLimits;
+pub use shared::ServerConfig;
+use shared::Shared;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,32 +27,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::job::Manager;
-
-/// How the server runs.
-#[derive(Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub tls: Arc<rustls::ServerConfig>,
-    /// The group (certificate subject O) that makes a user admin.
-    pub admin_group: String,
-    /// Connections past this are closed at once.
-    pub max_connections: usize,
-    /// Connections that have not finished TLS and Hello, past which new
-    /// ones are closed at once (so unauthenticated clients cannot take
-    /// every connection).
-    pub max_handshakes: usize,
-    /// What one user may hold at once.
-    pub user_limits: UserLimits,
-    /// TLS handshake and `Hello` together.
-    pub handshake_timeout: Duration,
-    /// A connection without open streams is closed after this.
-    pub idle_timeout: Duration,
-    /// A connection whose client takes none of a write for this long is
-    /// closed (its queued output and streams freed).
-    pub write_timeout: Duration,
-    /// Runtimes (threads), each with its own listener.
-    pub threads: usize,
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,19 +38,6 @@ pub enum ServerError {
     },
     #[error("server thread failed: {0}")]
     Thread(String),
-}
-
-/// State shared by every runtime.
-pub(crate) struct Shared {
-    pub config: ServerConfig,
-    pub manager: Manager,
-    pub connections: AtomicUsize,
-    /// Connections that have not finished TLS and Hello.
-    pub handshaking: AtomicUsize,
-    pub quotas: Arc<quota::Quotas>,
-    pub shutdown: watch::Receiver<bool>,
-    /// Set by the first runtime that starts stopping jobs at shutdown.
-    pub stopping: AtomicBool,
 }
 
 /// A running server: its address, and how to stop it.
@@ -206,7 +175,7 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
                 }
                 let shared = shared.clone();
                 crate::uring::spawn(async move {
-                    conn::serve(stream, peer, shared.clone()).await;
+                    session::serve(stream, peer, shared.clone()).await;
                     shared.connections.fetch_sub(1, Ordering::AcqRel);
                 });
             }

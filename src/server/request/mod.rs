@@ -1,0 +1,95 @@
+//! Requests: one file per request, each authorising and applying itself;
+//! here the dispatch, the audit line and how an engine error is told to
+//! the client. One task per stream.
+//!
+//! Engine calls that must finish once begun (start, stop) run as detached
+//! tasks: cancelling the stream stops waiting for them, not the work.
+
+use std::rc::Rc;
+
+mod list;
+mod logs;
+mod remove;
+mod start;
+mod status;
+mod stop;
+mod wait;
+
+use super::outbox::Outbox;
+use super::stream::StreamState;
+use crate::job::JobError;
+use crate::protocol::{ErrorCode, ErrorInfo, Event, JobId, Request};
+
+/// How an engine error is told to the client.
+pub(super) fn error_info(e: &JobError) -> ErrorInfo {
+    let code = match e {
+        JobError::InvalidSpec(s) if s.forbidden => ErrorCode::PERMISSION_DENIED,
+        JobError::InvalidSpec(_) | JobError::GraceTooLong(_) => ErrorCode::BAD_REQUEST,
+        JobError::NotFound(_) => ErrorCode::NOT_FOUND,
+        JobError::StillRunning(_) | JobError::ShuttingDown => ErrorCode::FAILED_PRECONDITION,
+        JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
+        JobError::NoIdentity { .. }
+        | JobError::TooManyJobs { .. }
+        | JobError::OutputQuota { .. } => ErrorCode::RESOURCE_EXHAUSTED,
+        JobError::Spawn(crate::job::spawn::SpawnError::Clone(io))
+            if io.raw_os_error() == Some(libc::EAGAIN)
+                || io.raw_os_error() == Some(libc::ENOMEM) =>
+        {
+            ErrorCode::RESOURCE_EXHAUSTED
+        }
+        JobError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            ErrorCode::RESOURCE_EXHAUSTED
+        }
+        _ => ErrorCode::INTERNAL,
+    };
+    ErrorInfo::new(code, e.to_string())
+}
+
+fn action(request: &Request) -> (&'static str, Option<JobId>) {
+    match request {
+        Request::Start(_) => ("start", None),
+        Request::Stop { job, .. } => ("stop", Some(*job)),
+        Request::Status { job } => ("status", Some(*job)),
+        Request::List { .. } => ("list", None),
+        Request::Logs(l) => ("logs", Some(l.job)),
+        Request::Wait { job } => ("wait", Some(*job)),
+        Request::Remove { job } => ("remove", Some(*job)),
+    }
+}
+
+/// What happened, for the audit line.
+pub(super) enum Outcome {
+    Ok(Option<JobId>),
+    Failed(ErrorInfo),
+    Cancelled,
+}
+
+/// Runs one request to its terminal event and writes the audit line.
+pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Request) {
+    let identity = conn.identity();
+    let (name, job) = action(&request);
+    let outcome = match request {
+        Request::Start(req) => start::apply(&conn, &stream, &identity, req).await,
+        Request::Stop { job, grace_ms } => {
+            stop::apply(&conn, &stream, &identity, job, grace_ms).await
+        }
+        Request::Status { job } => status::apply(&conn, &stream, &identity, job),
+        Request::List { all } => list::apply(&conn, &stream, &identity, all).await,
+        Request::Logs(req) => logs::apply(&conn, &stream, &identity, req).await,
+        Request::Wait { job } => wait::apply(&conn, &stream, &identity, job).await,
+        Request::Remove { job } => remove::apply(&conn, &stream, &identity, job).await,
+    };
+    let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
+    match outcome {
+        Outcome::Ok(started) => {
+            tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(started.or(job)), outcome = "ok");
+        }
+        Outcome::Failed(err) => {
+            tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(job), outcome = %err.code, error = ?err.message);
+            conn.emit(&stream, Event::Error(err));
+        }
+        Outcome::Cancelled => {
+            tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(job), outcome = "cancelled");
+        }
+    }
+}
