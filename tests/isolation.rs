@@ -68,11 +68,12 @@ fn fork_count(n: usize) -> String {
         // SAFETY: fork in a probe; the child only pauses until killed.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            // SAFETY: the child waits for its SIGKILL.
-            unsafe {
-                libc::pause();
-                libc::_exit(0)
-            }
+            // SAFETY: the child waits for its SIGKILL (pause has no
+            // preconditions).
+            unsafe { libc::pause() };
+            // SAFETY: ends the child without running the parent's exit
+            // handlers.
+            unsafe { libc::_exit(0) }
         }
         if pid < 0 {
             break;
@@ -80,11 +81,10 @@ fn fork_count(n: usize) -> String {
         children.push(pid);
     }
     for &pid in &children {
-        // SAFETY: kills and reaps this process's own children.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
+        // SAFETY: kill takes integers; `pid` is this process's own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: reaps that child; a null status pointer is allowed.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     }
     children.len().to_string()
 }
@@ -117,9 +117,7 @@ fn probe_action(action: &str) -> String {
         return result(unsafe { libc::shmget(key, 0, 0) } as c_long);
     }
     match action {
-        // SAFETY (each arm): raw system calls with integer arguments or
-        // pointers to live local data; a child of a successful clone exits
-        // at once.
+        // SAFETY: keyctl with integer arguments only.
         "keyctl" => result(unsafe {
             libc::syscall(
                 libc::SYS_keyctl,
@@ -128,6 +126,8 @@ fn probe_action(action: &str) -> String {
                 1,
             )
         }),
+        // SAFETY: add_key with pointers to static C strings and a length
+        // that fits the payload.
         "add_key" => result(unsafe {
             libc::syscall(
                 libc::SYS_add_key,
@@ -138,6 +138,7 @@ fn probe_action(action: &str) -> String {
                 -3, /* SESSION */
             )
         }),
+        // SAFETY: unshare takes flags only.
         "unshare_user" => result(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as c_long),
         "clone_user" => {
             // SAFETY: a fork-like clone; the child only calls _exit.
@@ -182,6 +183,7 @@ fn probe_action(action: &str) -> String {
             }
             result(pid)
         }
+        // SAFETY: mount with pointers to static C strings and no data.
         "mount" => result(unsafe {
             libc::mount(
                 c"none".as_ptr(),
@@ -193,12 +195,15 @@ fn probe_action(action: &str) -> String {
         } as c_long),
         "bpf" => {
             let attr = [0u8; 128];
+            // SAFETY: bpf reads at most 128 bytes from the live `attr`.
             result(unsafe {
                 libc::syscall(libc::SYS_bpf, 5 /* PROG_LOAD */, attr.as_ptr(), 128)
             })
         }
         "io_uring" => {
             let params = [0u8; 120];
+            // SAFETY: io_uring_setup reads and writes the live 120-byte
+            // `params`.
             result(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_ptr()) })
         }
         "nest" => {
@@ -255,6 +260,7 @@ fn probe_action(action: &str) -> String {
         "perf" => {
             let mut attr = [0u8; 128];
             attr[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
+            // SAFETY: perf_event_open reads the live 128-byte `attr`.
             result(unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) })
         }
         other => {

@@ -642,6 +642,7 @@ async fn output_evicted_from_the_page_cache_reads_back_the_same() {
     // tmpfs and ramfs (the CI guest's root) keep their pages: there the
     // second read goes the same way as the first, and the host run (ext4)
     // is the one that covers the io_uring path.
+    // SAFETY: statfs is plain data; all zeroes is a valid value.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a NUL-terminated path and a statfs buffer to fill.
@@ -727,23 +728,26 @@ fn evict_stdout(jwd: &Jwd, id: jw::protocol::JobId) -> (std::path::PathBuf, std:
 /// Whether every page of the file is in the page cache.
 fn fully_resident(file: &std::fs::File) -> bool {
     let len = file.metadata().unwrap().len() as usize;
-    // SAFETY: a private read-only mapping of an open file, unmapped below;
-    // mincore writes one byte per page into `pages`.
-    unsafe {
-        let addr = libc::mmap(
+    // SAFETY: a new read-only mapping of an open file, at an address the
+    // kernel picks (nothing of ours is replaced); unmapped below.
+    let addr = unsafe {
+        libc::mmap(
             std::ptr::null_mut(),
             len,
             libc::PROT_READ,
             libc::MAP_SHARED,
             std::os::fd::AsRawFd::as_raw_fd(file),
             0,
-        );
-        assert_ne!(addr, libc::MAP_FAILED);
-        let mut pages = vec![0u8; len.div_ceil(4096)];
-        assert_eq!(libc::mincore(addr, len, pages.as_mut_ptr()), 0);
-        libc::munmap(addr, len);
-        pages.iter().all(|p| p & 1 == 1)
-    }
+        )
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    let mut pages = vec![0u8; len.div_ceil(4096)];
+    // SAFETY: `addr..addr+len` is the mapping just made; mincore writes one
+    // byte per page into `pages`, which has room for every page.
+    assert_eq!(unsafe { libc::mincore(addr, len, pages.as_mut_ptr()) }, 0);
+    // SAFETY: unmaps the mapping made above, which nothing else uses.
+    unsafe { libc::munmap(addr, len) };
+    pages.iter().all(|p| p & 1 == 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
