@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{engine, run_to_end, start_req};
+use common::{engine, engine_with, run_to_end, start_req};
 use jw::job::JobError;
 use jw::protocol::{JobState, Limits, OutputStream};
 
@@ -421,6 +421,45 @@ async fn remove_refuses_running_jobs_and_deletes_ended_ones() {
         .manager
         .output_path(started.id, OutputStream::Stdout)
         .exists());
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_ended_jobs_and_keeps_running_ones() {
+    let Some(e) = engine_with("retain", |c| c.retain = Some(Duration::from_secs(1))) else {
+        return;
+    };
+    let running = e
+        .manager
+        .start("alice", &start_req("sleep", &["1000"]))
+        .await
+        .unwrap();
+    let ended = e
+        .manager
+        .start("alice", &start_req("echo", &["bye"]))
+        .await
+        .unwrap();
+    e.manager.wait(ended.id, None).await.unwrap();
+    // The engine's own retention thread removes it, with its output.
+    let bound = Instant::now() + Duration::from_secs(120);
+    while e.manager.status(ended.id, None).is_ok() {
+        assert!(Instant::now() < bound, "an ended job outlived --retain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!e
+        .manager
+        .output_path(ended.id, OutputStream::Stdout)
+        .exists());
+    let info = e.manager.status(running.id, None).unwrap();
+    assert_eq!(
+        info.state,
+        JobState::Running,
+        "running jobs are never pruned"
+    );
+    e.manager
+        .stop(running.id, None, Duration::ZERO)
+        .await
+        .unwrap();
     e.assert_clean();
 }
 

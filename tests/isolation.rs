@@ -260,7 +260,7 @@ fn probe_action(action: &str) -> String {
         "perf" => {
             let mut attr = [0u8; 128];
             attr[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
-            // SAFETY: perf_event_open reads the live 128-byte `attr`.
+                                                               // SAFETY: perf_event_open reads the live 128-byte `attr`.
             result(unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) })
         }
         other => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 
-use super::init::{self};
+use super::init;
 use super::output::OutputWriter;
 use super::pool::Pool;
 use crate::protocol::OutputStream;

@@ -1,8 +1,7 @@
-//! The engine's handle: `Manager` owns the shared state (`Inner`), is
-//! made once from an `EngineConfig`, and is cheap to clone. Its requests
-//! live beside their concepts: `start.rs`, `supervise.rs` (stop),
-//! `registry.rs` (status, list, wait, remove, prune); here is what belongs
-//! to the engine as a whole: set-up, shutdown (`drain`) and retention.
+//! The engine as a whole: `Manager::new` (set-up from an `EngineConfig`),
+//! shutdown (`drain`), retention (`--retain`), and the requests on the
+//! registry (get, status, list, wait, remove, prune). `start` lives in
+//! `start.rs`, `stop` in `supervise.rs`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,11 +16,11 @@ use super::config::EngineConfig;
 use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
 use super::now_ms;
-use super::output::{self};
+use super::output;
 use super::pool::Pool;
 use super::registry::{Job, Registry};
 use super::restore::{load_jobs, prepare_data_dir};
-use super::spawn::{self};
+use super::spawn;
 use super::spec::SpecPolicy;
 use super::start::open_init_program;
 use super::uids::{Identities, UidPool};

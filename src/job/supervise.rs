@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::cgroup::{CgroupError, JobCgroup};
 use super::engine::Manager;
 use super::error::JobError;
-use super::init::{self};
+use super::init;
 use super::link::InitChannel;
 use super::now_ms;
 use super::output::OutputWriter;
