@@ -3,6 +3,7 @@
 //! frames; usable as a library without the server.
 
 pub mod cgroup;
+pub mod channel;
 pub mod init;
 pub mod manager;
 pub mod output;
