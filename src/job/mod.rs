@@ -3,6 +3,7 @@
 //! frames; usable as a library without the server.
 
 pub mod cgroup;
+pub mod channel;
 mod config;
 mod engine;
 mod error;

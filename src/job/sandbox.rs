@@ -25,12 +25,19 @@
 //!   bpf, perf, io_uring, module and kexec loading, clock and swap changes.
 //!
 //! Every function here makes one kind of system call and says why it is
-//! sound; the order lives in `init.rs`.
+//! sound; the order lives in `init/`. Safe wrappers (nix, rustix, std) make
+//! the calls that have one; the new mount API (open_tree, mount_setattr,
+//! move_mount) and seccomp have none among the crate's dependencies and are
+//! raw system calls, one a block.
 
 use std::ffi::{c_int, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use nix::mount::MsFlags;
+use nix::sys::stat::{Mode, SFlag};
+use rustix::thread::{CapabilitySet, CapabilitySets};
 
 /// The job's own writable directory, its default working directory and
 /// `HOME`.
@@ -87,32 +94,37 @@ fn check(rc: c_int) -> Step {
     }
 }
 
+/// An errno from nix.
+fn nix_errno(e: nix::errno::Errno) -> i32 {
+    e as i32
+}
+
+/// An errno from rustix.
+fn rustix_errno(e: rustix::io::Errno) -> i32 {
+    e.raw_os_error()
+}
+
 /// mount(2) with C strings; `source`, `fstype` and `data` may be absent.
 fn mount(
     source: Option<&CStr>,
     target: &CStr,
     fstype: Option<&CStr>,
-    flags: libc::c_ulong,
+    flags: MsFlags,
     data: Option<&CStr>,
 ) -> Step {
-    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
-    // SAFETY: every pointer is a NUL-terminated string that outlives the
-    // call, or null where mount(2) accepts null.
-    check(unsafe {
-        libc::mount(
-            ptr(source),
-            target.as_ptr(),
-            ptr(fstype),
-            flags,
-            ptr(data).cast(),
-        )
-    })
+    nix::mount::mount(source, target, fstype, flags, data).map_err(nix_errno)
 }
 
 /// Makes every mount of the new mount namespace private, so nothing done
 /// here propagates back to the host.
 pub fn make_mounts_private() -> Step {
-    mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+    mount(
+        None,
+        c"/",
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )
 }
 
 /// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE):
@@ -180,11 +192,11 @@ pub fn hide(path: &Path) -> Step {
             Some(c"jw-hidden"),
             &target,
             Some(c"tmpfs"),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             Some(c"mode=0755,size=4k,nr_inodes=2"),
         )
     } else {
-        mount(Some(c"/dev/null"), &target, None, libc::MS_BIND, None)
+        mount(Some(c"/dev/null"), &target, None, MsFlags::MS_BIND, None)
     }
 }
 
@@ -210,7 +222,7 @@ pub fn private_tmp(dir: &str) -> Step {
         Some(c"jw-tmp"),
         &target,
         Some(c"tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(c"mode=1777"),
     )
 }
@@ -222,7 +234,7 @@ pub fn attach_home(tree: &OwnedFd) -> Step {
         Some(c"jw-home"),
         c"/home",
         Some(c"tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some(c"mode=0755,size=16k,nr_inodes=4"),
     )?;
     {
@@ -264,25 +276,22 @@ pub fn private_dev() -> Step {
         Some(c"jw-dev"),
         c"/dev",
         Some(c"tmpfs"),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some(c"mode=0755"),
     )?;
     for (path, major, minor) in DEVICES {
-        // SAFETY: mknod takes a NUL-terminated path and integers.
-        check(unsafe {
-            libc::mknod(
-                path.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                libc::makedev(major, minor),
-            )
-        })?;
+        nix::sys::stat::mknod(
+            path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            libc::makedev(major, minor),
+        )
+        .map_err(nix_errno)?;
     }
     for (target, link) in DEV_LINKS {
-        // SAFETY: symlink takes two NUL-terminated paths.
-        check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })?;
+        nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link).map_err(nix_errno)?;
     }
-    // SAFETY: mkdir takes a NUL-terminated path and a mode.
-    check(unsafe { libc::mkdir(c"/dev/shm".as_ptr(), 0o1777) })
+    nix::unistd::mkdir(c"/dev/shm", Mode::from_bits_truncate(0o1777)).map_err(nix_errno)
 }
 
 /// A fresh /proc for the job's PID namespace, read-only: a job (even one
@@ -293,7 +302,7 @@ pub fn mount_proc() -> Step {
         Some(c"proc"),
         c"/proc",
         Some(c"proc"),
-        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )
 }
@@ -305,81 +314,39 @@ pub fn reset_oom_score() -> Step {
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// prctl(2) with integer arguments.
-fn prctl(option: c_int, arg2: libc::c_ulong) -> c_int {
-    // SAFETY: the prctl options used here take integers only.
-    unsafe {
-        libc::prctl(
-            option,
-            arg2,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    }
-}
-
 /// Empties the capability bounding set and the ambient set, while the
 /// process still has CAP_SETPCAP (before it changes uid): no later execve
 /// can gain a capability, not even of a root-owned or file-capable
-/// program.
+/// program. Every capability the kernel knows goes, not only those this
+/// build has names for (the ABI's sets are 64 bits).
 pub fn drop_bounding_and_ambient() -> Step {
-    let mut cap = 0;
-    loop {
-        if prctl(libc::PR_CAPBSET_DROP, cap) < 0 {
-            match errno() {
-                // Past the kernel's last capability: all dropped.
-                libc::EINVAL if cap > 0 => break,
-                err => return Err(err),
-            }
+    for cap in 0..64 {
+        let one = CapabilitySet::from_bits_retain(1 << cap);
+        match rustix::thread::remove_capability_from_bounding_set(one) {
+            Ok(()) => {}
+            // Past the kernel's last capability: all dropped.
+            Err(rustix::io::Errno::INVAL) if cap > 0 => break,
+            Err(err) => return Err(rustix_errno(err)),
         }
-        cap += 1;
     }
-    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
-    check(unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    })
+    rustix::thread::clear_ambient_capability_set().map_err(rustix_errno)
 }
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_VERSION_3: u32 = 0x2008_0522;
 
 /// Clears the effective, permitted and inheritable sets (after the uid
 /// change, which clears them anyway unless the job user is root).
 pub fn clear_capabilities() -> Step {
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
     };
-    let data = [CapData::default(); 2];
-    // SAFETY: capset reads a version-3 header and two data structs, all
-    // live and correctly laid out (linux/capability.h).
-    check(unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) } as c_int)
+    rustix::thread::set_capabilities(None, none).map_err(rustix_errno)
 }
 
 /// Sets no_new_privs: no execve from here on can raise privileges (setuid
 /// bits, file capabilities), and a seccomp filter may be installed.
 pub fn no_new_privs() -> Step {
-    check(prctl(libc::PR_SET_NO_NEW_PRIVS, 1))
+    rustix::thread::set_no_new_privs(true).map_err(rustix_errno)
 }
 
 /// Installs a filter (BPF, as [`default_filter`] exports it) on the

@@ -1,5 +1,5 @@
 //! clone3 with CLONE_INTO_CGROUP | CLONE_NEWPID, then execute the job init
-//! (`jw-init`, see `init.rs`): the one place the server forks.
+//! (`jw-init`, see `init/`): the one place the server forks.
 //!
 //! The child starts as the job's PID 1, already inside its cgroup, so not
 //! one instruction of the job runs outside its limits. The parent gets the
@@ -22,7 +22,9 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use super::init::{self, Setup, Stage};
+use nix::sys::signal::{SigSet, SigmaskHow};
+
+use super::channel::{self, Report, Setup, Stage, MAX_SETUP};
 
 /// Bit 33 of clone3's u64 flags. (libc's constant is deprecated because it
 /// overflows its c_int type.)
@@ -91,7 +93,7 @@ pub const CAN_SHARE_MEMORY: bool = cfg!(target_arch = "x86_64");
 /// What the child needs between the clone and the exec, prepared (and
 /// allocated) before the clone: it may only make system calls.
 struct ChildSetup {
-    /// Become fds 0, 1, 2 and `init::CHANNEL_FD` (3), in that order.
+    /// Become fds 0, 1, 2 and `channel::CHANNEL_FD` (3), in that order.
     fds: [c_int; 4],
     /// The init program (O_PATH), moved to fd 4 with close-on-exec.
     init: c_int,
@@ -113,28 +115,15 @@ fn null_terminated(v: &[CString]) -> Vec<*const c_char> {
 /// socket pair's send buffer (wmem_default, 208 KiB here) may be smaller
 /// than the largest set-up; root raises it for that one socket.
 fn send_setup(channel: &OwnedFd, setup: &[u8]) -> io::Result<()> {
-    if setup.len() > init::MAX_SETUP {
+    if setup.len() > MAX_SETUP {
         return Err(io::Error::other(format!(
             "the job's set-up is {} bytes, more than the {} the init accepts",
             setup.len(),
-            init::MAX_SETUP
+            MAX_SETUP
         )));
     }
     if setup.len() > 64 * 1024 {
-        let size = (2 * init::MAX_SETUP) as c_int;
-        // SAFETY: setsockopt reads one c_int from a live stack value.
-        let rc = unsafe {
-            libc::setsockopt(
-                channel.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUFFORCE,
-                (&raw const size).cast(),
-                std::mem::size_of::<c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        rustix::net::sockopt::set_socket_send_buffer_size_force(channel, 2 * MAX_SETUP)?;
     }
     rustix::net::send(
         channel,
@@ -157,7 +146,7 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
     // The init's command line and environment are fixed: nothing a user
     // chose reaches a root process's loader or arguments.
     let argv: Vec<CString> = Setup::argv().iter().map(|a| (*a).to_owned()).collect();
-    let envp: Vec<CString> = init::INIT_ENV.iter().map(|e| (*e).to_owned()).collect();
+    let envp: Vec<CString> = channel::INIT_ENV.iter().map(|e| (*e).to_owned()).collect();
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
     let setup = ChildSetup {
@@ -211,26 +200,24 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
 /// Blocks every signal in the calling thread until dropped: a handler
 /// must never run in a child that shares the server's memory, and the init
 /// starts with everything blocked (it sets its own mask).
-struct SignalsBlocked(libc::sigset_t);
+struct SignalsBlocked(SigSet);
 
 impl SignalsBlocked {
     fn new() -> SignalsBlocked {
-        // SAFETY: sigset_t is plain data; pthread_sigmask only changes this
-        // thread's mask and stores the old one in `old`.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            SignalsBlocked(old)
-        }
+        let mut old = SigSet::empty();
+        // Cannot fail: the arguments are valid.
+        let _ = nix::sys::signal::pthread_sigmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::all()),
+            Some(&mut old),
+        );
+        SignalsBlocked(old)
     }
 }
 
 impl Drop for SignalsBlocked {
     fn drop(&mut self) {
-        // SAFETY: restores the mask saved by `new`.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
     }
 }
 
@@ -315,6 +302,13 @@ fn clone_vm(args: &mut CloneArgs, setup: &ChildSetup) -> libc::c_long {
     clone_fork(args, setup)
 }
 
+/// Ends the child at once. Async-signal-safe.
+fn exit_now(code: c_int) -> ! {
+    // SAFETY: _exit has no preconditions, runs no handler and touches no
+    // user-space state: a system call.
+    unsafe { libc::_exit(code) }
+}
+
 /// The child between clone and exec: put the fds in place, execute the
 /// init, or report why not.
 ///
@@ -323,38 +317,55 @@ fn clone_vm(args: &mut CloneArgs, setup: &ChildSetup) -> libc::c_long {
 /// to a live `ChildSetup`. It may share the server's memory and must not
 /// touch it beyond reading `setup`: nothing here allocates, takes a lock
 /// or writes anything but this stack and the thread's errno (which the
-/// parent, waiting in clone3, does not read).
+/// parent, waiting in clone3, does not read). Every call below is a system
+/// call or plain arithmetic on the stack.
 unsafe extern "C" fn child_main(setup: *mut c_void) -> ! {
-    // SAFETY: see the function's contract; only system calls follow.
+    // SAFETY: the function's contract: `setup` points to a live ChildSetup
+    // that nothing writes while the child runs.
+    let setup = unsafe { &*(setup as *const ChildSetup) };
+    // First copy every source above the target range, so that moving
+    // one into place can never clobber another still to be moved.
+    let mut high = [-1 as c_int; 5];
+    for (i, &fd) in setup.fds.iter().chain([&setup.init]).enumerate() {
+        // SAFETY: fcntl(F_DUPFD) takes integers only; a closed fd fails.
+        high[i] = unsafe { libc::fcntl(fd, libc::F_DUPFD, 10) };
+        if high[i] < 0 {
+            exit_now(channel::EXIT_FDS);
+        }
+    }
+    for (target, &fd) in high[..4].iter().enumerate() {
+        // SAFETY: dup2 takes integers only; the child owns its fd table.
+        if unsafe { libc::dup2(fd, target as c_int) } < 0 {
+            exit_now(channel::EXIT_FDS);
+        }
+    }
+    // SAFETY: dup3 takes integers only.
+    if unsafe { libc::dup3(high[4], INIT_FD, libc::O_CLOEXEC) } < 0 {
+        exit_now(channel::EXIT_FDS);
+    }
+    // Nothing else of the server's reaches the job.
+    // SAFETY: close_range takes integers only.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, INIT_FD + 1, libc::c_uint::MAX, 0) };
+    if closed < 0 {
+        // Kernels before 5.9: whatever is close-on-exec goes at the exec;
+        // close the rest one by one up to the fd limit.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into `lim`, on this stack.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        for fd in INIT_FD + 1..lim.rlim_cur.min(1 << 20) as c_int {
+            // SAFETY: close takes an integer; the child's fd table is its
+            // own (a fork-style or CLONE_VFORK clone without CLONE_FILES).
+            unsafe { libc::close(fd) };
+        }
+    }
+    // SAFETY: INIT_FD is the init program (O_PATH); the path is an empty
+    // NUL-terminated string; argv and envp are null-terminated arrays of
+    // NUL-terminated strings prepared before the clone and kept alive by
+    // the parent, which waits (CLONE_VFORK) or owns a copy (fork-style).
     unsafe {
-        let setup = &*(setup as *const ChildSetup);
-        // First copy every source above the target range, so that moving
-        // one into place can never clobber another still to be moved.
-        let mut high = [-1 as c_int; 5];
-        for (i, &fd) in setup.fds.iter().chain([&setup.init]).enumerate() {
-            high[i] = libc::fcntl(fd, libc::F_DUPFD, 10);
-            if high[i] < 0 {
-                libc::_exit(init::EXIT_FDS);
-            }
-        }
-        for (target, &fd) in high[..4].iter().enumerate() {
-            if libc::dup2(fd, target as c_int) < 0 {
-                libc::_exit(init::EXIT_FDS);
-            }
-        }
-        if libc::dup3(high[4], INIT_FD, libc::O_CLOEXEC) < 0 {
-            libc::_exit(init::EXIT_FDS);
-        }
-        // Nothing else of the server's reaches the job.
-        if libc::syscall(libc::SYS_close_range, INIT_FD + 1, libc::c_uint::MAX, 0) < 0 {
-            // Kernels before 5.9: whatever is close-on-exec goes at the
-            // exec; close the rest one by one up to the fd limit.
-            let mut lim: libc::rlimit = std::mem::zeroed();
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-            for fd in INIT_FD + 1..lim.rlim_cur.min(1 << 20) as c_int {
-                libc::close(fd);
-            }
-        }
         libc::syscall(
             libc::SYS_execveat,
             INIT_FD,
@@ -362,16 +373,16 @@ unsafe extern "C" fn child_main(setup: *mut c_void) -> ! {
             setup.argv,
             setup.envp,
             libc::AT_EMPTY_PATH,
-        );
-        let err = *libc::__errno_location();
-        init::report_to(
-            init::CHANNEL_FD,
-            init::REPORT_FAILED,
-            Stage::Init as u32,
-            err,
-        );
-        libc::_exit(127)
+        )
+    };
+    let report = Report::Failed {
+        stage: Stage::Init,
+        errno: nix::errno::Errno::last_raw(),
     }
+    .encode();
+    // SAFETY: write reads `report`, a live array on this stack.
+    unsafe { libc::write(channel::CHANNEL_FD, report.as_ptr().cast(), report.len()) };
+    exit_now(127)
 }
 
 /// The kernel's text for an errno.

@@ -165,14 +165,16 @@ fn host_ids() -> Vec<(&'static str, String, u32)> {
         if pw.is_null() {
             break;
         }
-        // SAFETY: a non-null entry points to a valid passwd struct whose
-        // pw_name is a NUL-terminated string.
-        let (name, uid) = unsafe { (CStr::from_ptr((*pw).pw_name), (*pw).pw_uid) };
-        ids.push(("account", name.to_string_lossy().into_owned(), uid));
+        // SAFETY: a non-null entry points to a valid passwd struct, which
+        // stays put until the next getpwent (the lock above).
+        let pw = unsafe { &*pw };
+        // SAFETY: pw_name of a valid entry is a NUL-terminated string.
+        let name = unsafe { CStr::from_ptr(pw.pw_name) };
+        ids.push(("account", name.to_string_lossy().into_owned(), pw.pw_uid));
     }
     // SAFETY: as above.
     unsafe { libc::endpwent() };
-    // SAFETY: the same for groups.
+    // SAFETY: the same as setpwent, for groups.
     unsafe { libc::setgrent() };
     loop {
         // SAFETY: as above.
@@ -180,10 +182,12 @@ fn host_ids() -> Vec<(&'static str, String, u32)> {
         if gr.is_null() {
             break;
         }
-        // SAFETY: a non-null entry points to a valid group struct whose
-        // gr_name is a NUL-terminated string.
-        let (name, gid) = unsafe { (CStr::from_ptr((*gr).gr_name), (*gr).gr_gid) };
-        ids.push(("group", name.to_string_lossy().into_owned(), gid));
+        // SAFETY: a non-null entry points to a valid group struct, which
+        // stays put until the next getgrent (the lock above).
+        let gr = unsafe { &*gr };
+        // SAFETY: gr_name of a valid entry is a NUL-terminated string.
+        let name = unsafe { CStr::from_ptr(gr.gr_name) };
+        ids.push(("group", name.to_string_lossy().into_owned(), gr.gr_gid));
     }
     // SAFETY: as above.
     unsafe { libc::endgrent() };

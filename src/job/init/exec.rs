@@ -1,0 +1,161 @@
+//! Fork the command and execute it: every string prepared before the fork,
+//! the command's side of the fork drops to the job user and execs with the
+//! user's environment, and an exec failure comes back to the init over a
+//! close-on-exec pipe (EOF: the exec succeeded).
+
+use std::convert::Infallible;
+use std::ffi::{c_char, CString};
+use std::os::fd::OwnedFd;
+
+use nix::sys::resource::Resource;
+use nix::sys::stat::Mode;
+use nix::unistd::ForkResult;
+use rustix::process::{Pid, WaitOptions};
+
+use super::relay::Writers;
+use super::{exit, privileges, signals, At, Failure};
+use crate::job::channel::{FromInit, Report, Setup, Stage, REPORT_LEN};
+
+/// The command, with every string prepared before the fork.
+pub(super) struct Command {
+    uid: u32,
+    gid: u32,
+    workdir: CString,
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    env: Vec<CString>,
+    env_ptrs: Vec<*const c_char>,
+    /// The seccomp filter to install (BPF); empty: none.
+    filter: Vec<u8>,
+}
+
+/// The pointers execve takes: each string's, then null.
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+impl Command {
+    pub(super) fn prepare(setup: &Setup) -> Command {
+        // Setup::decode refused strings with NUL bytes.
+        let c = |s: &String| CString::new(s.as_str()).expect("no NUL: checked by Setup::decode");
+        let argv: Vec<CString> = setup.argv.iter().map(c).collect();
+        let env: Vec<CString> = setup.env.iter().map(c).collect();
+        Command {
+            uid: setup.uid,
+            gid: setup.gid,
+            workdir: c(&setup.workdir),
+            candidates: setup.candidates.iter().map(c).collect(),
+            argv_ptrs: null_terminated(&argv),
+            argv,
+            env_ptrs: null_terminated(&env),
+            env,
+            filter: setup.seccomp.clone(),
+        }
+    }
+
+    /// The command's side of the fork, up to its exec: returns only the
+    /// failure that stopped it.
+    fn become_command(&self, output: Writers) -> Result<Infallible, Failure> {
+        // The output pipes become fds 1 and 2 (dup2 clears close-on-exec).
+        nix::unistd::dup2_stdout(&output.stdout).at(Stage::Pipes)?;
+        nix::unistd::dup2_stderr(&output.stderr).at(Stage::Pipes)?;
+        signals::restore_defaults();
+        nix::unistd::setsid().at(Stage::Session)?;
+        // jwd raised its own fd limit for many connections; a job starts
+        // with the conventional soft limit.
+        if let Ok((soft, hard)) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE) {
+            if soft > 1024 {
+                let _ = nix::sys::resource::setrlimit(Resource::RLIMIT_NOFILE, 1024, hard);
+            }
+        }
+        nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+        privileges::become_job_user(self.uid, self.gid)?;
+        // chdir as the job user, so directory permissions apply to it.
+        nix::unistd::chdir(self.workdir.as_c_str()).at(Stage::Chdir)?;
+        privileges::lock_down(&self.filter)?;
+        Err(Failure {
+            stage: Stage::Exec,
+            errno: self.exec(),
+        })
+    }
+
+    /// execvp's rules: tries each candidate; remembers EACCES; stops at an
+    /// error other than "not there". Returns only with the errno that
+    /// counts.
+    fn exec(&self) -> i32 {
+        debug_assert_eq!(self.argv.len() + 1, self.argv_ptrs.len());
+        debug_assert_eq!(self.env.len() + 1, self.env_ptrs.len());
+        let mut err = libc::ENOENT;
+        for path in &self.candidates {
+            // SAFETY: `path` is a NUL-terminated string, and argv_ptrs and
+            // env_ptrs are null-terminated arrays of pointers to the
+            // NUL-terminated strings in `self.argv` and `self.env`, all
+            // owned by `self` and alive for the call.
+            unsafe {
+                libc::execve(
+                    path.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.env_ptrs.as_ptr(),
+                )
+            };
+            match nix::errno::Errno::last_raw() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => err = libc::EACCES,
+                other => return other,
+            }
+        }
+        err
+    }
+}
+
+/// Forks and executes the command with its stdout and stderr on `output`.
+/// Returns its pid once its exec has succeeded, or where and why it
+/// failed (the command's process is then reaped).
+pub(super) fn start(command: &Command, output: Writers) -> Result<Pid, Failure> {
+    let (exec_read, exec_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).at(Stage::Fork)?;
+    // SAFETY: the init is single-threaded (it starts no thread, and a
+    // program starts with one), so the child is a complete copy in which
+    // any code may run, allocation and locks included.
+    let forked = unsafe { nix::unistd::fork() }.at(Stage::Fork)?;
+    let child = match forked {
+        ForkResult::Child => {
+            drop(exec_read);
+            command_side(command, output, exec_write)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(exec_write);
+    drop(output);
+    let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
+    let mut failure = [0u8; REPORT_LEN];
+    let n = loop {
+        match rustix::io::read(&exec_read, &mut failure[..]) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other.unwrap_or(0),
+        }
+    };
+    if let Ok(FromInit::Report(Report::Failed { stage, errno })) = FromInit::decode(&failure[..n]) {
+        let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+        return Err(Failure { stage, errno });
+    }
+    Ok(pid)
+}
+
+/// The forked command: sets itself up and execs, or writes why not to
+/// `exec_pipe` (as the report the init forwards) and exits.
+fn command_side(command: &Command, output: Writers, exec_pipe: OwnedFd) -> ! {
+    let Err(failure) = command.become_command(output);
+    let report = Report::Failed {
+        stage: failure.stage,
+        errno: failure.errno,
+    }
+    .encode();
+    let _ = rustix::io::write(&exec_pipe, &report);
+    exit(127)
+}

@@ -1,0 +1,174 @@
+//! The job's PID 1: the `jw-init` program, which jwd executes as the first
+//! process of every job's new PID namespace.
+//!
+//! jwd clones it with CLONE_VM | CLONE_VFORK (see `spawn.rs`): the child
+//! borrows jwd's memory only long enough to put its fds in place and
+//! execute this program, so jwd never copies its page tables and never
+//! takes copy-on-write faults afterwards, and everything the job's set-up
+//! costs (the namespaces, the mounts, the cgroup moves) is done and paid
+//! for by the job's own process, inside the job's cgroup.
+//!
+//! What it does, in order (like runc init and tini, in one small program):
+//! 1. find /dev/null on fds 0, 1, 2 and its channel to jwd on 3, and read
+//!    the job's [`Setup`] from the channel (the command, its environment and
+//!    everything else a user chose travel as data, never through the
+//!    init's own environment: it runs as root with a fixed one; every
+//!    message on the channel is defined in `channel.rs`);
+//! 2. join the job's cgroups that CLONE_INTO_CGROUP could not put it in
+//!    (the v1 controllers of the hybrid layout), reset its OOM score;
+//! 3. create its mount, UTS, IPC and (unless host networking) network
+//!    namespaces, make every mount private, build the job's filesystem view
+//!    (`sandbox.rs`: read-only host, private /tmp, /var/tmp and /dev/shm,
+//!    the work directory at /home/job, jwd's files hidden), mount a fresh
+//!    /proc, set the hostname, bring `lo` up;
+//! 4. fork the command, which empties its capability bounding and ambient
+//!    sets, drops to the job's uid and gid, clears every other capability
+//!    set, sets no_new_privs, installs the seccomp filter and execs with the
+//!    user's environment; an exec failure comes back over a close-on-exec
+//!    pipe;
+//! 5. report "exec ok" or the exact error to jwd, then relay the command's
+//!    stdout and stderr (two pipes that end here) to jwd as messages on the
+//!    channel, forward SIGTERM/SIGINT/... to the command, reap every orphan,
+//!    and once the command has ended, relay what is left in the pipes,
+//!    report its status and exit (the kernel then kills whatever is left in
+//!    the PID namespace). If jwd goes away, the job ends with it.
+//!
+//! Relaying through the init, rather than handing jwd the pipes, keeps jwd
+//! at one descriptor per running job (the channel), which is what lets one
+//! jwd run 12,000 jobs under a 20,000 descriptor limit; the copy is paid
+//! by the job's own init, in the job's cgroup.
+//!
+//! It is a fresh single-threaded process: ordinary code is safe here,
+//! unlike in the child of the clone before the exec.
+//!
+//! Each step is a small safe function in its own file (`endpoint`: the
+//! channel; `namespaces`, `mounts`, `uts`, `loopback`: the job's view;
+//! `signals`; `exec` and `privileges`: the command's side of the fork;
+//! `relay`: the rest of the init's life), called in order by [`main`].
+//! `unsafe` is left only where no wrapper exists (fork, execve with
+//! prepared pointers, _exit, adopting fd 3, a raw ioctl; in `sandbox.rs`
+//! the seccomp and new-mount-API system calls), one operation a block.
+
+mod endpoint;
+mod exec;
+mod loopback;
+mod mounts;
+mod namespaces;
+mod privileges;
+mod relay;
+mod signals;
+mod uts;
+
+use std::convert::Infallible;
+
+use super::channel::{Report, ARGS_VERSION};
+// The channel's definitions, at the paths they had when they lived here
+// (jwd's side still names them so).
+pub use super::channel::{
+    Setup, Stage, CHANNEL_FD, CONTROL_LEN, CONTROL_SIGNAL, EXIT_FDS, INIT_ENV, MAX_MESSAGE,
+    MAX_SETUP, MSG_STDERR, MSG_STDOUT, OUTPUT_CHUNK, REPORT_EXEC_OK, REPORT_EXITED, REPORT_FAILED,
+    REPORT_LEN,
+};
+use endpoint::Endpoint;
+
+/// Where set-up failed and with which errno: reported to jwd as
+/// [`Report::Failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Failure {
+    stage: Stage,
+    errno: i32,
+}
+
+/// An error's errno, whichever library reported it.
+trait Errno {
+    fn errno(&self) -> i32;
+}
+
+impl Errno for i32 {
+    fn errno(&self) -> i32 {
+        *self
+    }
+}
+
+impl Errno for std::io::Error {
+    fn errno(&self) -> i32 {
+        self.raw_os_error().unwrap_or(libc::EIO)
+    }
+}
+
+impl Errno for rustix::io::Errno {
+    fn errno(&self) -> i32 {
+        self.raw_os_error()
+    }
+}
+
+impl Errno for nix::errno::Errno {
+    fn errno(&self) -> i32 {
+        *self as i32
+    }
+}
+
+/// Names the stage of a step's error.
+trait At<T> {
+    fn at(self, stage: Stage) -> Result<T, Failure>;
+}
+
+impl<T, E: Errno> At<T> for Result<T, E> {
+    fn at(self, stage: Stage) -> Result<T, Failure> {
+        self.map_err(|e| Failure {
+            stage,
+            errno: e.errno(),
+        })
+    }
+}
+
+/// Ends the process at once: no destructors, no atexit handlers, no
+/// buffered output (the forked command's side must not run the init's).
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `jw-init`'s main.
+pub fn main() -> ! {
+    let Some(channel) = Endpoint::adopt() else {
+        eprintln!("jw-init: jwd starts this program as the first process of each job; it is not meant to be run by hand");
+        std::process::exit(2);
+    };
+    let Err(failure) = run(&channel);
+    channel.report(Report::Failed {
+        stage: failure.stage,
+        errno: failure.errno,
+    });
+    exit(127)
+}
+
+/// The steps, in order; returns only if one failed.
+fn run(channel: &Endpoint) -> Result<Infallible, Failure> {
+    let version_ok = std::env::args_os()
+        .nth(1)
+        .is_some_and(|v| v.as_encoded_bytes() == ARGS_VERSION.to_bytes());
+    if !version_ok {
+        return Err(Failure {
+            stage: Stage::Args,
+            errno: libc::EINVAL,
+        });
+    }
+    let setup = channel.receive_setup()?;
+    namespaces::join_cgroups(&setup.join)?;
+    super::sandbox::reset_oom_score().at(Stage::OomScore)?;
+    let command = exec::Command::prepare(&setup);
+    namespaces::unshare(setup.new_net)?;
+    mounts::make_private()?;
+    mounts::build_view(&setup)?;
+    mounts::mount_proc()?;
+    uts::set_hostname(&setup.hostname)?;
+    if setup.new_net {
+        loopback::up()?;
+    }
+    let signals = signals::Signals::take_over()?;
+    let (readers, writers) = relay::pipes()?;
+    let pid = exec::start(&command, writers)?;
+    channel.report(Report::ExecOk);
+    relay::run(channel, pid, &signals, readers)
+}
