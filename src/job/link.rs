@@ -7,18 +7,10 @@ use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 
-use super::init;
+use super::channel::{FromInit, Report, MAX_MESSAGE};
 use super::output::OutputWriter;
 use super::pool::Pool;
 use crate::protocol::OutputStream;
-
-/// One report from the init, from the job's channel.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Report {
-    pub(super) kind: u32,
-    pub(super) stage: u32,
-    pub(super) value: i32,
-}
 
 /// jwd's end of a job's channel: reports and relayed output from the init.
 pub(super) struct InitChannel {
@@ -36,7 +28,7 @@ pub(super) struct Batch {
 
 /// Output collected before it goes to the pool to be written: a few
 /// messages' worth, so a job writing fast costs one thread hop per batch.
-pub(super) const BATCH: usize = 4 * init::MAX_MESSAGE;
+pub(super) const BATCH: usize = 4 * MAX_MESSAGE;
 
 /// Output batches of all jobs received and not yet written, in bytes: what
 /// jobs writing at once can hold of jwd's memory. A job past it waits (its
@@ -44,12 +36,14 @@ pub(super) const BATCH: usize = 4 * init::MAX_MESSAGE;
 pub(super) const BATCHES_IN_FLIGHT: usize = 64 << 20;
 
 pub(super) static WRITE_BUDGET: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new(BATCHES_IN_FLIGHT / (BATCH + init::MAX_MESSAGE));
+    tokio::sync::Semaphore::const_new(BATCHES_IN_FLIGHT / (BATCH + MAX_MESSAGE));
 
 /// One message received off the channel.
 pub(super) enum Received {
     Output,
     Report(Report),
+    /// A message no init of this build sends: dropped.
+    Bad,
     Eof,
 }
 
@@ -64,7 +58,7 @@ impl InitChannel {
     /// Receives one message: output is appended to `batch`.
     pub(super) fn receive(fd: &OwnedFd, batch: &mut Batch) -> std::io::Result<Received> {
         let start = batch.buf.len();
-        batch.buf.reserve(init::MAX_MESSAGE);
+        batch.buf.reserve(MAX_MESSAGE);
         let (_, n) = rustix::net::recv(
             fd,
             rustix::buffer::spare_capacity(&mut batch.buf),
@@ -73,29 +67,18 @@ impl InitChannel {
         if n == 0 {
             return Ok(Received::Eof);
         }
-        let msg = &batch.buf[start..];
-        let word = |i: usize| {
-            msg.get(i..i + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let kind = word(0).unwrap_or(0);
-        let stream = match kind {
-            init::MSG_STDOUT => Some(OutputStream::Stdout),
-            init::MSG_STDERR => Some(OutputStream::Stderr),
-            _ => None,
-        };
-        if let Some(stream) = stream {
-            let end = batch.buf.len();
-            batch.spans.push((stream, start + 4..end));
-            return Ok(Received::Output);
-        }
-        let report = Report {
-            kind,
-            stage: word(4).unwrap_or(0),
-            value: word(8).unwrap_or(0) as i32,
+        let end = batch.buf.len();
+        let received = match FromInit::decode(&batch.buf[start..]) {
+            Ok(FromInit::Output { stream, bytes }) => {
+                // The bytes stay where they were received.
+                batch.spans.push((stream, end - bytes.len()..end));
+                return Ok(Received::Output);
+            }
+            Ok(FromInit::Report(report)) => Received::Report(report),
+            Err(_) => Received::Bad,
         };
         batch.buf.truncate(start);
-        Ok(Received::Report(report))
+        Ok(received)
     }
 
     /// The next report, with the output before it written through `writer`
@@ -121,6 +104,7 @@ impl InitChannel {
                     Ok(Ok(Received::Output)) => break None,
                     Ok(Ok(Received::Report(r))) => break Some(Some(r)),
                     Ok(Ok(Received::Eof)) => break Some(None),
+                    Ok(Ok(Received::Bad)) => {}
                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Ok(Err(_)) => break Some(None),
                     Err(_would_block) => break None,

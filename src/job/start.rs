@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::cgroup::JobCgroup;
+use super::channel::{Report, Setup, Stage, EXIT_FDS};
 use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
-use super::init::{self, Setup, Stage};
-use super::link::{InitChannel, Report};
+use super::link::InitChannel;
 use super::now_ms;
 use super::output::{Output, OutputWriter, UserOutput};
 use super::record;
@@ -195,7 +195,7 @@ impl Manager {
         };
         let exec_latency = began.elapsed();
         let failure = match first {
-            Ok((Some(rec), channel)) if rec.kind == init::REPORT_EXEC_OK => Ok(channel),
+            Ok((Some(Report::ExecOk), channel)) => Ok(channel),
             Ok((other, channel)) => {
                 drop(channel);
                 let init_status = reap_pid(pid).await.ok();
@@ -489,10 +489,10 @@ pub(super) fn describe_failure(
     record: Option<Report>,
     init_status: Option<(i32, i32)>,
 ) -> String {
-    let Some(rec) = record.filter(|r| r.kind == init::REPORT_FAILED) else {
+    let Some(Report::Failed { stage, errno }) = record else {
         // The init could not even report: its exit code says where it stopped.
         let why = match init_status {
-            Some((libc::CLD_EXITED, init::EXIT_FDS)) => {
+            Some((libc::CLD_EXITED, EXIT_FDS)) => {
                 "the job's init could not set up its file descriptors (is jwd out of file descriptors?)".to_string()
             }
             Some((libc::CLD_EXITED, code)) => format!("the job's init exited with status {code} before executing it"),
@@ -501,14 +501,14 @@ pub(super) fn describe_failure(
         };
         return format!("cannot start {:?}: {why}", spec.command);
     };
-    let reason = errno_text(rec.value);
-    match Stage::from_u32(rec.stage) {
-        Some(Stage::Exec) => {
+    let reason = errno_text(errno);
+    match stage {
+        Stage::Exec => {
             let is_dir = spec.command.starts_with('/')
                 && std::fs::metadata(&spec.command).is_ok_and(|m| m.is_dir());
             if is_dir {
                 format!("cannot execute {:?}: it is a directory", spec.command)
-            } else if rec.value == libc::ENOENT && !spec.command.starts_with('/') {
+            } else if errno == libc::ENOENT && !spec.command.starts_with('/') {
                 format!(
                     "cannot execute {:?}: not found on the job's PATH ({})",
                     spec.command,
@@ -518,16 +518,15 @@ pub(super) fn describe_failure(
                 format!("cannot execute {:?}: {reason}", spec.command)
             }
         }
-        Some(Stage::Chdir) => format!(
+        Stage::Chdir => format!(
             "cannot change to working directory {:?}: {reason}",
             spec.workdir
         ),
-        Some(stage) => format!(
+        stage => format!(
             "cannot start {:?}: failed to {}: {reason}",
             spec.command,
             stage.describe()
         ),
-        None => format!("cannot start {:?}: {reason}", spec.command),
     }
 }
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cgroup::{CgroupError, JobCgroup};
+use super::channel::{Report, ToInit};
 use super::engine::Manager;
 use super::error::JobError;
-use super::init;
 use super::link::InitChannel;
 use super::now_ms;
 use super::output::OutputWriter;
@@ -60,9 +60,7 @@ impl Manager {
         if !grace.is_zero() {
             // To the init, which forwards it to the command. A closed
             // channel means the init has already exited.
-            let mut message = [0u8; init::CONTROL_LEN];
-            message[..4].copy_from_slice(&init::CONTROL_SIGNAL.to_le_bytes());
-            message[4..].copy_from_slice(&libc::SIGTERM.to_le_bytes());
+            let message = ToInit::Signal(libc::SIGTERM).encode();
             if let Err(e) = rustix::net::send(
                 control.channel.as_fd(),
                 &message,
@@ -165,8 +163,8 @@ pub(super) async fn supervise(
     // exits (EOF).
     let mut command_status = None;
     while let Some(rec) = channel.next_report(Some(&writer), pool).await {
-        if rec.kind == init::REPORT_EXITED {
-            command_status = Some(rec.value);
+        if let Report::Exited { wait_status } = rec {
+            command_status = Some(wait_status);
         }
     }
     // No more signals for this init: its pid is about to be released.

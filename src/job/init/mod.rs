@@ -61,14 +61,7 @@ mod uts;
 
 use std::convert::Infallible;
 
-use super::channel::{Report, ARGS_VERSION};
-// The channel's definitions, at the paths they had when they lived here
-// (jwd's side still names them so).
-pub use super::channel::{
-    Setup, Stage, CHANNEL_FD, CONTROL_LEN, CONTROL_SIGNAL, EXIT_FDS, INIT_ENV, MAX_MESSAGE,
-    MAX_SETUP, MSG_STDERR, MSG_STDOUT, OUTPUT_CHUNK, REPORT_EXEC_OK, REPORT_EXITED, REPORT_FAILED,
-    REPORT_LEN,
-};
+use super::channel::{Report, Stage, ARGS_VERSION};
 use endpoint::Endpoint;
 
 /// Where set-up failed and with which errno: reported to jwd as

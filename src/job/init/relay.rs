@@ -67,13 +67,11 @@ fn relay_pipe(
 }
 
 /// The exit code of an init whose command ended with `wait_status`, as a
-/// shell reports it.
+/// shell reports it (`protocol::shell_code`).
 fn exit_code(wait_status: i32) -> i32 {
-    if libc::WIFEXITED(wait_status) {
-        libc::WEXITSTATUS(wait_status)
-    } else {
-        128 + libc::WTERMSIG(wait_status)
-    }
+    let exited = libc::WIFEXITED(wait_status).then(|| libc::WEXITSTATUS(wait_status));
+    let signal = libc::WIFSIGNALED(wait_status).then(|| libc::WTERMSIG(wait_status));
+    i32::from(crate::protocol::shell_code(exited, signal))
 }
 
 /// Relays until the command `command` has ended, then exits.
