@@ -1,6 +1,7 @@
 //! The engine's shared state (`Inner`) and its handle (`Manager`, cheap to
-//! clone). Made in `manager.rs`; its requests live beside their concepts:
-//! `start.rs`, `supervise.rs` (stop), `manager.rs` (the rest).
+//! clone). `Manager::new` is in `manager.rs`; its requests live beside
+//! their concepts: `start.rs`, `supervise.rs` (stop), `manager.rs` (the
+//! registry's requests, drain, retention).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;

@@ -11,9 +11,10 @@
 //! Writes are `pwrite`s into the page cache, not stores into a shared
 //! mapping: with a mapping, a full disk surfaces as SIGBUS in the server
 //! instead of an ENOSPC it can count and survive, and a growing file would
-//! need remapping. Readers get spans (stream, offset, length) and read them
-//! with `pread` here or io_uring in the server, so a slow reader costs disk
-//! reads, never server memory.
+//! need remapping. Readers (`reader.rs`) get spans (stream, offset,
+//! length); `serve.rs` gives each span's bytes from a shared read-only
+//! mapping when they are in the page cache, else reads them with io_uring,
+//! so a slow reader costs disk reads, never server memory.
 //!
 //! Progress (committed lengths, and whether the writer is done) is
 //! published through a `watch` channel: a caught-up follower sleeps on it
@@ -24,9 +25,9 @@
 //! received and dropped (and counted), so a job never blocks because of
 //! its output.
 //!
-//! Readers are also served from a read-only mapping of each file, shared
-//! by a job's readers (`Output::mapping`), when the bytes are in the page
-//! cache.
+//! Files: `store.rs` the writer and the per-user output cap, `reader.rs`
+//! where a reader is, `serve.rs` how its bytes are fetched; here the
+//! job's `Output` (paths, progress, the shared mappings).
 
 mod reader;
 mod serve;
