@@ -1,8 +1,10 @@
 //! The one place tokio-uring is named. jwd's runtimes are tokio-uring
 //! runtimes (a tokio current-thread runtime driving an io_uring); the
-//! server's sockets and the engine's output reads go through here, so the
-//! crate depends on tokio-uring's API in one file (it is little
-//! maintained: replacing it is a change to this file, not a hunt).
+//! server's sockets and the engine's output reads go through here. The
+//! owned-buffer I/O, which is tokio-uring's own API, is only called here;
+//! elsewhere the crate uses the socket types' std-like methods (accept,
+//! shutdown, set_nodelay). tokio-uring is little maintained: replacing it
+//! starts in this file.
 
 use std::future::Future;
 use std::path::Path;
@@ -25,6 +27,12 @@ where
     F::Output: 'static,
 {
     tokio_uring::spawn(task)
+}
+
+/// One read from `tcp` into `buf` (from its start, up to its length): how
+/// many bytes came (0 at the end of the stream), and the buffer back.
+pub async fn read_some(tcp: &TcpStream, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+    tcp.read(buf).await
 }
 
 /// One write of `buf[from..]` to `tcp`: how many bytes went, and the

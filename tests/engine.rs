@@ -464,6 +464,33 @@ async fn retention_removes_ended_jobs_and_keeps_running_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_stops_jobs_with_a_shutdown_grace_past_the_stop_ceiling() {
+    // An operator's --shutdown-grace may be longer than the hour a user's
+    // stop may ask for: drain still sends SIGTERM, and a polite job ends.
+    let grace = jw::job::MAX_GRACE * 2;
+    let Some(e) = engine_with("draingrace", |c| c.shutdown_grace = grace) else {
+        return;
+    };
+    let started = e
+        .manager
+        .start("alice", &start_req("sleep", &["1000"]))
+        .await
+        .unwrap();
+    let drained = tokio::time::timeout(Duration::from_secs(120), e.manager.drain()).await;
+    assert_eq!(drained, Ok(true), "drain sent no SIGTERM");
+    let info = e.manager.status(started.id, None).unwrap();
+    assert_eq!(info.signal, Some(libc::SIGTERM));
+    assert!(info.stopped);
+    // And starts are refused from then on.
+    let refused = e.manager.start("alice", &start_req("true", &[])).await;
+    assert!(
+        matches!(refused, Err(JobError::ShuttingDown)),
+        "{refused:?}"
+    );
+    e.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fork_style_clone_runs_the_same_job() {
     let Some(e) = engine("forkclone") else { return };
     e.manager.force_fork_clone();

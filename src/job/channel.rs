@@ -164,6 +164,7 @@ impl<'a> FromInit<'a> {
     }
 
     /// The message's length in bytes.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         match self {
             FromInit::Report(_) => REPORT_LEN,
@@ -172,6 +173,7 @@ impl<'a> FromInit<'a> {
     }
 
     /// Never: every message has its kind at least.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -179,6 +181,7 @@ impl<'a> FromInit<'a> {
     /// Writes the message at the start of `buf` (at least [`Self::len`]
     /// bytes) and returns its length. (The init's relay builds output in
     /// place instead: [`OutputBuffer`].)
+    #[cfg(test)]
     pub fn encode(&self, buf: &mut [u8]) -> usize {
         match *self {
             FromInit::Report(report) => buf[..REPORT_LEN].copy_from_slice(&report.encode()),

@@ -55,6 +55,25 @@ pub enum JobError {
     },
 }
 
+impl JobError {
+    /// Whether the error is a resource running out (a per-user cap, the uid
+    /// range, the host's processes or memory, the disk) rather than a bad
+    /// request or a fault: the caller may try again later.
+    pub fn is_resource_exhausted(&self) -> bool {
+        let errno = |e: &std::io::Error| e.raw_os_error();
+        match self {
+            JobError::NoIdentity { .. }
+            | JobError::TooManyJobs { .. }
+            | JobError::OutputQuota { .. } => true,
+            JobError::Spawn(SpawnError::Clone(e)) => {
+                matches!(errno(e), Some(libc::EAGAIN | libc::ENOMEM))
+            }
+            JobError::Io { source, .. } => errno(source) == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+}
+
 pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobError {
     let what = what.into();
     move |source| JobError::Io { what, source }

@@ -158,7 +158,7 @@ impl Manager {
         for id in active {
             let this = self.clone();
             tokio::spawn(async move {
-                let _ = this.stop(id, None, grace).await;
+                let _ = this.end(id, None, grace).await;
             });
         }
         let ended = tokio::time::timeout(grace + bound, self.idle())

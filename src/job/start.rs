@@ -261,7 +261,7 @@ impl Manager {
             let this = self.clone();
             let grace = inner.config.shutdown_grace;
             tokio::spawn(async move {
-                let _ = this.stop(id, None, grace).await;
+                let _ = this.end(id, None, grace).await;
             });
         }
 

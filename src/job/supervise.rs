@@ -29,11 +29,12 @@ pub const MAX_GRACE: Duration = Duration::from_secs(3600);
 pub(super) const KILL_RETRY: Duration = Duration::from_secs(1);
 
 impl Manager {
-    /// Stops a job: SIGTERM to its command, then, after `grace`, SIGKILL to
-    /// every process in its cgroup, repeated until the job has ended.
-    /// Returns the final status, or `StopTimeout` if the job has not ended
-    /// `kill_timeout` after the first SIGKILL (a process the kernel does
-    /// not let go: its SIGKILL stays pending).
+    /// Stops a job for a user: SIGTERM to its command, then, after `grace`
+    /// (at most `MAX_GRACE`), SIGKILL to every process in its cgroup,
+    /// repeated until the job has ended. Returns the final status, or
+    /// `StopTimeout` if the job has not ended `kill_timeout` after the
+    /// first SIGKILL (a process the kernel does not let go: its SIGKILL
+    /// stays pending).
     pub async fn stop(
         &self,
         id: JobId,
@@ -43,6 +44,17 @@ impl Manager {
         if grace > MAX_GRACE {
             return Err(JobError::GraceTooLong(grace));
         }
+        self.end(id, owner, grace).await
+    }
+
+    /// `stop` without the ceiling on the grace period: for the engine's
+    /// own stops (shutdown, with the operator's `--shutdown-grace`).
+    pub(super) async fn end(
+        &self,
+        id: JobId,
+        owner: Option<&str>,
+        grace: Duration,
+    ) -> Result<JobInfo, JobError> {
         let job = self.get(id, owner)?;
         let bound = self.inner.config.kill_timeout;
         let control = job.control.lock().expect("control lock").clone();

@@ -301,7 +301,7 @@ async fn read_loop(conn: &Rc<Session>) {
         if conn.out.closing.get() {
             return;
         }
-        let (result, b) = conn.tcp.read(buf).await;
+        let (result, b) = uring::read_some(&conn.tcp, buf).await;
         buf = b;
         let n = match result {
             Ok(0) => return,

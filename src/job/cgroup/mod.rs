@@ -9,14 +9,14 @@
 //! limit controllers live differs:
 //! - `v2`: the same leaf carries cpu.max, memory.max, io.max, pids.max.
 //! - `hybrid`: cgroup2 has no controllers; v1 cgroups created under the
-//!   server's own v1 paths carry the limits, and the child is placed in them
-//!   before it may execve (it waits on a pipe for the parent).
+//!   server's own v1 paths carry the limits, and the job's init joins them
+//!   itself (`Setup::join`) before it runs anything of the job.
 //!
 //! jw only ever touches directories it created: its subtree (named by
 //! `CgroupConfig::name`) under the server's own cgroup in each hierarchy, and
 //! job directories inside it named by job id.
 
-pub mod controller;
+pub(crate) mod controller;
 mod detect;
 mod devices;
 mod error;
@@ -24,7 +24,7 @@ mod fs;
 mod hybrid;
 mod job;
 mod layout;
-pub mod parse;
+pub(crate) mod parse;
 mod v1;
 mod v2;
 

@@ -46,8 +46,10 @@
 //! `signals`; `exec` and `privileges`: the command's side of the fork;
 //! `relay`: the rest of the init's life), called in order by [`main`].
 //! `unsafe` is left only where no wrapper exists (fork, execve with
-//! prepared pointers, _exit, adopting fd 3, a raw ioctl; in `sandbox.rs`
-//! the seccomp and new-mount-API system calls), one operation a block.
+//! prepared pointers, _exit, adopting fd 3 and reading its flags,
+//! sigaction, the loopback ioctls and their zeroed `ifreq`; in
+//! `sandbox.rs` the seccomp and new-mount-API system calls), one operation
+//! a block.
 
 mod endpoint;
 mod exec;

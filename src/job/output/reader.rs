@@ -95,11 +95,6 @@ impl OutputReader {
         self.index = None;
     }
 
-    /// Where the reader is in each selected stream.
-    pub fn offsets(&self) -> [Option<u64>; 2] {
-        self.want
-    }
-
     pub(super) fn try_span(&mut self, p: &Progress, max: u64) -> std::io::Result<Option<Span>> {
         let max = max.max(1);
         match self.want {

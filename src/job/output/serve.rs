@@ -69,7 +69,8 @@ impl Serve {
     }
 
     /// Reads every span with io_uring, never from the mapping.
-    pub fn always_read(&mut self) {
+    #[cfg(test)]
+    pub(super) fn always_read(&mut self) {
         self.always_read = true;
     }
 

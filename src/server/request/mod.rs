@@ -28,18 +28,7 @@ pub(super) fn error_info(e: &JobError) -> ErrorInfo {
         JobError::NotFound(_) => ErrorCode::NOT_FOUND,
         JobError::StillRunning(_) | JobError::ShuttingDown => ErrorCode::FAILED_PRECONDITION,
         JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
-        JobError::NoIdentity { .. }
-        | JobError::TooManyJobs { .. }
-        | JobError::OutputQuota { .. } => ErrorCode::RESOURCE_EXHAUSTED,
-        JobError::Spawn(crate::job::spawn::SpawnError::Clone(io))
-            if io.raw_os_error() == Some(libc::EAGAIN)
-                || io.raw_os_error() == Some(libc::ENOMEM) =>
-        {
-            ErrorCode::RESOURCE_EXHAUSTED
-        }
-        JobError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-            ErrorCode::RESOURCE_EXHAUSTED
-        }
+        e if e.is_resource_exhausted() => ErrorCode::RESOURCE_EXHAUSTED,
         _ => ErrorCode::INTERNAL,
     };
     ErrorInfo::new(code, e.to_string())
