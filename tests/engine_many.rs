@@ -43,6 +43,13 @@ async fn many_concurrent_jobs_leave_nothing_behind() {
         assert!(!info.state.is_active());
     }
     assert_eq!(e.manager.list(None).await.len(), JOBS);
+    // A stop returns once the end is published; a job whose cgroup the
+    // kernel was still tearing down has its work directory tidied just
+    // after (its fds open on the pool meanwhile). Count once the engine
+    // has finished with every job.
+    tokio::time::timeout(Duration::from_secs(120), e.manager.idle())
+        .await
+        .expect("the engine finishes every job's clean-up");
     e.assert_clean();
     assert_eq!(
         count_children(),
