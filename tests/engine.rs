@@ -352,7 +352,22 @@ async fn restart_cleans_up_what_a_crashed_server_left() {
         .await
         .unwrap();
     assert!(!first.manager.cgroups().job_dirs().is_empty());
-    // A new engine with the same subtree name kills and removes them.
+    // While the first engine lives, a second one on the same data
+    // directory and subtree is refused and touches nothing of it.
+    let refused = jw::job::Manager::new(first.config.clone()).err();
+    assert!(
+        matches!(refused, Some(JobError::InUse { .. })),
+        "{refused:?}"
+    );
+    assert!(first
+        .manager
+        .status(started.id, None)
+        .unwrap()
+        .state
+        .is_active());
+    // Once it has gone (crashed), a new engine with the same subtree name
+    // kills and removes what it left.
+    first.manager.release_as_if_crashed();
     let second = jw::job::Manager::new(first.config.clone()).unwrap();
     let info = tokio::time::timeout(
         Duration::from_secs(20),

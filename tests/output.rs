@@ -269,6 +269,7 @@ fn restart_keeps_finished_jobs_and_marks_running_ones_lost() {
     });
     rt.shutdown_background();
 
+    e.manager.release_as_if_crashed();
     let again = Manager::new(e.config.clone()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -501,6 +501,78 @@ async fn per_user_job_limit() {
     alice.start(req("true", &[])).await.unwrap();
 }
 
+/// Runs another jwd on `data_dir` and `cgroup_name` until it exits (it
+/// must, within a minute); returns whether it succeeded and its log.
+fn second_jwd(data_dir: &std::path::Path, cgroup_name: &str) -> (bool, String) {
+    let certs = certs();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jwd"))
+        .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+        .arg("--cert")
+        .arg(certs.join("server.crt"))
+        .arg("--key")
+        .arg(certs.join("server.key"))
+        .arg("--client-ca")
+        .arg(certs.join("client-ca.crt"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--cgroup-name", cgroup_name])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("jwd runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second jwd on the same data directory or cgroup did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    (status.success(), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_jwd_on_the_same_data_dir_or_cgroup_is_refused_and_the_first_keeps_its_jobs() {
+    let Some(jwd) = Jwd::start("single", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let id = alice.start(req("sleep", &["1000"])).await.unwrap();
+    let other_data = tempfile::tempdir().unwrap();
+    let other_name = format!("{}-other", jwd.cgroup_name);
+    for (data_dir, name, what) in [
+        (
+            jwd.data_dir.as_path(),
+            other_name.as_str(),
+            "data directory",
+        ),
+        (
+            other_data.path(),
+            jwd.cgroup_name.as_str(),
+            "cgroup subtree",
+        ),
+    ] {
+        let (ok, log) = second_jwd(data_dir, name);
+        assert!(!ok, "the second jwd ran:\n{log}");
+        assert!(
+            log.contains(&format!("the {what}")) && log.contains("is in use by"),
+            "{log}"
+        );
+        // The first one's job runs on, and the first one serves it.
+        let info = alice.status(id).await.unwrap();
+        assert_eq!(info.state, JobState::Running, "{log}");
+        assert!(jwd.data_dir.join("work").exists());
+    }
+    alice.stop(id, 0).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_speaks_is_closed_after_the_handshake_timeout() {
     // No legitimate client takes part: a slow machine only makes the close

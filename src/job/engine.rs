@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::cgroup::Cgroups;
 use super::config::EngineConfig;
+use super::lock::InstanceLock;
 use super::pool::Pool;
 use super::registry::Registry;
 use super::spec::SpecPolicy;
@@ -19,6 +20,8 @@ use super::uids::Identities;
 
 pub(super) struct Inner {
     pub(super) config: EngineConfig,
+    /// This engine's hold on its data directory and cgroup subtree.
+    pub(super) lock: Mutex<Option<InstanceLock>>,
     pub(super) cgroups: Cgroups,
     pub(super) policy: SpecPolicy,
     pub(super) identities: Identities,

@@ -17,6 +17,12 @@ pub enum JobError {
     InvalidSpec(#[from] SpecError),
     #[error("invalid grace: {} ms is longer than one hour", .0.as_millis())]
     GraceTooLong(Duration),
+    #[error("the {what} {path} is in use by {by}; stop that jwd first, or give this one its own --data-dir and --cgroup-name")]
+    InUse {
+        what: &'static str,
+        path: PathBuf,
+        by: String,
+    },
     #[error("no such job {0}")]
     NotFound(JobId),
     #[error("job {0} is still running; stop it first")]

@@ -15,6 +15,7 @@ use super::cgroup::{Cgroups, LayoutKind};
 use super::config::EngineConfig;
 use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
+use super::lock::InstanceLock;
 use super::now_ms;
 use super::output;
 use super::pool::Pool;
@@ -58,7 +59,12 @@ impl Manager {
             rustix::fs::Mode::empty(),
         )
         .map_err(|e| io_err("cannot open /dev/null")(e.into()))?;
+        // Before anything of a running jwd's could be touched: its work
+        // directories (prepare_data_dir) and its jobs (cleanup_stale).
+        let mut lock = InstanceLock::default();
+        lock.data_dir(&config.data_dir)?;
         let cgroups = Cgroups::detect(&config.cgroup)?;
+        lock.cgroup_subtree(cgroups.v2_subtree(), &config.cgroup.name)?;
         let stale = cgroups.cleanup_stale()?;
         tracing::info!(
             layout = %cgroups.kind(),
@@ -111,6 +117,7 @@ impl Manager {
                 active: watch::Sender::new(0),
                 turns: Mutex::new(HashMap::new()),
                 pool,
+                lock: Mutex::new(Some(lock)),
             }),
         };
         if let Some(retain) = manager.inner.config.retain {
@@ -138,6 +145,13 @@ impl Manager {
     /// trampoline (for tests of that path).
     pub fn force_fork_clone(&self) {
         self.inner.share_memory.store(false, Ordering::Release);
+    }
+
+    /// Lets go of the data directory and cgroup subtree as a crashed jwd's
+    /// death does, leaving its jobs as they are: for tests of what the next
+    /// engine makes of them. This engine must not be used afterwards.
+    pub fn release_as_if_crashed(&self) {
+        self.inner.lock.lock().expect("instance lock").take();
     }
 
     pub(super) fn job_dir(&self, id: JobId) -> PathBuf {

@@ -9,6 +9,7 @@ mod engine;
 mod error;
 pub mod init;
 mod link;
+mod lock;
 mod manager;
 pub mod output;
 pub mod pool;
