@@ -77,7 +77,8 @@ impl Default for EngineConfig {
             init_program: None,
             kill_timeout: Duration::from_secs(10),
             blocking_threads: 8,
-            max_starts_per_user: usize::MAX >> 4,
+            // As jwd: as many starts under way at once per owner as CPUs.
+            max_starts_per_user: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(10),
             retain: None,
         }
