@@ -504,18 +504,7 @@ async fn per_user_job_limit() {
 /// Runs another jwd on `data_dir` and `cgroup_name` until it exits (it
 /// must, within a minute); returns whether it succeeded and its log.
 fn second_jwd(data_dir: &std::path::Path, cgroup_name: &str) -> (bool, String) {
-    let certs = certs();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jwd"))
-        .args(["--listen", "127.0.0.1:0", "--threads", "1"])
-        .arg("--cert")
-        .arg(certs.join("server.crt"))
-        .arg("--key")
-        .arg(certs.join("server.key"))
-        .arg("--client-ca")
-        .arg(certs.join("client-ca.crt"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--cgroup-name", cgroup_name])
+    let mut child = common::jwd_command(data_dir, cgroup_name)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -147,6 +147,26 @@ pub fn protect_dev_keys() {
     });
 }
 
+/// The command line of a jwd with the dev PKI on a free loopback port, the
+/// given data directory and cgroup name.
+pub fn jwd_command(data_dir: &Path, cgroup_name: &str) -> Command {
+    protect_dev_keys();
+    let certs = certs();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jwd"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--threads", "2"])
+        .arg("--cert")
+        .arg(certs.join("server.crt"))
+        .arg("--key")
+        .arg(certs.join("server.key"))
+        .arg("--client-ca")
+        .arg(certs.join("client-ca.crt"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--cgroup-name", cgroup_name]);
+    command
+}
+
 /// A jwd process on a free loopback port, with its own data directory and
 /// cgroup subtree. Killed (SIGKILL) when dropped, unless stopped first.
 pub struct Jwd {
@@ -178,19 +198,7 @@ impl Jwd {
 
     /// Starts jwd on a given data directory and cgroup name (for restarts).
     pub fn start_with(data_dir: &Path, cgroup_name: &str, extra: &[&str]) -> Jwd {
-        protect_dev_keys();
-        let certs = certs();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jwd"))
-            .args(["--listen", "127.0.0.1:0", "--threads", "2"])
-            .arg("--cert")
-            .arg(certs.join("server.crt"))
-            .arg("--key")
-            .arg(certs.join("server.key"))
-            .arg("--client-ca")
-            .arg(certs.join("client-ca.crt"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--cgroup-name", cgroup_name])
+        let mut child = jwd_command(data_dir, cgroup_name)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
