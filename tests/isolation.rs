@@ -507,7 +507,7 @@ async fn the_default_filter_refuses_kernel_surface_and_can_be_turned_off() {
 /// What bob's job tries against alice's: her secrets in every place a job
 /// can write, her output and record in the data directory, her work
 /// directory by its host path, her IPC, her processes.
-fn attack_script(data_dir: &Path, alice: JobId, alice_work: &Path) -> String {
+fn attack_script(data_dir: &Path, subtree: &Path, alice: JobId, alice_work: &Path) -> String {
     let work = alice_work;
     let job_dir = data_dir.join("jobs").join(alice.to_string());
     format!(
@@ -515,6 +515,7 @@ fn attack_script(data_dir: &Path, alice: JobId, alice_work: &Path) -> String {
            if cat $f >/dev/null 2>&1; then echo \"read=$f\"; fi; \
          done; \
          ls -A /home/job /tmp /var/tmp /dev/shm {data} {work} 2>/dev/null | grep -q secret && echo listed=secret; \
+         for l in {data}/jwd.lock {subtree}; do test -e $l && echo sees=$l; done; \
          echo home=$(ls -A /home | tr '\\n' ,); \
          echo procs=$(ls /proc | grep -c '^[0-9]'); \
          echo uid=$(id -u); \
@@ -523,6 +524,7 @@ fn attack_script(data_dir: &Path, alice: JobId, alice_work: &Path) -> String {
         work = work.display(),
         jobs = job_dir.display(),
         data = data_dir.display(),
+        subtree = subtree.display(),
         probe = probe_command(),
     )
 }
@@ -556,7 +558,12 @@ async fn bob_cannot_reach_anything_of_alices_running_or_ended_job() {
 
     let alice_work = e.manager.work_path(alice.id).unwrap();
     assert!(alice_work.join("secret").exists());
-    let attack = attack_script(&e.config.data_dir, alice.id, &alice_work);
+    let attack = attack_script(
+        &e.config.data_dir,
+        e.manager.cgroups().v2_subtree(),
+        alice.id,
+        &alice_work,
+    );
     let bob = e
         .manager
         .start("bob", &start_req("sh", &["-c", &attack]))
@@ -570,6 +577,9 @@ async fn bob_cannot_reach_anything_of_alices_running_or_ended_job() {
     println!("[{}] bob while alice runs:\n{out}", e.layout());
     let f = fields(&out);
     assert!(!out.contains("read=") && !out.contains("listed="), "{out}");
+    // Nor what jwd locks to stay the only jwd on them (a job holding one
+    // would keep the next jwd from starting).
+    assert!(!out.contains("sees="), "{out}");
     assert_eq!(f["home"], "job,", "{out}");
     assert_ne!(f["uid"], alice_uid, "bob and alice share a uid");
     assert!(
@@ -601,6 +611,9 @@ async fn bob_cannot_reach_anything_of_alices_running_or_ended_job() {
     let out = e.read_output(info.id, OutputStream::Stdout);
     println!("[{}] bob after alice ended:\n{out}", e.layout());
     assert!(!out.contains("read=") && !out.contains("listed="), "{out}");
+    // Nor what jwd locks to stay the only jwd on them (a job holding one
+    // would keep the next jwd from starting).
+    assert!(!out.contains("sees="), "{out}");
     assert_eq!(fields(&out)["shm_find:4871"], "ENOENT", "{out}");
     e.assert_clean();
 }
