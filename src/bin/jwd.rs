@@ -101,6 +101,11 @@ struct Args {
     /// Grace period for running jobs when jwd is asked to stop.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// On SIGTERM/SIGINT, leave running jobs to their keepers instead of
+    /// stopping them: the next jwd on the same data dir and cgroup name
+    /// adopts them (restarts, upgrades: `systemctl restart jwd`).
+    #[arg(long)]
+    keep_jobs_on_exit: bool,
     /// Close connections that have not finished TLS and Hello in this time.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     handshake_timeout: Duration,
@@ -277,6 +282,7 @@ fn run(args: Args) -> Result<(), String> {
         max_starts_per_user: args.max_starts_per_user as usize,
         shutdown_grace: args.shutdown_grace,
         retain: args.retain,
+        keep_jobs_on_exit: args.keep_jobs_on_exit,
     })
     .map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");
@@ -333,7 +339,11 @@ fn run(args: Args) -> Result<(), String> {
     let signal = stop_signals
         .wait()
         .map_err(|e| format!("cannot wait for signals: {e}"))?;
-    tracing::info!(%signal, grace = ?args.shutdown_grace, "shutting down: closing connections and stopping running jobs");
+    if args.keep_jobs_on_exit {
+        tracing::info!(%signal, "shutting down: closing connections; running jobs stay with their keepers for the next jwd");
+    } else {
+        tracing::info!(%signal, grace = ?args.shutdown_grace, "shutting down: closing connections and stopping running jobs");
+    }
     server.shutdown();
     manager.cgroups().remove_subtree();
     tracing::info!("jwd stopped");

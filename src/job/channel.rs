@@ -1,20 +1,32 @@
 //! The one definition of what jwd and a job's init (`jw-init`, see
-//! `init/`) say to each other, and how each message is laid out in bytes.
-//! Both sides encode and decode through this file only.
+//! `init/`, the job's keeper) say to each other, and how each message and
+//! the keeper's exit record are laid out in bytes. Both sides encode and
+//! decode through this file only.
 //!
-//! The channel is a SOCK_SEQPACKET socket pair, so every message arrives
-//! whole and alone; the init holds its end at [`CHANNEL_FD`]. In order:
+//! The channel is a SOCK_SEQPACKET connection, so every message arrives
+//! whole and alone. At the start it is one end of a socket pair at
+//! [`CHANNEL_FD`]; a restarted jwd reconnects through the keeper's
+//! listening socket ([`KEEPER_SOCKET`] in the job's directory, handed to
+//! the init at [`LISTENER_FD`]), and the keeper takes the newest
+//! connection as its channel. In order:
 //! - jwd queues the job's [`Setup`] (postcard) before it clones the init;
 //! - the init answers with one [`Report`]: [`Report::ExecOk`] or
 //!   [`Report::Failed`] (where and with which errno set-up stopped);
-//! - then it relays the command's output ([`FromInit::Output`]) and, once
-//!   the command has ended, reports [`Report::Exited`] and exits;
-//! - jwd may send [`ToInit::Signal`] at any time (the init forwards it).
+//! - then the keeper writes the command's output into the job's files
+//!   itself (the job's directory is handed to it at [`DIR_FD`]) and sends
+//!   [`FromInit::Progress`] (the committed lengths) after writes, and as
+//!   the first message on every new connection; once the command has
+//!   ended it writes its [`ExitRecord`], reports [`Report::Exited`] and
+//!   exits;
+//! - jwd may send [`ToInit::Signal`] (forwarded to the command) and
+//!   [`ToInit::Grant`] (how many output bytes the job may keep) at any
+//!   time.
 //!
-//! Byte layout, all integers little-endian: a message from the init starts
-//! with a u32 kind. A report is [`REPORT_LEN`] bytes: kind, stage (u32),
-//! value (i32). Output is the kind, then 1..=[`OUTPUT_CHUNK`] bytes. A
-//! message to the init is [`CONTROL_LEN`] bytes: kind, then the value.
+//! Byte layout, all integers little-endian: a message starts with a u32
+//! kind. A report is [`REPORT_LEN`] bytes: kind, stage (u32), value (i32).
+//! Progress is [`PROGRESS_LEN`] bytes: kind, then stdout, stderr and index
+//! lengths and dropped bytes (u64 each). A signal is [`SIGNAL_LEN`] bytes
+//! (kind, i32), a grant [`GRANT_LEN`] (kind, u64).
 //!
 //! A jwd and a jw-init of different builds may not agree on any of this:
 //! the init's first argument ([`Setup::argv`]) names the format, and the
@@ -22,11 +34,18 @@
 
 use std::ffi::{c_int, CStr};
 
-use crate::protocol::OutputStream;
-
 /// The channel to jwd, in the init: one end of a SOCK_SEQPACKET socket
 /// pair. It is the only descriptor jwd holds for a running job.
 pub const CHANNEL_FD: c_int = 3;
+/// The keeper's listening socket (bound at [`KEEPER_SOCKET`]), in the init.
+pub const LISTENER_FD: c_int = 4;
+/// The job's directory (O_PATH), where the keeper writes output and its
+/// exit record.
+pub const DIR_FD: c_int = 5;
+/// The keeper's listening socket's name in the job's directory.
+pub const KEEPER_SOCKET: &str = "keeper.sock";
+/// The keeper's exit record's name in the job's directory.
+pub const EXIT_FILE: &str = "exit";
 
 /// The length of every report from the init (kind, stage, value).
 pub const REPORT_LEN: usize = 12;
@@ -34,26 +53,27 @@ pub const REPORT_LEN: usize = 12;
 pub const REPORT_EXEC_OK: u32 = 1;
 pub const REPORT_FAILED: u32 = 2;
 pub const REPORT_EXITED: u32 = 3;
-/// Output kinds: the kind, then 1..=OUTPUT_CHUNK bytes the command wrote.
-pub const MSG_STDOUT: u32 = 4;
-pub const MSG_STDERR: u32 = 5;
-/// The kind's bytes in front of an output message's bytes.
-pub const OUTPUT_HEADER: usize = 4;
-/// The most output bytes one message carries.
-pub const OUTPUT_CHUNK: usize = 64 * 1024;
+/// Progress: the kind, then four u64.
+pub const MSG_PROGRESS: u32 = 6;
+pub const PROGRESS_LEN: usize = 4 + 4 * 8;
 /// The largest message jwd has to receive.
-pub const MAX_MESSAGE: usize = OUTPUT_HEADER + OUTPUT_CHUNK;
-/// From jwd to the init: kind, then the signal (i32) to forward to the
-/// command.
+pub const MAX_MESSAGE: usize = PROGRESS_LEN;
+/// From jwd to the init: a signal to forward to the command (kind, i32).
 pub const CONTROL_SIGNAL: u32 = 1;
-pub const CONTROL_LEN: usize = 8;
+pub const SIGNAL_LEN: usize = 8;
+/// From jwd to the init: the output bytes the job may keep in all (kind,
+/// u64).
+pub const CONTROL_GRANT: u32 = 2;
+pub const GRANT_LEN: usize = 12;
+/// The largest message the init has to receive.
+pub const CONTROL_LEN: usize = GRANT_LEN;
 /// The exit code of the clone's child when it cannot set up its fds (and
 /// so cannot report).
 pub const EXIT_FDS: i32 = 125;
 /// The init's first argument: the argument and message format, so a jwd
 /// and a jw-init from different builds fail loudly instead of misreading
 /// each other.
-pub const ARGS_VERSION: &CStr = c"jw-init/2";
+pub const ARGS_VERSION: &CStr = c"jw-init/3";
 
 mod setup;
 mod stage;
@@ -62,6 +82,8 @@ mod tests;
 
 pub use setup::{Setup, INIT_ENV, MAX_SETUP};
 pub use stage::Stage;
+
+use super::output::Progress;
 
 /// A message the init cannot have sent (or jwd cannot have sent, for
 /// [`ToInit`]): too short or too long for its kind, or of no known kind.
@@ -107,22 +129,40 @@ impl Report {
 
 /// A message from the init to jwd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FromInit<'a> {
+pub enum FromInit {
     Report(Report),
-    /// Bytes the command wrote (1..=[`OUTPUT_CHUNK`]).
-    Output {
-        stream: OutputStream,
-        bytes: &'a [u8],
-    },
+    /// What the keeper has written so far (`closed` is never sent: jwd
+    /// learns the end from the report and the channel's end).
+    Progress(Progress),
 }
 
 fn word(bytes: &[u8], at: usize) -> [u8; 4] {
     [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]
 }
 
-impl<'a> FromInit<'a> {
-    /// Reads one whole message as received; output borrows its bytes.
-    pub fn decode(message: &'a [u8]) -> Result<FromInit<'a>, BadMessage> {
+fn long(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// Progress as its four numbers: stdout, stderr, index, dropped.
+fn progress_words(p: &Progress) -> [u64; 4] {
+    [p.lens[0], p.lens[1], p.index_len, p.dropped]
+}
+
+fn progress_from(w: [u64; 4]) -> Progress {
+    Progress {
+        lens: [w[0], w[1]],
+        index_len: w[2],
+        dropped: w[3],
+        closed: false,
+    }
+}
+
+impl FromInit {
+    /// Reads one whole message as received.
+    pub fn decode(message: &[u8]) -> Result<FromInit, BadMessage> {
         if message.len() < 4 {
             return Err(BadMessage::Empty);
         }
@@ -130,19 +170,16 @@ impl<'a> FromInit<'a> {
         let len = message.len();
         let bad_length = Err(BadMessage::Length { kind, len });
         match kind {
-            MSG_STDOUT | MSG_STDERR => {
-                if len <= OUTPUT_HEADER || len > MAX_MESSAGE {
+            MSG_PROGRESS => {
+                if len != PROGRESS_LEN {
                     return bad_length;
                 }
-                let stream = if kind == MSG_STDOUT {
-                    OutputStream::Stdout
-                } else {
-                    OutputStream::Stderr
-                };
-                Ok(FromInit::Output {
-                    stream,
-                    bytes: &message[OUTPUT_HEADER..],
-                })
+                Ok(FromInit::Progress(progress_from([
+                    long(message, 4),
+                    long(message, 12),
+                    long(message, 20),
+                    long(message, 28),
+                ])))
             }
             REPORT_EXEC_OK | REPORT_FAILED | REPORT_EXITED => {
                 if len != REPORT_LEN {
@@ -163,68 +200,22 @@ impl<'a> FromInit<'a> {
         }
     }
 
-    /// The message's length in bytes.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        match self {
-            FromInit::Report(_) => REPORT_LEN,
-            FromInit::Output { bytes, .. } => OUTPUT_HEADER + bytes.len(),
-        }
-    }
-
-    /// Never: every message has its kind at least.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Writes the message at the start of `buf` (at least [`Self::len`]
-    /// bytes) and returns its length. (The init's relay builds output in
-    /// place instead: [`OutputBuffer`].)
-    #[cfg(test)]
+    /// Writes the message at the start of `buf` (at least
+    /// [`MAX_MESSAGE`] bytes) and returns its length.
     pub fn encode(&self, buf: &mut [u8]) -> usize {
-        match *self {
-            FromInit::Report(report) => buf[..REPORT_LEN].copy_from_slice(&report.encode()),
-            FromInit::Output { stream, bytes } => {
-                buf[..OUTPUT_HEADER].copy_from_slice(&output_kind(stream).to_le_bytes());
-                buf[OUTPUT_HEADER..OUTPUT_HEADER + bytes.len()].copy_from_slice(bytes);
+        match self {
+            FromInit::Report(report) => {
+                buf[..REPORT_LEN].copy_from_slice(&report.encode());
+                REPORT_LEN
+            }
+            FromInit::Progress(p) => {
+                buf[..4].copy_from_slice(&MSG_PROGRESS.to_le_bytes());
+                for (i, w) in progress_words(p).into_iter().enumerate() {
+                    buf[4 + 8 * i..12 + 8 * i].copy_from_slice(&w.to_le_bytes());
+                }
+                PROGRESS_LEN
             }
         }
-        self.len()
-    }
-}
-
-fn output_kind(stream: OutputStream) -> u32 {
-    match stream {
-        OutputStream::Stdout => MSG_STDOUT,
-        OutputStream::Stderr => MSG_STDERR,
-    }
-}
-
-/// The init's buffer for relaying output without a copy: the command's
-/// bytes are read straight into [`OutputBuffer::payload`], then
-/// [`OutputBuffer::message`] puts the kind in front of them. Allocated
-/// once per job.
-pub struct OutputBuffer(Box<[u8]>);
-
-impl Default for OutputBuffer {
-    fn default() -> Self {
-        OutputBuffer(vec![0u8; MAX_MESSAGE].into_boxed_slice())
-    }
-}
-
-impl OutputBuffer {
-    /// Where the next chunk of output goes: [`OUTPUT_CHUNK`] bytes.
-    pub fn payload(&mut self) -> &mut [u8] {
-        &mut self.0[OUTPUT_HEADER..]
-    }
-
-    /// The message for the first `len` bytes of the payload (1..=
-    /// [`OUTPUT_CHUNK`]), of `stream`.
-    pub fn message(&mut self, stream: OutputStream, len: usize) -> &[u8] {
-        debug_assert!((1..=OUTPUT_CHUNK).contains(&len));
-        self.0[..OUTPUT_HEADER].copy_from_slice(&output_kind(stream).to_le_bytes());
-        &self.0[..OUTPUT_HEADER + len]
     }
 }
 
@@ -233,15 +224,26 @@ impl OutputBuffer {
 pub enum ToInit {
     /// Forward this signal to the command.
     Signal(i32),
+    /// The job may keep this many output bytes in all (stdout and stderr
+    /// together, within its own cap); past it the keeper drops and counts.
+    Grant(u64),
 }
 
 impl ToInit {
-    pub fn encode(&self) -> [u8; CONTROL_LEN] {
-        let ToInit::Signal(sig) = *self;
-        let mut message = [0u8; CONTROL_LEN];
-        message[..4].copy_from_slice(&CONTROL_SIGNAL.to_le_bytes());
-        message[4..].copy_from_slice(&sig.to_le_bytes());
-        message
+    /// Writes the message at the start of `buf` and returns its bytes.
+    pub fn encode<'b>(&self, buf: &'b mut [u8; CONTROL_LEN]) -> &'b [u8] {
+        match *self {
+            ToInit::Signal(sig) => {
+                buf[..4].copy_from_slice(&CONTROL_SIGNAL.to_le_bytes());
+                buf[4..8].copy_from_slice(&sig.to_le_bytes());
+                &buf[..SIGNAL_LEN]
+            }
+            ToInit::Grant(bytes) => {
+                buf[..4].copy_from_slice(&CONTROL_GRANT.to_le_bytes());
+                buf[4..12].copy_from_slice(&bytes.to_le_bytes());
+                &buf[..GRANT_LEN]
+            }
+        }
     }
 
     pub fn decode(message: &[u8]) -> Result<ToInit, BadMessage> {
@@ -249,15 +251,61 @@ impl ToInit {
             return Err(BadMessage::Empty);
         }
         let kind = u32::from_le_bytes(word(message, 0));
-        if kind != CONTROL_SIGNAL {
-            return Err(BadMessage::UnknownKind(kind));
+        let bad_length = Err(BadMessage::Length {
+            kind,
+            len: message.len(),
+        });
+        match kind {
+            CONTROL_SIGNAL if message.len() == SIGNAL_LEN => {
+                Ok(ToInit::Signal(i32::from_le_bytes(word(message, 4))))
+            }
+            CONTROL_GRANT if message.len() == GRANT_LEN => Ok(ToInit::Grant(long(message, 4))),
+            CONTROL_SIGNAL | CONTROL_GRANT => bad_length,
+            other => Err(BadMessage::UnknownKind(other)),
         }
-        if message.len() != CONTROL_LEN {
-            return Err(BadMessage::Length {
-                kind,
-                len: message.len(),
-            });
+    }
+}
+
+/// What the keeper leaves in the job's directory ([`EXIT_FILE`]) when the
+/// command has ended, before it exits: how it ended and what was written,
+/// so a jwd that was away then still learns both. One `pwrite` of
+/// [`EXIT_RECORD_LEN`] bytes (within a page: a crash leaves it whole or
+/// absent): magic, wait status, end time, then the progress figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub wait_status: i32,
+    pub ended_at_ms: u64,
+    pub written: Progress,
+}
+
+const EXIT_MAGIC: &[u8; 4] = b"jwx1";
+pub const EXIT_RECORD_LEN: usize = 4 + 4 + 8 + 4 * 8;
+
+impl ExitRecord {
+    pub fn encode(&self) -> [u8; EXIT_RECORD_LEN] {
+        let mut buf = [0u8; EXIT_RECORD_LEN];
+        buf[..4].copy_from_slice(EXIT_MAGIC);
+        buf[4..8].copy_from_slice(&self.wait_status.to_le_bytes());
+        buf[8..16].copy_from_slice(&self.ended_at_ms.to_le_bytes());
+        for (i, w) in progress_words(&self.written).into_iter().enumerate() {
+            buf[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_le_bytes());
         }
-        Ok(ToInit::Signal(i32::from_le_bytes(word(message, 4))))
+        buf
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<ExitRecord> {
+        if bytes.len() != EXIT_RECORD_LEN || &bytes[..4] != EXIT_MAGIC {
+            return None;
+        }
+        Some(ExitRecord {
+            wait_status: i32::from_le_bytes(word(bytes, 4)),
+            ended_at_ms: long(bytes, 8),
+            written: progress_from([long(bytes, 16), long(bytes, 24), long(bytes, 32), long(bytes, 40)]),
+        })
+    }
+
+    /// The record in job directory `dir`, if the keeper wrote one.
+    pub fn read(dir: &std::path::Path) -> Option<ExitRecord> {
+        Self::decode(&std::fs::read(dir.join(EXIT_FILE)).ok()?)
     }
 }

@@ -55,6 +55,10 @@ pub struct EngineConfig {
     /// Ended jobs older than this are removed with their output (`jwd
     /// --retain`); `None`: kept until removed.
     pub retain: Option<Duration>,
+    /// At shutdown, leave running jobs to their keepers instead of
+    /// stopping them, for the next jwd to adopt (`jwd
+    /// --keep-jobs-on-exit`: restarts and upgrades).
+    pub keep_jobs_on_exit: bool,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             allow_host_network: false,
             max_output_bytes: 1 << 30,
             max_output_per_user: None,
+            keep_jobs_on_exit: false,
             default_memory_bytes: Some(DEFAULT_MEMORY),
             default_pids: Some(DEFAULT_PIDS),
             seccomp: true,

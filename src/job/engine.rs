@@ -15,6 +15,7 @@ use super::config::EngineConfig;
 use super::lock::InstanceLock;
 use super::pool::Pool;
 use super::registry::Registry;
+use super::restore::Adopted;
 use super::spec::SpecPolicy;
 use super::uids::Identities;
 
@@ -49,6 +50,9 @@ pub(super) struct Inner {
     pub(super) turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Where blocking work runs.
     pub(super) pool: Pool,
+    /// Running jobs a previous jwd left, adopted and waiting for their
+    /// supervisors (`Manager::resume`).
+    pub(super) adopted: Mutex<Vec<Adopted>>,
 }
 
 /// The engine: cheap to clone, shareable across threads.

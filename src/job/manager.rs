@@ -3,7 +3,8 @@
 //! registry (get, status, list, wait, remove, prune). `start` lives in
 //! `start.rs`, `stop` in `supervise.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,7 +66,16 @@ impl Manager {
         lock.data_dir(&config.data_dir)?;
         let cgroups = Cgroups::detect(&config.cgroup)?;
         lock.cgroup_subtree(cgroups.v2_subtree(), &config.cgroup.name)?;
-        let stale = cgroups.cleanup_stale()?;
+        // Jobs a previous jwd left: those whose keeper lives are adopted;
+        // the cgroups of every other job go.
+        let work = config.data_dir.join(super::restore::WORK_DIR);
+        let restored = load_jobs(&config.data_dir.join("jobs"), &work, &cgroups);
+        let kept: HashSet<String> = restored
+            .adopted
+            .iter()
+            .map(|a| a.job.id.to_string())
+            .collect();
+        let stale = cgroups.cleanup_stale(&|name| kept.contains(name))?;
         tracing::info!(
             layout = %cgroups.kind(),
             subtree = %cgroups.v2_subtree().display(),
@@ -73,7 +83,17 @@ impl Manager {
             stale_removed = stale,
             "cgroup layout detected"
         );
-        prepare_data_dir(&config.data_dir)?;
+        let in_use: HashSet<OsString> = restored
+            .adopted
+            .iter()
+            .filter_map(|a| a.job.home.file_name().map(|n| n.to_os_string()))
+            .collect();
+        prepare_data_dir(&config.data_dir, &in_use)?;
+        for a in &restored.adopted {
+            if !identities.claim(a.ids) {
+                tracing::warn!(job = %a.job.id, uid = a.ids.uid, "the adopted job's uid is outside --job-uids or taken twice; it is not handed to another job while this one runs");
+            }
+        }
         // Absolute and free of symlinks: the init resolves these paths in
         // its own mount namespace and working directory.
         config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(io_err(format!(
@@ -96,8 +116,11 @@ impl Manager {
             .default_memory_bytes
             .map(|m| m.min(policy.host_memory));
         policy.default_pids = config.default_pids;
-        let jobs = load_jobs(&config.data_dir.join("jobs"));
-        let registry = Registry::new(jobs, config.max_jobs_per_user, config.max_output_per_user);
+        let registry = Registry::new(
+            restored.jobs,
+            config.max_jobs_per_user,
+            config.max_output_per_user,
+        );
         let pool = Pool::new("jwd-blocking", config.blocking_threads, BLOCKING_QUEUE)
             .map_err(io_err("cannot start the blocking pool's threads"))?;
         let manager = Manager {
@@ -118,6 +141,7 @@ impl Manager {
                 turns: Mutex::new(HashMap::new()),
                 pool,
                 lock: Mutex::new(Some(lock)),
+                adopted: Mutex::new(restored.adopted),
             }),
         };
         if let Some(retain) = manager.inner.config.retain {
@@ -169,6 +193,14 @@ impl Manager {
         let active = inner
             .registry
             .active_after(|| inner.draining.store(true, Ordering::Release));
+        if inner.config.keep_jobs_on_exit {
+            // Their keepers keep them; the next jwd adopts them.
+            tracing::info!(
+                running = active.len(),
+                "leaving running jobs to their keepers (--keep-jobs-on-exit)"
+            );
+            return true;
+        }
         for id in active {
             let this = self.clone();
             tokio::spawn(async move {
@@ -189,8 +221,12 @@ impl Manager {
     }
 
     /// Resolves once no job is running, or once a `drain` would have
-    /// given up on them. For runtimes other than the one that drains.
+    /// given up on them (at once when jobs are left to their keepers). For
+    /// runtimes other than the one that drains.
     pub async fn drained(&self) {
+        if self.inner.config.keep_jobs_on_exit {
+            return;
+        }
         let bound = self.inner.config.shutdown_grace + DRAIN_BOUND;
         let _ = tokio::time::timeout(bound, self.idle()).await;
     }

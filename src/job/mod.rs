@@ -8,6 +8,7 @@ mod config;
 mod engine;
 mod error;
 pub mod init;
+pub mod keeper;
 mod link;
 mod lock;
 mod manager;

@@ -178,12 +178,23 @@ impl Registry {
 
     /// One of `owner`'s places (`--max-jobs-per-user`), or why not.
     pub(super) fn reserve(&self, owner: &str) -> Result<Slot, JobError> {
+        self.take_place(owner, false)
+    }
+
+    /// The place of a running job a restarted jwd adopted: taken even past
+    /// the cap (the job runs already; a lowered cap applies to new starts).
+    pub(super) fn reserve_adopted(&self, owner: &str) -> Slot {
+        self.take_place(owner, true)
+            .expect("an adopted job's place is never refused")
+    }
+
+    fn take_place(&self, owner: &str, adopted: bool) -> Result<Slot, JobError> {
         let Some(max) = self.max_jobs_per_user else {
             return Ok(Slot { place: None });
         };
         let mut slots = self.slots.lock().expect("slots lock");
         let taken = slots.entry(owner.to_string()).or_insert(0);
-        if *taken >= max {
+        if *taken >= max && !adopted {
             return Err(JobError::TooManyJobs {
                 owner: owner.to_string(),
                 max,

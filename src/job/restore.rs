@@ -1,20 +1,33 @@
-//! What a starting jwd finds: the data directory made owner-only (stale
-//! work directories moved aside and removed in the background), and every
-//! job a previous jwd recorded, loaded; those that were running are marked
-//! lost (see `load_jobs` for why they are not re-adopted yet).
+//! What a starting jwd finds: every job a previous jwd recorded, loaded;
+//! those still running under a live keeper re-adopted (`keeper.rs` checks
+//! the keeper and connects to it), those that ended while no jwd was there
+//! settled from their keeper's exit record, the rest marked lost; and the
+//! data directory made owner-only, with the work directories no adopted
+//! job uses moved aside and removed in the background.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use super::cgroup::{Cgroups, JobCgroup};
+use super::channel::ExitRecord;
 use super::error::{io_err, JobError};
+use super::keeper::{self, Gone};
 use super::now_ms;
 use super::output::Output;
 use super::record;
-use super::registry::Job;
-use crate::protocol::{JobId, JobInfo, JobState};
+use super::registry::{Control, Job};
+use super::channel::ToInit;
+use super::engine::Manager;
+use super::link::{self, InitChannel};
+use super::output::Grant;
+use super::supervise::{settle, supervise, Running};
+use super::uids::JobIds;
+use crate::protocol::{JobId, JobInfo, JobState, Usage};
 
 /// Where jobs' work directories live, under the data directory.
 pub(super) const WORK_DIR: &str = "work";
@@ -25,11 +38,36 @@ pub(super) const STALE_PREFIX: &str = "work.stale-";
 /// Creates (or makes owner-only) the data directory and its `jobs` and
 /// `work` directories: 0700, so no job and no other host user can reach
 /// output, records or another job's files. Work directories a crashed jwd
-/// left go (their jobs were killed with the stale cgroups).
-pub(super) fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobError> {
+/// left go (their jobs were killed with the stale cgroups), but those of
+/// the jobs it re-adopted (`in_use`, by name in `work`).
+pub(super) fn prepare_data_dir(
+    data_dir: &std::path::Path,
+    in_use: &HashSet<OsString>,
+) -> Result<(), JobError> {
     use std::os::unix::fs::PermissionsExt;
     let work = data_dir.join(WORK_DIR);
-    if work.exists() {
+    if work.exists() && !in_use.is_empty() {
+        // Only what no running job uses goes, entry by entry.
+        let stale = data_dir.join(format!("{STALE_PREFIX}{}-{}", std::process::id(), now_ms()));
+        let entries = std::fs::read_dir(&work).map_err(io_err(format!(
+            "cannot list the work directories in {}",
+            work.display()
+        )))?;
+        for entry in entries.filter_map(Result::ok) {
+            if in_use.contains(&entry.file_name()) {
+                continue;
+            }
+            if !stale.exists() {
+                std::fs::create_dir(&stale).map_err(io_err(format!(
+                    "cannot create {}",
+                    stale.display()
+                )))?;
+            }
+            std::fs::rename(entry.path(), stale.join(entry.file_name())).map_err(io_err(
+                format!("cannot move stale work directory {} aside", entry.path().display()),
+            ))?;
+        }
+    } else if work.exists() {
         // Renamed aside at once and removed in the background: a job may
         // have left a tree that takes long to remove, and jwd must start.
         let stale = data_dir.join(format!("{STALE_PREFIX}{}-{}", std::process::id(), now_ms()));
@@ -71,19 +109,34 @@ pub(super) fn prepare_data_dir(data_dir: &std::path::Path) -> Result<(), JobErro
     Ok(())
 }
 
-/// Loads every job a previous server recorded. Jobs that were starting or
-/// running are marked lost: their processes were killed and their cgroups
-/// removed by the cgroup clean-up that ran just before, and their output
-/// up to that moment stays readable.
-///
-/// Why not re-adopt them: the job's stdout and stderr are pipes drained by
-/// the server (that is what keeps the capture order of both streams, the
-/// output cap and the full-disk accounting in one place), so a job that
-/// outlived its server has already lost output to a dead pipe.
-pub(super) fn load_jobs(jobs_dir: &std::path::Path) -> HashMap<JobId, Arc<Job>> {
+/// A running job a restarted jwd found with its keeper alive and
+/// connected: to be supervised again (`Manager::resume`).
+pub(super) struct Adopted {
+    pub(super) job: Arc<Job>,
+    pub(super) channel: Arc<OwnedFd>,
+    pub(super) cgroup: Arc<JobCgroup>,
+    pub(super) ids: JobIds,
+}
+
+/// What `load_jobs` found.
+pub(super) struct Restored {
+    pub(super) jobs: HashMap<JobId, Arc<Job>>,
+    pub(super) adopted: Vec<Adopted>,
+}
+
+/// Loads every job a previous server recorded. A job that was running is
+/// re-adopted if its keeper is alive (the same process, in the job's
+/// cgroup, reachable on its socket); settled from its keeper's exit
+/// record if it ended while no jwd was there; else marked lost (its
+/// processes are killed with its stale cgroups right after). Its output
+/// stays readable in every case. `work` is where work directories are.
+pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Restored {
     let mut loaded: Vec<(JobInfo, PathBuf)> = Vec::new();
     let Ok(entries) = std::fs::read_dir(jobs_dir) else {
-        return HashMap::new();
+        return Restored {
+            jobs: HashMap::new(),
+            adopted: Vec::new(),
+        };
     };
     for entry in entries.filter_map(Result::ok) {
         let dir = entry.path();
@@ -111,42 +164,165 @@ pub(super) fn load_jobs(jobs_dir: &std::path::Path) -> HashMap<JobId, Arc<Job>> 
     }
     loaded.sort_by_key(|(info, _)| (info.started_at_ms, info.id));
     let mut jobs = HashMap::new();
-    let mut lost = 0;
+    let mut adopted = Vec::new();
+    let (mut lost, mut settled) = (0, 0);
     for (seq, (mut info, dir)) in loaded.into_iter().enumerate() {
-        let output = match Output::open_closed(&dir, info.output.dropped_bytes) {
+        let was_active = info.state.is_active();
+        let found = was_active.then(|| keeper::find(&dir, info.id));
+        let live = matches!(found, Some(Ok(_)));
+        let opened = if live {
+            Output::open_live(&dir, info.output.dropped_bytes)
+        } else {
+            Output::open_closed(&dir, info.output.dropped_bytes)
+        };
+        let output = match opened {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot open the job's output; job ignored");
                 continue;
             }
         };
-        let was_active = info.state.is_active();
-        if was_active {
-            lost += 1;
-            info.state = JobState::Lost;
-            info.ended_at_ms = Some(now_ms());
-            info.error = Some(
-                "jwd stopped while the job was running; the job was killed when jwd restarted"
-                    .into(),
-            );
+        let mut home = PathBuf::new();
+        let mut control = None;
+        let mut keep = None;
+        match found {
+            None => {}
+            Some(Ok(found)) => {
+                let ids = found.record.ids;
+                let name = if ids.pooled {
+                    ids.uid.to_string()
+                } else {
+                    info.id.to_string()
+                };
+                home = work.join(name);
+                let cgroup = Arc::new(cgroups.open(&info.id.to_string()));
+                let channel = Arc::new(found.channel);
+                control = Some(Control {
+                    channel: channel.clone(),
+                    cgroup: cgroup.clone(),
+                });
+                keep = Some((channel, cgroup, ids));
+            }
+            Some(Err(gone)) => {
+                // Its last figures are in its cgroups until they go.
+                let cgroup = cgroups.open(&info.id.to_string());
+                info.usage = Usage {
+                    pids_current: 0,
+                    ..cgroup.usage()
+                };
+                info.oom_killed |= cgroup.oom_killed();
+                match ExitRecord::read(&dir) {
+                    Some(exit) => {
+                        settled += 1;
+                        settle(&mut info, Some(exit.wait_status), None);
+                        info.ended_at_ms = Some(exit.ended_at_ms);
+                    }
+                    None => {
+                        lost += 1;
+                        info.state = JobState::Lost;
+                        info.ended_at_ms = Some(now_ms());
+                        info.error = Some(lost_because(&gone));
+                    }
+                }
+            }
         }
         info.output = output.info();
-        info.usage.pids_current = 0;
+        if !live {
+            info.usage.pids_current = 0;
+        }
         let job = Arc::new(Job {
             id: info.id,
             owner: info.owner.clone(),
             seq: seq as u64,
             info: watch::Sender::new(info),
-            control: Mutex::new(None),
+            control: Mutex::new(control),
             output,
             dir,
-            home: PathBuf::new(),
+            home,
         });
-        if was_active {
+        if was_active && !live {
             job.persist();
+        }
+        if let Some((channel, cgroup, ids)) = keep {
+            adopted.push(Adopted {
+                job: job.clone(),
+                channel,
+                cgroup,
+                ids,
+            });
         }
         jobs.insert(job.id, job);
     }
-    tracing::info!(jobs = jobs.len(), lost, "job records loaded");
-    jobs
+    tracing::info!(
+        jobs = jobs.len(),
+        adopted = adopted.len(),
+        ended_meanwhile = settled,
+        lost,
+        "job records loaded"
+    );
+    Restored { jobs, adopted }
+}
+
+/// What a lost job's status says.
+fn lost_because(gone: &Gone) -> String {
+    match gone {
+        Gone::NoRecord => "jwd stopped while the job was starting, before its keeper was recorded; the job was killed when jwd restarted".into(),
+        Gone::Exited(_) | Gone::Reused(_) => "the job's keeper (its PID 1, jw-init) ended while jwd was not running, without recording how the command ended (it was killed); its output up to then is kept".into(),
+        Gone::Unreachable { error, .. } => format!("jwd restarted and could not reach the job's keeper ({error}); the job was killed"),
+    }
+}
+
+impl Manager {
+    /// Supervises again the running jobs this engine adopted at start-up
+    /// (their keepers kept them while no jwd was there): from here on they
+    /// are served as if this jwd had started them. Call it once from
+    /// within the runtime the supervisors are to run on; later calls find
+    /// nothing left to do.
+    pub fn resume(&self) {
+        let adopted = std::mem::take(&mut *self.inner.adopted.lock().expect("adopted lock"));
+        for Adopted {
+            job,
+            channel,
+            cgroup,
+            ids,
+        } in adopted
+        {
+            let channel = match InitChannel::new(channel) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "cannot watch the adopted job's channel; stopping it");
+                    let _ = cgroup.kill();
+                    continue;
+                }
+            };
+            let slot = self.inner.registry.reserve_adopted(&job.owner);
+            let user = self.inner.registry.user_output(&job.owner);
+            let kept = job.output.info();
+            let grant = Grant::new(u64::MAX, user, kept.stdout_bytes + kept.stderr_bytes);
+            if self.inner.registry.user_output(&job.owner).is_some() {
+                // This jwd's share for it, which replaces the last one's.
+                let _ = link::send(channel.fd.get_ref().as_fd(), ToInit::Grant(grant.granted()));
+            }
+            self.inner.active.send_modify(|n| *n += 1);
+            let this = self.clone();
+            tokio::spawn(async move {
+                let home = job.home.clone();
+                let running = Running {
+                    job,
+                    pid: None,
+                    cgroup,
+                    channel,
+                    grant,
+                    slot,
+                };
+                let (cgroups_removed, tidied) =
+                    supervise(&this.inner.pool, running, (home.as_path(), ids)).await;
+                match tidied {
+                    Some(result) => this.tidied(result, &home, ids),
+                    None => this.clean_up(cgroups_removed, home, ids).await,
+                }
+                this.inner.active.send_modify(|n| *n -= 1);
+            });
+        }
+    }
 }

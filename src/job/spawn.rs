@@ -4,7 +4,7 @@
 //! The child starts as the job's PID 1, already inside its cgroup, so not
 //! one instruction of the job runs outside its limits. The parent gets the
 //! pid and its end of the job's channel, on which the init says whether the
-//! command was executed, relays its output and says how it ended. No pidfd
+//! command was executed, what output it has written and how it ended. No pidfd
 //! is kept while the job runs (one descriptor per job is the budget): the
 //! init is jwd's child and is reaped only after its channel closed, so its
 //! pid cannot be reused before then.
@@ -60,6 +60,10 @@ pub struct SpawnConfig<'a> {
     pub cgroup: Option<BorrowedFd<'a>>,
     /// /dev/null: the init's fds 0, 1 and 2, and the command's stdin.
     pub devnull: BorrowedFd<'a>,
+    /// The keeper's listening socket (`channel::LISTENER_FD` in the init).
+    pub listener: BorrowedFd<'a>,
+    /// The job's directory, O_PATH (`channel::DIR_FD` in the init).
+    pub dir: BorrowedFd<'a>,
     /// Share the server's memory until the exec (CLONE_VM | CLONE_VFORK);
     /// false clones fork-style.
     pub share_memory: bool,
@@ -93,16 +97,17 @@ pub const CAN_SHARE_MEMORY: bool = cfg!(target_arch = "x86_64");
 /// What the child needs between the clone and the exec, prepared (and
 /// allocated) before the clone: it may only make system calls.
 struct ChildSetup {
-    /// Become fds 0, 1, 2 and `channel::CHANNEL_FD` (3), in that order.
-    fds: [c_int; 4],
-    /// The init program (O_PATH), moved to fd 4 with close-on-exec.
+    /// Become fds 0, 1, 2, `channel::CHANNEL_FD` (3), `LISTENER_FD` (4)
+    /// and `DIR_FD` (5), in that order.
+    fds: [c_int; 6],
+    /// The init program (O_PATH), moved to `INIT_FD` with close-on-exec.
     init: c_int,
     argv: *const *const c_char,
     envp: *const *const c_char,
 }
 
 /// Where the init program sits while the child executes it.
-const INIT_FD: c_int = 4;
+const INIT_FD: c_int = 6;
 
 fn null_terminated(v: &[CString]) -> Vec<*const c_char> {
     v.iter()
@@ -155,6 +160,8 @@ pub fn spawn(config: SpawnConfig<'_>) -> Result<Child, SpawnError> {
             config.devnull.as_raw_fd(),
             config.devnull.as_raw_fd(),
             child_channel.as_raw_fd(),
+            config.listener.as_raw_fd(),
+            config.dir.as_raw_fd(),
         ],
         init: config.init.as_raw_fd(),
         argv: argv_ptrs.as_ptr(),
@@ -325,7 +332,7 @@ unsafe extern "C" fn child_main(setup: *mut c_void) -> ! {
     let setup = unsafe { &*(setup as *const ChildSetup) };
     // First copy every source above the target range, so that moving
     // one into place can never clobber another still to be moved.
-    let mut high = [-1 as c_int; 5];
+    let mut high = [-1 as c_int; 7];
     for (i, &fd) in setup.fds.iter().chain([&setup.init]).enumerate() {
         // SAFETY: fcntl(F_DUPFD) takes integers only; a closed fd fails.
         high[i] = unsafe { libc::fcntl(fd, libc::F_DUPFD, 10) };
@@ -333,14 +340,14 @@ unsafe extern "C" fn child_main(setup: *mut c_void) -> ! {
             exit_now(channel::EXIT_FDS);
         }
     }
-    for (target, &fd) in high[..4].iter().enumerate() {
+    for (target, &fd) in high[..6].iter().enumerate() {
         // SAFETY: dup2 takes integers only; the child owns its fd table.
         if unsafe { libc::dup2(fd, target as c_int) } < 0 {
             exit_now(channel::EXIT_FDS);
         }
     }
     // SAFETY: dup3 takes integers only.
-    if unsafe { libc::dup3(high[4], INIT_FD, libc::O_CLOEXEC) } < 0 {
+    if unsafe { libc::dup3(high[6], INIT_FD, libc::O_CLOEXEC) } < 0 {
         exit_now(channel::EXIT_FDS);
     }
     // Nothing else of the server's reaches the job.

@@ -17,7 +17,8 @@ use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
 use super::link::InitChannel;
 use super::now_ms;
-use super::output::{Output, OutputWriter, UserOutput};
+use super::keeper::{self, KeeperRecord};
+use super::output::{Grant, Output, Store, UserOutput};
 use super::record;
 use super::registry::{Control, Job, Slot};
 use super::restore::WORK_DIR;
@@ -169,7 +170,7 @@ impl Manager {
             cloned:
                 Cloned {
                     output,
-                    writer,
+                    grant,
                     child,
                     began,
                     info,
@@ -177,12 +178,12 @@ impl Manager {
         } = prepared;
         let inner = &self.inner;
         let pid = child.pid;
-        let first = match InitChannel::new(child.channel) {
+        let first = match InitChannel::new(Arc::new(child.channel)) {
             // The first message is the exec report: no output can come
             // before. An init that never sends it (held by the kernel in its
             // setup) is given up on.
             Ok(mut channel) => {
-                match tokio::time::timeout(EXEC_BOUND, channel.next_report(None, &inner.pool)).await
+                match tokio::time::timeout(EXEC_BOUND, channel.next_report(|_| {})).await
                 {
                     Ok(report) => Ok((report, channel)),
                     Err(_) => Err(std::io::Error::new(
@@ -272,10 +273,10 @@ impl Manager {
             let work = (home.as_path(), ids);
             let running = Running {
                 job,
-                pid,
+                pid: Some(pid),
                 cgroup,
                 channel,
-                writer,
+                grant,
                 slot,
             };
             let (cgroups_removed, tidied) = supervise(&this.inner.pool, running, work).await;
@@ -312,7 +313,8 @@ pub(super) struct Prepared {
 /// What `clone_init` made.
 pub(super) struct Cloned {
     pub(super) output: Arc<Output>,
-    pub(super) writer: Arc<OutputWriter>,
+    /// What its keeper may write of its owner's room.
+    pub(super) grant: Grant,
     pub(super) child: spawn::Child,
     /// Just before the clone.
     pub(super) began: Instant,
@@ -360,10 +362,18 @@ pub(super) fn clone_init(
 ) -> Result<Cloned, JobError> {
     let spec = &new.spec;
     let id_text = new.id.to_string();
-    let (output, writer) =
-        Output::create(&new.dir, spec.output_cap, new.user_output.clone()).map_err(io_err(
-            format!("cannot create output files in {}", new.dir.display()),
-        ))?;
+    let output = Output::live(&new.dir);
+    let grant = Grant::new(spec.output_cap, new.user_output.clone(), 0);
+    // The job's directory, where its keeper writes, and the keeper's
+    // listening socket in it (for a restarted jwd to reconnect).
+    let dir_fd = Store::open_dir(&new.dir).map_err(io_err(format!(
+        "cannot open the job directory {}",
+        new.dir.display()
+    )))?;
+    let listener = keeper::listen(&dir_fd).map_err(io_err(format!(
+        "cannot make the keeper's socket in {}",
+        new.dir.display()
+    )))?;
     let info = JobInfo {
         id: new.id,
         owner: new.owner.clone(),
@@ -402,6 +412,8 @@ pub(super) fn clone_init(
             .chain(spec.args.iter().cloned())
             .collect(),
         env: spec.env.clone(),
+        output_cap: spec.output_cap,
+        granted: grant.granted(),
     };
     let began = Instant::now();
     let child = loop {
@@ -417,6 +429,8 @@ pub(super) fn clone_init(
             setup: &encoded,
             cgroup: into.then(|| leaf_fd.as_fd()),
             devnull: inner.devnull.as_fd(),
+            listener: listener.as_fd(),
+            dir: dir_fd.as_fd(),
             share_memory: inner.share_memory.load(Ordering::Acquire),
         };
         match spawn::spawn(config) {
@@ -429,9 +443,14 @@ pub(super) fn clone_init(
             Err(e) => return Err(e.into()),
         }
     };
+    // Which process keeps the job: what a restarted jwd checks before it
+    // adopts it. Without it the job still runs, but cannot be adopted.
+    if let Err(e) = KeeperRecord::write(&new.dir, child.pid, new.ids) {
+        tracing::warn!(job = %new.id, error = %e, "cannot record the job's keeper; a restarted jwd will not find it");
+    }
     Ok(Cloned {
         output,
-        writer,
+        grant,
         child,
         began,
         info,

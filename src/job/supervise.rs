@@ -1,9 +1,11 @@
-//! Supervision: a task per job owns it from its start to its end. It
-//! writes the output the init relays (`link.rs`), learns the command's end
-//! from the init's report and the init's own through a pidfd (readiness,
-//! never SIGCHLD or polling), reads the final figures from the cgroup,
-//! records them, removes the cgroups and tidies the work directory. And
-//! `stop`: SIGTERM through the init, then cgroup.kill, repeated, bounded.
+//! Supervision: a task per job owns it from its start (or its adoption by
+//! a restarted jwd) to its end. It publishes what the job's keeper says it
+//! has written (`link.rs`) and tops up its output grant, learns the
+//! command's end from the keeper's report (or its exit record) and the
+//! keeper's own through a pidfd (readiness, never SIGCHLD or polling),
+//! reads the final figures from the cgroup, records them, removes the
+//! cgroups and tidies the work directory. And `stop`: SIGTERM through the
+//! keeper, then cgroup.kill, repeated, bounded.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -11,12 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cgroup::{CgroupError, JobCgroup};
-use super::channel::{Report, ToInit};
+use super::channel::{ExitRecord, Report, ToInit};
 use super::engine::Manager;
 use super::error::JobError;
-use super::link::InitChannel;
+use super::link::{self, InitChannel};
 use super::now_ms;
-use super::output::OutputWriter;
+use super::output::Grant;
 use super::pool::Pool;
 use super::record;
 use super::registry::{Job, Slot};
@@ -72,12 +74,7 @@ impl Manager {
         if !grace.is_zero() {
             // To the init, which forwards it to the command. A closed
             // channel means the init has already exited.
-            let message = ToInit::Signal(libc::SIGTERM).encode();
-            if let Err(e) = rustix::net::send(
-                control.channel.as_fd(),
-                &message,
-                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
-            ) {
+            if let Err(e) = link::send(control.channel.as_fd(), ToInit::Signal(libc::SIGTERM)) {
                 if e != rustix::io::Errno::PIPE && e != rustix::io::Errno::CONNRESET {
                     tracing::warn!(job = %id, error = %e, "cannot ask the job's init to forward SIGTERM; killing the job at the end of its grace period");
                 }
@@ -146,11 +143,14 @@ impl Manager {
 /// A job whose command runs, and what its supervisor owns of it.
 pub(super) struct Running {
     pub(super) job: Arc<Job>,
-    /// Its init: jwd's child, reaped by the supervisor.
-    pub(super) pid: i32,
+    /// Its keeper, when it is jwd's own child (started by this jwd), to
+    /// reap; `None` for a keeper a restarted jwd adopted (its parent was
+    /// the jwd that died).
+    pub(super) pid: Option<i32>,
     pub(super) cgroup: Arc<JobCgroup>,
     pub(super) channel: InitChannel,
-    pub(super) writer: Arc<OutputWriter>,
+    /// What the keeper may write of its owner's room.
+    pub(super) grant: Grant,
     pub(super) slot: Slot,
 }
 
@@ -168,35 +168,48 @@ pub(super) async fn supervise(
         pid,
         cgroup,
         mut channel,
-        writer,
+        mut grant,
         slot,
     } = running;
-    // The init relays output, reports the command's wait status, then
-    // exits (EOF).
+    // The keeper reports progress as it writes, the command's wait status
+    // once it has ended, then exits (EOF).
+    let fd = channel.fd.get_ref().clone();
+    let output = job.output.clone();
     let mut command_status = None;
-    while let Some(rec) = channel.next_report(Some(&writer), pool).await {
+    let mut on_progress = |p: crate::job::output::Progress| {
+        output.publish(p);
+        if let Some(total) = grant.top_up(p.lens[0] + p.lens[1]) {
+            // A keeper that cannot take it now gets the next one.
+            let _ = link::send(fd.as_fd(), ToInit::Grant(total));
+        }
+    };
+    while let Some(rec) = channel.next_report(&mut on_progress).await {
         if let Report::Exited { wait_status } = rec {
             command_status = Some(wait_status);
         }
     }
-    // No more signals for this init: its pid is about to be released.
+    // No more signals for this keeper: its pid is about to be released.
     *job.control.lock().expect("control lock") = None;
     drop(channel);
-    let init_status = reap_pid(pid).await;
-    writer.close();
+    drop(fd);
+    let init_status = match pid {
+        Some(pid) => Some(reap_pid(pid).await),
+        None => None,
+    };
 
-    // One trip to the pool: the init's exit tore the PID namespace down;
-    // make sure nothing is left, read the final figures, record the final
-    // status on disk before anyone can see it (a client that saw the end
-    // may remove the job at once; no fsync, see record.rs), remove the
-    // cgroups, which usually go at once, and then tidy the work directory
-    // if the job left nothing in it (else that waits for after the end is
-    // published).
+    // One trip to the pool: the keeper's exit tore the PID namespace down;
+    // make sure nothing is left, read the final figures (the exit record
+    // has what the keeper wrote last, and the command's status if its
+    // report did not come through), record the final status on disk before
+    // anyone can see it (a client that saw the end may remove the job at
+    // once; no fsync, see record.rs), remove the cgroups, which usually go
+    // at once, and then tidy the work directory if the job left nothing in
+    // it (else that waits for after the end is published).
     let cg = cgroup.clone();
     let (dir, id) = (job.dir.clone(), job.id);
     let (home, ids) = (work.0.to_path_buf(), work.1);
     let mut info = job.info.borrow().clone();
-    info.output = job.output.info();
+    let output = job.output.clone();
     let (info, removed_now, tidied) = pool
         .run(move || {
             if cg.populated() {
@@ -208,6 +221,12 @@ pub(super) async fn supervise(
             };
             info.oom_killed = cg.oom_killed();
             info.ended_at_ms = Some(now_ms());
+            let exit = ExitRecord::read(&dir);
+            if let Some(exit) = exit {
+                output.publish(exit.written);
+            }
+            let command_status = command_status.or(exit.map(|e| e.wait_status));
+            info.output = output.info();
             settle(&mut info, command_status, init_status);
             if let Err(e) = record::write(&dir, &info) {
                 tracing::warn!(job = %id, error = %e, "cannot write the job's final status record")
@@ -221,6 +240,9 @@ pub(super) async fn supervise(
             (info, removed_now, tidied)
         })
         .await;
+    job.output.close();
+    let o = info.output;
+    grant.settle(o.stdout_bytes + o.stderr_bytes);
     let removed = match removed_now {
         Ok(true) => Ok(()),
         Ok(false) | Err(_) => remove_cgroups(pool, &cgroup).await,
@@ -240,31 +262,48 @@ pub(super) async fn supervise(
     (removed.is_ok(), tidied)
 }
 
-/// How the job ended, from the command's wait status as the init reported
-/// it and the init's own.
+/// How the job ended, from the command's wait status as the keeper
+/// reported or recorded it, and the keeper's own (`None`: a keeper this
+/// jwd adopted, which it cannot reap).
 pub(super) fn settle(
     info: &mut JobInfo,
     command_status: Option<i32>,
-    init_status: std::io::Result<(i32, i32)>,
+    init_status: Option<std::io::Result<(i32, i32)>>,
 ) {
     info.state = JobState::Exited;
+    let killed_by_us = info.stopped || info.oom_killed;
     match (command_status, init_status) {
         (Some(st), _) if libc::WIFEXITED(st) => info.exit_code = Some(libc::WEXITSTATUS(st)),
         (Some(st), _) if libc::WIFSIGNALED(st) => info.signal = Some(libc::WTERMSIG(st)),
-        // The init itself was killed (cgroup.kill, OOM): the command died
-        // with it, of the same signal.
-        (_, Ok((code, sig))) if code == libc::CLD_KILLED || code == libc::CLD_DUMPED => {
+        // The keeper itself was killed by a stop (cgroup.kill) or the OOM
+        // killer: the command died with it, of the same signal.
+        (_, Some(Ok((code, sig))))
+            if (code == libc::CLD_KILLED || code == libc::CLD_DUMPED) && killed_by_us =>
+        {
             info.signal = Some(sig)
         }
-        (_, Ok((_, code))) => {
+        (_, Some(Ok((code, sig)))) if code == libc::CLD_KILLED || code == libc::CLD_DUMPED => {
+            info.state = JobState::Lost;
+            info.error = Some(format!(
+                "the job's keeper (its PID 1, jw-init) was killed by signal {sig}, and the job's processes with it; its output up to then is kept"
+            ));
+        }
+        (_, Some(Ok((_, code)))) => {
             info.state = JobState::Failed;
             info.error = Some(format!(
                 "the job's init exited with status {code} without reporting the command's end"
             ));
         }
-        (_, Err(e)) => {
+        (_, Some(Err(e))) => {
             info.state = JobState::Failed;
             info.error = Some(format!("cannot collect the job's init: {e}"));
+        }
+        (_, None) if killed_by_us => info.signal = Some(libc::SIGKILL),
+        (_, None) => {
+            info.state = JobState::Lost;
+            info.error = Some(
+                "the job's keeper (its PID 1, jw-init) ended without recording how the command ended (it was killed), and the job's processes with it; its output up to then is kept".into(),
+            );
         }
     }
 }

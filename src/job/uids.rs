@@ -249,6 +249,17 @@ impl Identities {
         }
     }
 
+    /// Marks the identity of a job a restarted jwd adopted as in use, so no
+    /// new job gets it while that one runs. Returns false if it is not one
+    /// this jwd hands out (a range changed across the restart): the job
+    /// runs on, and its uid is simply never given to another job.
+    pub fn claim(&self, ids: JobIds) -> bool {
+        match (self, ids.pooled) {
+            (Identities::Pool(pool), true) => pool.claim(ids.uid),
+            _ => true,
+        }
+    }
+
     /// How many identities there are (None: unlimited, one shared account).
     pub fn capacity(&self) -> Option<u64> {
         match self {
@@ -311,6 +322,29 @@ impl UidPool {
         Some(uid)
     }
 
+    /// Takes `uid` out of the free ones (an adopted job's). False if it is
+    /// outside the range or already in use.
+    pub fn claim(&self, uid: u32) -> bool {
+        if !self.range.contains(uid) {
+            return false;
+        }
+        let mut state = self.state.lock().expect("uid pool lock");
+        match state.fresh {
+            Some(fresh) if uid >= fresh => {
+                // Every uid below it and never handed out becomes free.
+                state.returned.extend(fresh..uid);
+                state.fresh = (uid < self.range.last).then(|| uid + 1);
+            }
+            _ => {
+                if !state.returned.remove(&uid) {
+                    return false;
+                }
+            }
+        }
+        state.in_use += 1;
+        true
+    }
+
     pub fn give_back(&self, uid: u32) {
         let mut state = self.state.lock().expect("uid pool lock");
         if self.range.contains(uid)
@@ -329,6 +363,26 @@ impl UidPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claimed_uids_are_not_handed_out_until_given_back() {
+        let pool = UidPool::new(UidRange {
+            first: 100,
+            last: 104,
+        });
+        assert_eq!(pool.take(), Some(100));
+        assert!(pool.claim(102), "never handed out");
+        assert!(!pool.claim(102), "already in use");
+        assert!(!pool.claim(100), "in use");
+        assert!(!pool.claim(99), "outside the range");
+        assert_eq!(pool.take(), Some(101));
+        assert_eq!(pool.take(), Some(103));
+        pool.give_back(102);
+        assert_eq!(pool.take(), Some(102));
+        assert_eq!(pool.take(), Some(104));
+        assert_eq!(pool.take(), None);
+        assert_eq!(pool.in_use(), 5);
+    }
 
     #[test]
     fn parses_and_refuses_ranges() {

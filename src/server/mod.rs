@@ -141,6 +141,9 @@ impl Server {
 /// One runtime: accept connections until shutdown, then help finish jobs.
 async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
     let listener = crate::uring::TcpListener::from_std(listener);
+    // Jobs a previous jwd left running are supervised on the first runtime
+    // to get here.
+    shared.manager.resume();
     let mut shutdown = shared.shutdown.clone();
     loop {
         // At shutdown the in-flight accept is dropped; harmless, the

@@ -94,8 +94,16 @@ impl Layout for HybridLayout {
         }
     }
 
-    fn cleanup_stale(&self) -> Result<usize, CgroupError> {
-        let leaves = fs::job_dirs(&self.subtree);
+    fn open(&self, id: &str) -> JobCgroup {
+        JobCgroup::new(self.subtree.join(id), Box::new(self.v1_job(id)))
+    }
+
+    fn cleanup_stale(&self, keep: &dyn Fn(&str) -> bool) -> Result<usize, CgroupError> {
+        let named = |d: &PathBuf| d.file_name().and_then(|n| n.to_str()).is_some_and(keep);
+        let leaves: Vec<_> = fs::job_dirs(&self.subtree)
+            .into_iter()
+            .filter(|d| !named(d))
+            .collect();
         for leaf in &leaves {
             kill::kill_and_remove(leaf)?;
         }
@@ -106,7 +114,7 @@ impl Layout for HybridLayout {
         for sub in &self.v1_subtrees {
             for dir in fs::job_dirs(sub) {
                 if let Some(name) = dir.file_name().and_then(|n| n.to_str()) {
-                    if !ids.iter().any(|i| i == name) {
+                    if !keep(name) && !ids.iter().any(|i| i == name) {
                         ids.push(name.to_string());
                     }
                 }

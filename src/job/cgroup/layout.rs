@@ -30,7 +30,12 @@ pub trait Layout: Debug + Send + Sync {
     /// removes what it made if anything fails.
     fn create(&self, id: &str, limits: &Limits) -> Result<JobCgroup, CgroupError>;
 
-    /// Kills and removes every job cgroup found in jw's subtrees. Returns
-    /// how many jobs' cgroups were removed.
-    fn cleanup_stale(&self) -> Result<usize, CgroupError>;
+    /// The cgroups of job `id` that a previous server made (a job it left
+    /// running, or one that ended while no server was there).
+    fn open(&self, id: &str) -> JobCgroup;
+
+    /// Kills and removes every job cgroup found in jw's subtrees, but those
+    /// of the jobs `keep` names. Returns how many jobs' cgroups were
+    /// removed.
+    fn cleanup_stale(&self, keep: &dyn Fn(&str) -> bool) -> Result<usize, CgroupError>;
 }

@@ -140,9 +140,17 @@ impl Cgroups {
         self.layout.create(id, limits)
     }
 
+    /// The cgroups of job `id` a previous server made: a job it left
+    /// running (re-adopted), or one that ended while no server was there
+    /// (its final figures are still in them).
+    pub fn open(&self, id: &str) -> JobCgroup {
+        self.layout.open(id)
+    }
+
     /// Kills and removes every job cgroup a previous server with the same
-    /// subtree left behind. Returns how many jobs' cgroups were removed.
-    pub fn cleanup_stale(&self) -> Result<usize, CgroupError> {
-        self.layout.cleanup_stale()
+    /// subtree left behind, but those of the jobs `keep` names (jobs
+    /// re-adopted). Returns how many jobs' cgroups were removed.
+    pub fn cleanup_stale(&self, keep: &dyn Fn(&str) -> bool) -> Result<usize, CgroupError> {
+        self.layout.cleanup_stale(keep)
     }
 }

@@ -282,8 +282,12 @@ fn v2_job_without_limits_is_made_and_removed_on_plain_dirs() {
     // A stale job left by a previous server, and one not named by a job id.
     f.put("cg/system.slice/jwd.service/jw/other/x", "");
     std::fs::create_dir(cgroups.v2_subtree().join(ID2)).unwrap();
-    assert_eq!(cgroups.cleanup_stale().unwrap(), 1);
+    std::fs::create_dir(cgroups.v2_subtree().join(ID)).unwrap();
+    // A job re-adopted (ID) keeps its cgroup; the stale one goes.
+    assert_eq!(cgroups.cleanup_stale(&|name| name == ID).unwrap(), 1);
     assert!(!cgroups.v2_subtree().join(ID2).exists());
+    assert!(cgroups.v2_subtree().join(ID).exists());
+    assert_eq!(cgroups.open(ID).leaf(), cgroups.v2_subtree().join(ID));
     assert!(cgroups.v2_subtree().join("other").exists());
 }
 
@@ -451,7 +455,11 @@ fn hybrid_job_without_limits_is_made_and_removed_on_plain_dirs() {
     cgroups.create(ID, &Limits::default()).unwrap();
     std::fs::create_dir(f.path(&format!("cg/memory/jwd/jw/{ID2}"))).unwrap();
     assert_eq!(cgroups.job_dirs().len(), 6);
-    assert_eq!(cgroups.cleanup_stale().unwrap(), 2);
+    // Re-adopted: every cgroup of ID stays, and `open` finds them all.
+    assert_eq!(cgroups.cleanup_stale(&|name| name == ID).unwrap(), 1);
+    assert_eq!(cgroups.job_dirs().len(), 5);
+    assert_eq!(cgroups.open(ID).join_dirs(false).len(), 5, "the leaf and 4 v1");
+    assert_eq!(cgroups.cleanup_stale(&|_| false).unwrap(), 1);
     assert!(cgroups.job_dirs().is_empty());
 }
 

@@ -101,8 +101,16 @@ impl Layout for V2Layout {
         }
     }
 
-    fn cleanup_stale(&self) -> Result<usize, CgroupError> {
-        let stale = fs::job_dirs(&self.subtree);
+    fn open(&self, id: &str) -> JobCgroup {
+        let leaf = self.subtree.join(id);
+        JobCgroup::new(leaf.clone(), Box::new(LeafLimits { leaf }))
+    }
+
+    fn cleanup_stale(&self, keep: &dyn Fn(&str) -> bool) -> Result<usize, CgroupError> {
+        let stale: Vec<_> = fs::job_dirs(&self.subtree)
+            .into_iter()
+            .filter(|d| !d.file_name().and_then(|n| n.to_str()).is_some_and(keep))
+            .collect();
         for dir in &stale {
             kill::kill_and_remove(dir)?;
         }

@@ -10,7 +10,7 @@ use super::ARGS_VERSION;
 /// environment: the init runs as root before it drops privileges, and
 /// nothing a user chose may reach the dynamic loader or the init's own
 /// arguments. The init is executed with [`INIT_ENV`] and `jw-init
-/// jw-init/2` as its whole command line.
+/// jw-init/3` as its whole command line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Setup {
     pub uid: u32,
@@ -37,6 +37,11 @@ pub struct Setup {
     /// The command's environment, `NAME=value` each, applied only at its
     /// execve.
     pub env: Vec<String>,
+    /// The most output bytes the job may keep (stdout and stderr together).
+    pub output_cap: u64,
+    /// Of those, how many the keeper may write before jwd grants more
+    /// (`ToInit::Grant`): the owner's share, when jwd caps it.
+    pub granted: u64,
 }
 
 /// The largest setup message (the protocol's argv and environment limit,

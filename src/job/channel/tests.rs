@@ -20,6 +20,8 @@ fn sample() -> Setup {
         candidates: vec!["/usr/bin/sh".into(), "/bin/sh".into()],
         argv: vec!["sh".into(), "-c".into(), "".into(), "--".into(), "3".into()],
         env: vec!["LD_PRELOAD=/tmp/x.so".into(), "A=".into()],
+        output_cap: 1 << 30,
+        granted: 1 << 20,
     }
 }
 
@@ -66,7 +68,16 @@ fn every_stage_has_a_number_and_words() {
     assert_eq!(Stage::from_u32(0), None);
 }
 
-fn all_from_init() -> Vec<FromInit<'static>> {
+fn progress(a: u64, b: u64, i: u64, d: u64) -> Progress {
+    Progress {
+        lens: [a, b],
+        index_len: i,
+        dropped: d,
+        closed: false,
+    }
+}
+
+fn all_from_init() -> Vec<FromInit> {
     let mut all = vec![
         FromInit::Report(Report::ExecOk),
         FromInit::Report(Report::Exited { wait_status: 0 }),
@@ -76,14 +87,8 @@ fn all_from_init() -> Vec<FromInit<'static>> {
         FromInit::Report(Report::Exited {
             wait_status: 3 << 8,
         }),
-        FromInit::Output {
-            stream: OutputStream::Stdout,
-            bytes: b"x",
-        },
-        FromInit::Output {
-            stream: OutputStream::Stderr,
-            bytes: &[0xff; OUTPUT_CHUNK],
-        },
+        FromInit::Progress(progress(0, 0, 0, 0)),
+        FromInit::Progress(progress(u64::MAX, 1, 1 << 40, 7)),
     ];
     for stage in Stage::ALL {
         all.push(FromInit::Report(Report::Failed { stage, errno: 2 }));
@@ -100,7 +105,6 @@ fn every_message_from_the_init_round_trips() {
     let mut buf = vec![0u8; MAX_MESSAGE];
     for message in all_from_init() {
         let n = message.encode(&mut buf);
-        assert_eq!(n, message.len(), "{message:?}");
         assert_eq!(FromInit::decode(&buf[..n]), Ok(message));
         if let FromInit::Report(report) = message {
             assert_eq!(&report.encode()[..], &buf[..n]);
@@ -127,31 +131,23 @@ fn the_byte_layout_is_the_one_both_builds_agree_on() {
         Report::Exited { wait_status: 256 }.encode(),
         [3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]
     );
-    let mut out = OutputBuffer::default();
-    out.payload()[..2].copy_from_slice(b"hi");
+    let mut buf = [0u8; MAX_MESSAGE];
+    let n = FromInit::Progress(progress(1, 2, 4, 258)).encode(&mut buf);
     assert_eq!(
-        out.message(OutputStream::Stderr, 2),
-        [5, 0, 0, 0, b'h', b'i']
+        buf[..n],
+        [
+            6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 2,
+            1, 0, 0, 0, 0, 0, 0
+        ]
     );
+    let mut control = [0u8; CONTROL_LEN];
     assert_eq!(
-        ToInit::Signal(libc::SIGTERM).encode(),
+        ToInit::Signal(libc::SIGTERM).encode(&mut control),
         [1, 0, 0, 0, 15, 0, 0, 0]
     );
-}
-
-#[test]
-fn output_built_in_place_decodes_as_output() {
-    let mut out = OutputBuffer::default();
-    assert_eq!(out.payload().len(), OUTPUT_CHUNK);
-    out.payload().fill(7);
-    let message = out.message(OutputStream::Stdout, OUTPUT_CHUNK);
-    assert_eq!(message.len(), MAX_MESSAGE);
     assert_eq!(
-        FromInit::decode(message),
-        Ok(FromInit::Output {
-            stream: OutputStream::Stdout,
-            bytes: &[7; OUTPUT_CHUNK]
-        })
+        ToInit::Grant(513).encode(&mut control),
+        [2, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0]
     );
 }
 
@@ -160,24 +156,12 @@ fn truncated_long_and_unknown_messages_are_refused() {
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     for message in all_from_init() {
         let n = message.encode(&mut buf);
-        let shortest_whole = match message {
-            // Output is whole with any bytes at all.
-            FromInit::Output { .. } => OUTPUT_HEADER + 1,
-            _ => n,
-        };
-        for len in 0..shortest_whole {
+        for len in 0..n {
             assert!(FromInit::decode(&buf[..len]).is_err(), "{message:?} {len}");
         }
-        if let FromInit::Report(_) = message {
-            assert!(FromInit::decode(&buf[..n + 1]).is_err(), "{message:?} long");
-        }
+        assert!(FromInit::decode(&buf[..n + 1]).is_err(), "{message:?} long");
     }
-    buf[..4].copy_from_slice(&MSG_STDOUT.to_le_bytes());
-    assert!(
-        FromInit::decode(&buf[..MAX_MESSAGE + 1]).is_err(),
-        "too much output"
-    );
-    for kind in [0u32, 6, 99, u32::MAX] {
+    for kind in [0u32, 4, 5, 99, u32::MAX] {
         let mut report = Report::ExecOk.encode();
         report[..4].copy_from_slice(&kind.to_le_bytes());
         assert_eq!(
@@ -199,18 +183,39 @@ fn truncated_long_and_unknown_messages_are_refused() {
 
 #[test]
 fn every_message_to_the_init_round_trips_and_others_are_refused() {
-    for sig in [libc::SIGTERM, libc::SIGKILL, 0, -1, i32::MAX] {
-        let message = ToInit::Signal(sig);
-        let bytes = message.encode();
+    let messages = [libc::SIGTERM, libc::SIGKILL, 0, -1, i32::MAX]
+        .map(ToInit::Signal)
+        .into_iter()
+        .chain([0, 1, u64::MAX].map(ToInit::Grant));
+    for message in messages {
+        let mut buf = [0u8; CONTROL_LEN];
+        let bytes = message.encode(&mut buf).to_vec();
         assert_eq!(ToInit::decode(&bytes), Ok(message));
         for len in 0..bytes.len() {
             assert!(ToInit::decode(&bytes[..len]).is_err(), "{len}");
         }
-        let mut long = bytes.to_vec();
+        let mut long = bytes.clone();
         long.push(0);
         assert!(ToInit::decode(&long).is_err());
         let mut other = bytes;
-        other[0] = 2;
-        assert_eq!(ToInit::decode(&other), Err(BadMessage::UnknownKind(2)));
+        other[0] = 3;
+        assert_eq!(ToInit::decode(&other), Err(BadMessage::UnknownKind(3)));
     }
+}
+
+#[test]
+fn exit_records_round_trip_and_torn_ones_are_refused() {
+    let record = ExitRecord {
+        wait_status: 3 << 8,
+        ended_at_ms: 1_700_000_000_123,
+        written: progress(10, 20, 8, 5),
+    };
+    let bytes = record.encode();
+    assert_eq!(ExitRecord::decode(&bytes), Some(record));
+    for len in 0..bytes.len() {
+        assert_eq!(ExitRecord::decode(&bytes[..len]), None, "{len}");
+    }
+    let mut foreign = bytes;
+    foreign[0] = b'x';
+    assert_eq!(ExitRecord::decode(&foreign), None);
 }

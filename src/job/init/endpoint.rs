@@ -1,55 +1,96 @@
-//! The init's end of the channel to jwd (fd [`CHANNEL_FD`]): the set-up
-//! in, reports and output out, control messages in. What the bytes mean is
-//! `channel.rs`'s; this file only moves them.
+//! The init's end of the channel to jwd: at first the socket pair jwd put
+//! at [`CHANNEL_FD`], later whatever connection a restarted jwd made to
+//! the keeper's listening socket ([`LISTENER_FD`]). The set-up in, reports
+//! and progress out, control messages in. What the bytes mean is
+//! `channel.rs`'s; this file only moves them. After the exec nothing here
+//! waits for jwd: a message that does not fit now is sent later, and a jwd
+//! that has gone away is simply not there until the next one connects.
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use rustix::net::{RecvFlags, SendFlags};
 
 use super::{exit, At, Failure};
-use crate::job::channel::{Report, Setup, Stage, ToInit, CHANNEL_FD, CONTROL_LEN, MAX_SETUP};
+use crate::job::channel::{
+    Report, Setup, Stage, ToInit, CHANNEL_FD, CONTROL_LEN, LISTENER_FD, MAX_SETUP,
+};
 
-/// The channel, owned by the init.
-pub(super) struct Endpoint(OwnedFd);
+/// The channel (while jwd is there) and the listening socket, owned by
+/// the init.
+pub(super) struct Endpoint {
+    channel: Option<OwnedFd>,
+    listener: OwnedFd,
+}
 
 /// What a look at the channel found.
 pub(super) enum Control {
     /// jwd asks for this signal to be forwarded to the command.
     Signal(i32),
+    /// jwd grants the job this many output bytes in all.
+    Grant(u64),
     /// Nothing (yet), or a message this build does not send.
     Nothing,
     /// jwd is gone.
     Closed,
 }
 
+/// How a message without waiting went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    Sent,
+    /// The channel is full (jwd is behind): try again when it is writable.
+    Full,
+    /// No jwd is connected.
+    Gone,
+}
+
+/// Takes descriptor `fd`, which jwd left to this process, if it is open;
+/// it stays with the init (close-on-exec: the command does not inherit
+/// it).
+pub(super) fn adopt_fd(fd: i32) -> Option<OwnedFd> {
+    // SAFETY: fcntl(F_GETFD) only reads a descriptor's flags, for any
+    // number; it fails with EBADF on a closed one.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is open (checked above), jwd left it to this process,
+    // and nothing else here claims it: the OwnedFd is its one owner.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // A failure only means the command would inherit it.
+    let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
+    Some(owned)
+}
+
 impl Endpoint {
-    /// The channel jwd put at fd 3, if this process is a job's PID 1 that
-    /// jwd started (`None`: run by hand). It stays with the init: the
-    /// command does not inherit it.
+    /// The channel and listening socket jwd put at fds 3 and 4, if this
+    /// process is a job's PID 1 that jwd started (`None`: run by hand).
     pub(super) fn adopt() -> Option<Endpoint> {
         if !rustix::process::getpid().is_init() {
             return None;
         }
-        // SAFETY: fcntl(F_GETFD) only reads a descriptor's flags, for any
-        // number; it fails with EBADF on a closed one.
-        if unsafe { libc::fcntl(CHANNEL_FD, libc::F_GETFD) } < 0 {
-            return None;
-        }
-        // SAFETY: fd 3 is open (checked above), jwd left it to this process
-        // as its channel, and nothing else here claims it: the Endpoint is
-        // its one owner.
-        let fd = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
-        // A failure only means the command would inherit the channel; the
-        // set-up and reports still work.
-        let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
-        Some(Endpoint(fd))
+        let channel = adopt_fd(CHANNEL_FD)?;
+        let listener = adopt_fd(LISTENER_FD)?;
+        // Accepting never waits: poll says when a jwd is connecting.
+        let _ = rustix::io::ioctl_fionbio(&listener, true);
+        Some(Endpoint {
+            channel: Some(channel),
+            listener,
+        })
+    }
+
+    fn channel(&self) -> Result<&OwnedFd, Failure> {
+        self.channel.as_ref().ok_or(Failure {
+            stage: Stage::Setup,
+            errno: libc::ENOTCONN,
+        })
     }
 
     /// Reads the set-up message jwd queued on the channel before the
     /// clone.
     pub(super) fn receive_setup(&self) -> Result<Setup, Failure> {
+        let channel = self.channel()?;
         let recv = |buf: &mut [u8], flags: RecvFlags| loop {
-            match rustix::net::recv(&self.0, &mut *buf, flags) {
+            match rustix::net::recv(channel, &mut *buf, flags) {
                 Err(rustix::io::Errno::INTR) => continue,
                 other => break other.map(|(_, len)| len).at(Stage::Setup),
             }
@@ -82,12 +123,16 @@ impl Endpoint {
         Setup::decode(&buf).ok_or(invalid)
     }
 
-    /// Sends one message; if jwd has gone away, the job ends with it (jwd
-    /// marks it lost when it restarts).
-    pub(super) fn send(&self, message: &[u8]) {
+    /// Sends a set-up report (exec ok or failed), waiting for room: jwd is
+    /// waiting for exactly this. If jwd has gone away before the command
+    /// runs, there is no job to keep: the init exits.
+    pub(super) fn report(&self, report: Report) {
+        let Ok(channel) = self.channel() else {
+            exit(137)
+        };
         loop {
             // MSG_NOSIGNAL: a closed channel is EPIPE, not SIGPIPE.
-            match rustix::net::send(&self.0, message, SendFlags::NOSIGNAL) {
+            match rustix::net::send(channel, &report.encode(), SendFlags::NOSIGNAL) {
                 Ok(_) => return,
                 Err(rustix::io::Errno::INTR) => {}
                 Err(_) => exit(137),
@@ -95,28 +140,80 @@ impl Endpoint {
         }
     }
 
-    /// Sends a report (any message but output).
-    pub(super) fn report(&self, report: Report) {
-        self.send(&report.encode());
+    /// Whether a jwd is connected.
+    pub(super) fn connected(&self) -> bool {
+        self.channel.is_some()
     }
 
-    /// Takes one control message from jwd, without waiting.
-    pub(super) fn control(&self) -> Control {
-        let mut message = [0u8; CONTROL_LEN];
-        match rustix::net::recv(&self.0, &mut message[..], RecvFlags::DONTWAIT) {
+    /// Sends one message without waiting.
+    pub(super) fn send_now(&mut self, message: &[u8]) -> Sent {
+        let Some(channel) = &self.channel else {
+            return Sent::Gone;
+        };
+        loop {
+            match rustix::net::send(channel, message, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+                Ok(_) => return Sent::Sent,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return Sent::Full,
+                Err(_) => {
+                    self.channel = None;
+                    return Sent::Gone;
+                }
+            }
+        }
+    }
+
+    /// Takes one control message from jwd, without waiting. A closed
+    /// channel is let go of.
+    pub(super) fn control(&mut self) -> Control {
+        let Some(channel) = &self.channel else {
+            return Control::Closed;
+        };
+        let mut message = [0u8; CONTROL_LEN + 1];
+        let control = match rustix::net::recv(channel, &mut message[..], RecvFlags::DONTWAIT) {
             Ok((_, 0)) => Control::Closed,
             Ok((n, _)) => match ToInit::decode(&message[..n]) {
                 Ok(ToInit::Signal(sig)) => Control::Signal(sig),
+                Ok(ToInit::Grant(bytes)) => Control::Grant(bytes),
                 Err(_) => Control::Nothing,
             },
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Control::Nothing,
             Err(_) => Control::Closed,
+        };
+        if let Control::Closed = control {
+            self.channel = None;
+        }
+        control
+    }
+
+    /// Takes a jwd's connection to the listening socket as the channel
+    /// (the newest jwd wins; only one runs per data directory). Returns
+    /// whether there was one from root: only root can reach the socket (in
+    /// jwd's owner-only data directory, hidden from the job), and anything
+    /// else is refused.
+    pub(super) fn accept(&mut self) -> bool {
+        let Ok(conn) = rustix::net::accept_with(
+            &self.listener,
+            rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+        ) else {
+            return false;
+        };
+        match rustix::net::sockopt::socket_peercred(&conn) {
+            Ok(cred) if cred.uid.is_root() => {
+                self.channel = Some(conn);
+                true
+            }
+            _ => false,
         }
     }
-}
 
-impl AsFd for Endpoint {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+    /// The listening socket, for poll.
+    pub(super) fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// The channel, for poll, while a jwd is connected.
+    pub(super) fn channel_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.channel.as_ref().map(|c| c.as_fd())
     }
 }

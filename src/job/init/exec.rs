@@ -12,7 +12,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::ForkResult;
 use rustix::process::{Pid, WaitOptions};
 
-use super::relay::Writers;
+use super::keeper::Writers;
 use super::{exit, privileges, signals, At, Failure};
 use crate::job::channel::{FromInit, Report, Setup, Stage, REPORT_LEN};
 

@@ -26,17 +26,21 @@
 //!    set, sets no_new_privs, installs the seccomp filter and execs with the
 //!    user's environment; an exec failure comes back over a close-on-exec
 //!    pipe;
-//! 5. report "exec ok" or the exact error to jwd, then relay the command's
-//!    stdout and stderr (two pipes that end here) to jwd as messages on the
-//!    channel, forward SIGTERM/SIGINT/... to the command, reap every orphan,
-//!    and once the command has ended, relay what is left in the pipes,
-//!    report its status and exit (the kernel then kills whatever is left in
-//!    the PID namespace). If jwd goes away, the job ends with it.
+//! 5. report "exec ok" or the exact error to jwd, then keep the job
+//!    (`keeper.rs`): write the command's stdout and stderr (two pipes that
+//!    end here) into the job's files itself, through the job directory jwd
+//!    handed over at fd 5, and tell jwd the written lengths; forward
+//!    SIGTERM/SIGINT/... to the command; reap every orphan; take a
+//!    restarted jwd's connection on the listening socket at fd 4; and once
+//!    the command has ended, keep what is left in the pipes, write the exit
+//!    record, report the status and exit (the kernel then kills whatever is
+//!    left in the PID namespace). If jwd goes away, the job goes on.
 //!
-//! Relaying through the init, rather than handing jwd the pipes, keeps jwd
-//! at one descriptor per running job (the channel), which is what lets one
-//! jwd run 12,000 jobs under a 20,000 descriptor limit; the copy is paid
-//! by the job's own init, in the job's cgroup.
+//! The keeper is what lets a job outlive jwd (a crash, a restart, an
+//! upgrade), as containerd's shim and conmon do for containers; it is
+//! also the job's PID 1, so it costs no process of its own. jwd holds one
+//! descriptor per running job (the channel), and the copy of the output
+//! is paid by the job's own init, in the job's cgroup.
 //!
 //! It is a fresh single-threaded process: ordinary code is safe here,
 //! unlike in the child of the clone before the exec.
@@ -44,7 +48,7 @@
 //! Each step is a small safe function in its own file (`endpoint`: the
 //! channel; `namespaces`, `mounts`, `uts`, `loopback`: the job's view;
 //! `signals`; `exec` and `privileges`: the command's side of the fork;
-//! `relay`: the rest of the init's life), called in order by [`main`].
+//! `keeper`: the rest of the init's life), called in order by [`main`].
 //! `unsafe` is left only where no wrapper exists (fork, execve with
 //! prepared pointers, _exit, adopting fd 3 and reading its flags,
 //! sigaction, the loopback ioctls and their zeroed `ifreq`; in
@@ -53,17 +57,18 @@
 
 mod endpoint;
 mod exec;
+mod keeper;
 mod loopback;
 mod mounts;
 mod namespaces;
 mod privileges;
-mod relay;
 mod signals;
 mod uts;
 
 use std::convert::Infallible;
 
-use super::channel::{Report, Stage, ARGS_VERSION};
+use super::channel::{Report, Stage, ARGS_VERSION, DIR_FD};
+use super::output::Store;
 use endpoint::Endpoint;
 
 /// Where set-up failed and with which errno: reported to jwd as
@@ -126,11 +131,11 @@ fn exit(code: i32) -> ! {
 
 /// `jw-init`'s main.
 pub fn main() -> ! {
-    let Some(channel) = Endpoint::adopt() else {
+    let Some(mut channel) = Endpoint::adopt() else {
         eprintln!("jw-init: jwd starts this program as the first process of each job; it is not meant to be run by hand");
         std::process::exit(2);
     };
-    let Err(failure) = run(&channel);
+    let Err(failure) = run(&mut channel);
     channel.report(Report::Failed {
         stage: failure.stage,
         errno: failure.errno,
@@ -139,7 +144,7 @@ pub fn main() -> ! {
 }
 
 /// The steps, in order; returns only if one failed.
-fn run(channel: &Endpoint) -> Result<Infallible, Failure> {
+fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
     let version_ok = std::env::args_os()
         .nth(1)
         .is_some_and(|v| v.as_encoded_bytes() == ARGS_VERSION.to_bytes());
@@ -149,6 +154,10 @@ fn run(channel: &Endpoint) -> Result<Infallible, Failure> {
             errno: libc::EINVAL,
         });
     }
+    let dir = endpoint::adopt_fd(DIR_FD).ok_or(Failure {
+        stage: Stage::Setup,
+        errno: libc::EBADF,
+    })?;
     let setup = channel.receive_setup()?;
     namespaces::join_cgroups(&setup.join)?;
     super::sandbox::reset_oom_score().at(Stage::OomScore)?;
@@ -162,8 +171,22 @@ fn run(channel: &Endpoint) -> Result<Infallible, Failure> {
         loopback::up()?;
     }
     let signals = signals::Signals::take_over()?;
-    let (readers, writers) = relay::pipes()?;
+    let (readers, writers) = keeper::pipes()?;
     let pid = exec::start(&command, writers)?;
+    let store = Store::new(dir, setup.output_cap, setup.granted);
+    // What only the set-up needed (the command line, the environment, the
+    // filter) goes before the keeper settles in for the job's life.
+    drop(command);
+    drop(setup);
+    release_free_memory();
     channel.report(Report::ExecOk);
-    relay::run(channel, pid, &signals, readers)
+    keeper::run(channel, pid, &signals, readers, store)
+}
+
+/// Returns the heap pages set-up freed to the kernel: a keeper lives as
+/// long as its job, and thousands of them run at once.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks and shrinks the allocator's own free
+    // lists; the init is single-threaded and holds no allocator state.
+    unsafe { libc::malloc_trim(0) };
 }

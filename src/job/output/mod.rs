@@ -8,8 +8,11 @@
 //!   length). Consecutive reads from the same stream extend the last record
 //!   in place, so a job that writes only stdout has a one-record index.
 //!
-//! Writes are `pwrite`s into the page cache, not stores into a shared
-//! mapping: with a mapping, a full disk surfaces as SIGBUS in the server
+//! The writer is the job's keeper (its init), not jwd (`store.rs`): it
+//! `pwrite`s into the page cache and tells jwd the committed lengths in a
+//! small message on the job's channel, so output lands on disk while jwd
+//! is away, and jwd (or a restarted jwd) serves it from the files. Writes
+//! are `pwrite`s, not stores into a shared mapping: with a mapping, a full disk surfaces as SIGBUS in the server
 //! instead of an ENOSPC it can count and survive, and a growing file would
 //! need remapping. Readers (`reader.rs`) get spans (stream, offset,
 //! length); `serve.rs` gives each span's bytes from a shared read-only
@@ -17,29 +20,32 @@
 //! so a slow reader costs disk reads, never server memory.
 //!
 //! Progress (committed lengths, and whether the writer is done) is
-//! published through a `watch` channel: a caught-up follower sleeps on it
-//! and is woken by the writer's next commit. No polling anywhere.
+//! published in jwd through a `watch` channel as the keeper reports it: a
+//! caught-up follower sleeps on it and is woken by the next report. No
+//! polling anywhere.
 //!
-//! The server takes everything the job's init relays whatever happens to
-//! the files: past the output cap, or once the disk is full, bytes are
-//! received and dropped (and counted), so a job never blocks because of
-//! its output.
+//! The keeper takes everything the command writes whatever happens to the
+//! files: past the output cap or its grant, or once the disk is full,
+//! bytes are read and dropped (and counted), so a job never blocks because
+//! of its output.
 //!
-//! Files: `store.rs` the writer and the per-user output cap, `reader.rs`
-//! where a reader is, `serve.rs` how its bytes are fetched; here the
-//! job's `Output` (paths, progress, the shared mappings).
+//! Files: `store.rs` the keeper's writer, `user.rs` the per-user output
+//! cap and the grants that share it, `reader.rs` where a reader is,
+//! `serve.rs` how its bytes are fetched; here the job's `Output` (paths,
+//! progress, the shared mappings).
 
 mod reader;
 mod serve;
 mod store;
 #[cfg(test)]
 mod tests;
+mod user;
 
 use reader::IndexCursor;
 pub use reader::{OutputReader, Span};
 pub use serve::{MappedSpan, Serve};
-use store::WriterState;
-pub use store::{OutputWriter, UserOutput};
+pub use store::Store;
+pub use user::{Grant, UserOutput};
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -58,17 +64,6 @@ pub const INDEX_FILE: &str = "index";
 pub(super) const RECORD: u64 = 4;
 pub(super) const STDERR_BIT: u32 = 1 << 31;
 pub(super) const MAX_RUN: u64 = (STDERR_BIT - 1) as u64;
-
-/// Creates an output file of a new job.
-pub(super) fn create(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Owner-only: jwd's (root's), whatever the process umask.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
 
 /// The path of one output file in a job directory.
 pub fn output_path(job_dir: &Path, which: OutputStream) -> PathBuf {
@@ -164,31 +159,32 @@ impl Output {
         Ok(map)
     }
 
-    /// The output of a new job, and its writer, which keeps at most `cap`
-    /// bytes, and no more than `user` has room for. No file exists until
-    /// the job writes to it: a quiet job costs no files and no descriptors.
-    pub fn create(
-        dir: &Path,
-        cap: u64,
-        user: Option<Arc<UserOutput>>,
-    ) -> std::io::Result<(Arc<Output>, Arc<OutputWriter>)> {
-        let output = Arc::new(Output {
-            dir: dir.to_path_buf(),
-            progress: watch::Sender::new(Progress::default()),
-            maps: Mutex::default(),
+    /// The output of a running job in `dir`, as its keeper reports it
+    /// (`publish`); nothing written yet.
+    pub fn live(dir: &Path) -> Arc<Output> {
+        Self::with(dir, Progress::default())
+    }
+
+    /// What the keeper reported it has written: committed from now on.
+    /// Figures only grow (a report older than one already seen changes
+    /// nothing).
+    pub fn publish(&self, written: Progress) {
+        self.progress.send_if_modified(|p| {
+            let next = Progress {
+                lens: [p.lens[0].max(written.lens[0]), p.lens[1].max(written.lens[1])],
+                index_len: p.index_len.max(written.index_len),
+                dropped: p.dropped.max(written.dropped),
+                closed: p.closed,
+            };
+            let changed = next != *p;
+            *p = next;
+            changed
         });
-        let writer = Arc::new(OutputWriter {
-            output: output.clone(),
-            cap,
-            user,
-            state: Mutex::new(WriterState {
-                files: [None, None],
-                index: None,
-                last: None,
-                disk_failed: false,
-            }),
-        });
-        Ok((output, writer))
+    }
+
+    /// No more bytes will come: wakes every follower for the last time.
+    pub fn close(&self) {
+        self.progress.send_modify(|p| p.closed = true);
     }
 
     /// Opens the output of a job that is not running (after a restart):
@@ -197,35 +193,21 @@ impl Output {
     /// disk is lost to readers.
     pub fn open_closed(dir: &Path, dropped: u64) -> std::io::Result<Arc<Output>> {
         use std::os::unix::fs::OpenOptionsExt;
-        let len = |name: &str| {
-            std::fs::metadata(dir.join(name))
-                .map(|m| m.len())
-                .unwrap_or(0)
-        };
-        let lens = [len(STDOUT_FILE), len(STDERR_FILE)];
-        let index_path = dir.join(INDEX_FILE);
-        let index_len = len(INDEX_FILE) / RECORD * RECORD;
-        let mut covered = [0u64; 2];
-        if index_len > 0 {
-            let bytes = std::fs::read(&index_path)?;
-            for rec in bytes[..index_len as usize].chunks_exact(RECORD as usize) {
-                let rec = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-                covered[usize::from(rec & STDERR_BIT != 0)] += u64::from(rec & !STDERR_BIT);
-            }
-        }
-        let mut index_len = index_len;
-        if covered != lens {
+        let found = Found::scan(dir)?;
+        let lens = found.lens;
+        let mut index_len = found.index_len;
+        if found.covered != lens {
             let index = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
-                .open(&index_path)?;
+                .open(dir.join(INDEX_FILE))?;
             index.set_len(index_len)?;
             for i in 0..2 {
                 // An index ahead of the data (impossible by write order) is
                 // trusted no further than the data.
-                let mut missing = lens[i].saturating_sub(covered[i]);
+                let mut missing = lens[i].saturating_sub(found.covered[i]);
                 while missing > 0 {
                     let run = missing.min(MAX_RUN);
                     let rec = run as u32 | if i == 1 { STDERR_BIT } else { 0 };
@@ -235,16 +217,39 @@ impl Output {
                 }
             }
         }
-        Ok(Arc::new(Output {
-            dir: dir.to_path_buf(),
-            progress: watch::Sender::new(Progress {
+        Ok(Self::with(
+            dir,
+            Progress {
                 lens,
                 index_len,
                 dropped,
                 closed: true,
-            }),
+            },
+        ))
+    }
+
+    /// Opens the output of a running job a restarted jwd adopted: what the
+    /// index covers is committed (the keeper writes the bytes before their
+    /// index record), and its keeper's reports take it from there.
+    pub fn open_live(dir: &Path, dropped: u64) -> std::io::Result<Arc<Output>> {
+        let found = Found::scan(dir)?;
+        Ok(Self::with(
+            dir,
+            Progress {
+                lens: [0, 1].map(|i| found.covered[i].min(found.lens[i])),
+                index_len: found.index_len,
+                dropped,
+                closed: false,
+            },
+        ))
+    }
+
+    fn with(dir: &Path, progress: Progress) -> Arc<Output> {
+        Arc::new(Output {
+            dir: dir.to_path_buf(),
+            progress: watch::Sender::new(progress),
             maps: Mutex::default(),
-        }))
+        })
     }
 
     /// A reader of the selected streams from the given offsets. `follow`
@@ -265,6 +270,42 @@ impl Output {
             rx,
             limit,
             cursor: IndexCursor::default(),
+        })
+    }
+}
+
+/// What a job's output files hold, as found on disk.
+struct Found {
+    /// The files' lengths.
+    lens: [u64; 2],
+    /// The index's whole records, in bytes.
+    index_len: u64,
+    /// The bytes of each stream the index covers.
+    covered: [u64; 2],
+}
+
+impl Found {
+    fn scan(dir: &Path) -> std::io::Result<Found> {
+        let len = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let lens = [len(STDOUT_FILE), len(STDERR_FILE)];
+        let index_len = len(INDEX_FILE) / RECORD * RECORD;
+        let mut covered = [0u64; 2];
+        if index_len > 0 {
+            let bytes = std::fs::read(dir.join(INDEX_FILE))?;
+            let whole = (bytes.len() as u64 / RECORD * RECORD).min(index_len) as usize;
+            for rec in bytes[..whole].chunks_exact(RECORD as usize) {
+                let rec = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                covered[usize::from(rec & STDERR_BIT != 0)] += u64::from(rec & !STDERR_BIT);
+            }
+        }
+        Ok(Found {
+            lens,
+            index_len,
+            covered,
         })
     }
 }

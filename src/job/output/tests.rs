@@ -4,6 +4,37 @@ use super::*;
 
 type Chunks = Vec<(OutputStream, u64, Vec<u8>)>;
 
+/// The keeper's writer and jwd's view of the same output, kept in step as
+/// the keeper's progress messages keep them.
+#[derive(Clone)]
+struct Writer {
+    store: Arc<Mutex<Store>>,
+    output: Arc<Output>,
+}
+
+impl Writer {
+    fn append(&self, which: OutputStream, bytes: &[u8]) {
+        let mut store = self.store.lock().unwrap();
+        store.append(which, bytes);
+        self.output.publish(store.progress());
+    }
+
+    fn close(&self) {
+        self.output.close();
+    }
+}
+
+/// A new job's output in `dir`, kept up to `cap` bytes.
+fn create(dir: &Path, cap: u64) -> (Arc<Output>, Writer) {
+    let output = Output::live(dir);
+    let store = Store::new(Store::open_dir(dir).unwrap(), cap, u64::MAX);
+    let writer = Writer {
+        store: Arc::new(Mutex::new(store)),
+        output: output.clone(),
+    };
+    (output, writer)
+}
+
 /// Everything `serve` yields in spans of at most `max` bytes, as jwd sends
 /// it; and how many spans came from the mapping.
 async fn serve_all(serve: &mut Serve, max: u64) -> (Chunks, usize) {
@@ -51,7 +82,7 @@ fn concat(chunks: &[(OutputStream, u64, Vec<u8>)], which: OutputStream) -> Vec<u
 #[test]
 fn both_streams_come_back_in_capture_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let (output, writer) = create(dir.path(), 1 << 20);
     writer.append(OutputStream::Stdout, b"out1\n");
     writer.append(OutputStream::Stdout, b"out2\n");
     writer.append(OutputStream::Stderr, b"err1\n");
@@ -87,7 +118,7 @@ fn both_streams_come_back_in_capture_order() {
 #[test]
 fn offsets_skip_per_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let (output, writer) = create(dir.path(), 1 << 20);
     writer.append(OutputStream::Stdout, b"abcdef");
     writer.append(OutputStream::Stderr, b"ABCDEF");
     writer.append(OutputStream::Stdout, b"ghi");
@@ -105,7 +136,7 @@ fn offsets_skip_per_stream() {
 #[test]
 fn cap_drops_and_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, writer) = Output::create(dir.path(), 8, None).unwrap();
+    let (output, writer) = create(dir.path(), 8);
     writer.append(OutputStream::Stdout, b"12345");
     writer.append(OutputStream::Stderr, b"67890");
     writer.append(OutputStream::Stdout, b"xyz");
@@ -120,31 +151,24 @@ fn cap_drops_and_counts() {
 }
 
 #[test]
-fn a_users_cap_is_shared_by_their_jobs_and_room_comes_back() {
+fn the_keeper_keeps_what_it_was_granted_and_more_once_topped_up() {
     let dir = tempfile::tempdir().unwrap();
-    let user = UserOutput::new(10, 0);
-    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    std::fs::create_dir(&a_dir).unwrap();
-    std::fs::create_dir(&b_dir).unwrap();
-    let (a, wa) = Output::create(&a_dir, 1 << 20, Some(user.clone())).unwrap();
-    let (b, wb) = Output::create(&b_dir, 1 << 20, Some(user.clone())).unwrap();
-    wa.append(OutputStream::Stdout, b"123456");
-    wb.append(OutputStream::Stdout, b"abcdef");
-    let (ia, ib) = (a.info(), b.info());
-    assert_eq!((ia.stdout_bytes, ia.dropped_bytes), (6, 0));
-    assert_eq!((ib.stdout_bytes, ib.dropped_bytes), (4, 2));
-    assert!(user.is_full());
-    // A job removed gives its bytes back to the user's other jobs.
-    user.give_back(ia.stdout_bytes);
-    wb.append(OutputStream::Stderr, b"ghijklmn");
-    assert_eq!(b.info().stderr_bytes, 6);
-    assert_eq!(user.kept(), 10);
+    let mut store = Store::new(Store::open_dir(dir.path()).unwrap(), 1 << 20, 6);
+    store.append(OutputStream::Stdout, b"1234567890");
+    let p = store.progress();
+    assert_eq!((p.lens, p.dropped), ([6, 0], 4));
+    store.grant(12);
+    store.append(OutputStream::Stderr, b"abcdefghij");
+    let p = store.progress();
+    assert_eq!((p.lens, p.dropped), ([6, 6], 8));
+    assert_eq!(std::fs::read(dir.path().join(STDOUT_FILE)).unwrap(), b"123456");
+    assert_eq!(std::fs::read(dir.path().join(STDERR_FILE)).unwrap(), b"abcdef");
 }
 
 #[test]
 fn files_exist_from_the_first_byte_and_readers_reopen_after_release() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let (output, writer) = create(dir.path(), 1 << 20);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     crate::uring::start(async {
         let mut serve = Serve::new(&output, Some(0), Some(0), true).unwrap();
@@ -174,7 +198,7 @@ fn files_exist_from_the_first_byte_and_readers_reopen_after_release() {
 #[test]
 fn non_follow_reader_stops_at_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let (output, writer) = create(dir.path(), 1 << 20);
     writer.append(OutputStream::Stdout, b"before");
     crate::uring::start(async {
         let mut serve = Serve::new(&output, Some(0), None, false).unwrap();
@@ -187,7 +211,7 @@ fn non_follow_reader_stops_at_its_snapshot() {
 #[test]
 fn reopened_output_indexes_unindexed_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let (_, writer) = create(dir.path(), 1 << 20);
     writer.append(OutputStream::Stdout, b"indexed");
     drop(writer);
     // As if the server died between a data write and its index write.
@@ -209,7 +233,7 @@ fn reopened_output_indexes_unindexed_tail() {
 #[test]
 fn follower_wakes_on_commit_and_ends_on_close() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let (output, writer) = create(dir.path(), 1 << 20);
     crate::uring::start(async {
         let mut serve = Serve::new(&output, Some(0), Some(0), true).unwrap();
         let w = writer.clone();
@@ -237,7 +261,7 @@ fn follower_wakes_on_commit_and_ends_on_close() {
 #[test]
 fn bytes_in_the_page_cache_are_served_from_the_mapping() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, writer) = Output::create(dir.path(), 1 << 20, None).unwrap();
+    let (output, writer) = create(dir.path(), 1 << 20);
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     writer.append(OutputStream::Stdout, &data);
     writer.close();

@@ -1,0 +1,246 @@
+//! The init's life after a successful exec: the job's keeper. It writes
+//! the command's stdout and stderr into the job's files itself (`Store`),
+//! tells jwd what it has written when jwd is there to hear it, forwards
+//! signals, reaps orphans, and once the command has ended, keeps what is
+//! left in the pipes, writes its exit record, reports the status and exits
+//! with it.
+//!
+//! Nothing here waits for jwd: with jwd gone (killed, restarting,
+//! upgraded) the job runs on and its output still lands on disk; a
+//! restarted jwd connects to the keeper's listening socket and gets the
+//! figures at once. The keeper allocates nothing after set-up: the
+//! command's bytes go through one buffer on its stack.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::Pid;
+
+use super::endpoint::{Control, Endpoint, Sent};
+use super::signals::{self, Signals};
+use super::{exit, At, Failure};
+use crate::job::channel::{ExitRecord, FromInit, Report, Stage, EXIT_FILE, MAX_MESSAGE};
+use crate::job::output::{Progress, Store};
+use crate::protocol::OutputStream;
+
+const STREAMS: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
+
+/// How much of a pipe one read takes: a pipe's default capacity. The
+/// buffer is the keeper's largest piece of memory (on its stack).
+const CHUNK: usize = 32 * 1024;
+
+/// The read ends of the command's stdout and stderr pipes, in that order.
+pub(super) struct Readers([OwnedFd; 2]);
+
+/// The write ends, the command's fds 1 and 2 to be.
+pub(super) struct Writers {
+    pub(super) stdout: OwnedFd,
+    pub(super) stderr: OwnedFd,
+}
+
+/// The command's output pipes, close-on-exec (the command gets its ends
+/// by dup2, which clears the flag).
+pub(super) fn pipes() -> Result<(Readers, Writers), Failure> {
+    let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).at(Stage::Pipes);
+    let (out_read, stdout) = pipe()?;
+    let (err_read, stderr) = pipe()?;
+    Ok((Readers([out_read, err_read]), Writers { stdout, stderr }))
+}
+
+/// Keeps up to `reads` chunks of what is in one output pipe now (one per
+/// wake-up keeps the other pipe and the signals served; a pipe holds at
+/// most 1 MiB, 32 chunks, when the command has ended). Returns false at
+/// EOF.
+fn keep_pipe(
+    store: &mut Store,
+    pipe: &OwnedFd,
+    stream: OutputStream,
+    buf: &mut [u8; CHUNK],
+    reads: usize,
+) -> bool {
+    let mut left = reads;
+    while left > 0 {
+        match rustix::io::read(pipe, &mut buf[..]) {
+            Ok(0) => return false,
+            Ok(n) => {
+                store.append(stream, &buf[..n]);
+                left -= 1;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// The exit code of an init whose command ended with `wait_status`, as a
+/// shell reports it (`protocol::shell_code`).
+fn exit_code(wait_status: i32) -> i32 {
+    let exited = libc::WIFEXITED(wait_status).then(|| libc::WEXITSTATUS(wait_status));
+    let signal = libc::WIFSIGNALED(wait_status).then(|| libc::WTERMSIG(wait_status));
+    i32::from(crate::protocol::shell_code(exited, signal))
+}
+
+/// What jwd has been told of the store's progress, and whether it is
+/// behind.
+struct Told {
+    last: Progress,
+    /// A new connection: tell it even if nothing changed.
+    fresh: bool,
+}
+
+impl Told {
+    /// Tells jwd the store's progress if it changed (or jwd is new).
+    /// Returns whether something is still to be said (the channel was
+    /// full).
+    fn tell(&mut self, channel: &mut Endpoint, store: &Store) -> bool {
+        let now = store.progress();
+        if !self.fresh && now == self.last {
+            return false;
+        }
+        let mut message = [0u8; MAX_MESSAGE];
+        let n = FromInit::Progress(now).encode(&mut message);
+        match channel.send_now(&message[..n]) {
+            Sent::Sent => {
+                self.last = now;
+                self.fresh = false;
+                false
+            }
+            Sent::Full => true,
+            Sent::Gone => false,
+        }
+    }
+}
+
+/// Writes the exit record into the job's directory: how the command ended
+/// and what was written, for a jwd that is not there to be told. Best
+/// effort: a full disk leaves jwd the report or, failing both, a job it
+/// marks lost.
+fn write_exit_record(store: &Store, wait_status: i32) {
+    use rustix::fs::{Mode, OFlags};
+    let record = ExitRecord {
+        wait_status,
+        ended_at_ms: crate::job::now_ms(),
+        written: store.progress(),
+    };
+    let Ok(fd) = rustix::fs::openat(
+        store.dir(),
+        EXIT_FILE,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) else {
+        return;
+    };
+    let _ = std::fs::File::from(fd).write_all_at(&record.encode(), 0);
+}
+
+/// Keeps the job until the command `command` has ended, then exits.
+pub(super) fn run(
+    channel: &mut Endpoint,
+    command: Pid,
+    signals: &Signals,
+    readers: Readers,
+    mut store: Store,
+) -> ! {
+    let mut buf = [0u8; CHUNK];
+    let mut told = Told {
+        last: Progress::default(),
+        fresh: false,
+    };
+    let mut behind = false;
+    let mut pipes = readers.0.map(|fd| {
+        // A pipe that stays blocking only costs the other stream its turn.
+        let _ = rustix::io::ioctl_fionbio(&fd, true);
+        Some(fd)
+    });
+    loop {
+        let listener = channel.listener();
+        let mut fds = [
+            PollFd::new(signals, PollFlags::IN),
+            PollFd::from_borrowed_fd(listener, PollFlags::IN),
+            PollFd::new(signals, PollFlags::empty()),
+            PollFd::new(signals, PollFlags::empty()),
+            PollFd::new(signals, PollFlags::empty()),
+        ];
+        let mut polled = 2;
+        let channel_slot = channel.channel_fd().map(|fd| {
+            let wanted = if behind {
+                PollFlags::IN | PollFlags::OUT
+            } else {
+                PollFlags::IN
+            };
+            fds[polled] = PollFd::from_borrowed_fd(fd, wanted);
+            polled += 1;
+            polled - 1
+        });
+        // Where each open pipe sits in `fds`; a closed one is not polled.
+        let mut slot = [None; 2];
+        for (i, pipe) in pipes.iter().enumerate() {
+            if let Some(pipe) = pipe {
+                fds[polled] = PollFd::new(pipe, PollFlags::IN);
+                slot[i] = Some(polled);
+                polled += 1;
+            }
+        }
+        if rustix::event::poll(&mut fds[..polled], None).is_err() {
+            continue; // EINTR
+        }
+        let ready = |i: usize| !fds[i].revents().is_empty();
+        let pipe_ready = slot.map(|s| s.is_some_and(ready));
+        let channel_ready = channel_slot.is_some_and(ready);
+        let (signal_ready, listener_ready) = (ready(0), ready(1));
+        drop(fds);
+        for (i, stream) in STREAMS.into_iter().enumerate() {
+            let open = match (&pipes[i], pipe_ready[i]) {
+                (Some(pipe), true) => keep_pipe(&mut store, pipe, stream, &mut buf, 1),
+                _ => true,
+            };
+            if !open {
+                pipes[i] = None;
+            }
+        }
+        if channel_ready {
+            match channel.control() {
+                Control::Signal(sig) => signals::forward(command, sig),
+                Control::Grant(bytes) => store.grant(bytes),
+                // jwd is gone: the job goes on; the next jwd connects.
+                Control::Nothing | Control::Closed => {}
+            }
+        }
+        if listener_ready && channel.accept() {
+            told.fresh = true;
+        }
+        if let Some(wait_status) = signal_ready.then(|| signals.handle(command)).flatten() {
+            // What the command wrote before it ended is in the pipes now;
+            // a daemon it left may hold them open, so take what is there
+            // rather than wait for EOF.
+            for (pipe, stream) in pipes.iter().zip(STREAMS) {
+                if let Some(pipe) = pipe {
+                    keep_pipe(&mut store, pipe, stream, &mut buf, 32);
+                }
+            }
+            write_exit_record(&store, wait_status);
+            if channel.connected() {
+                told.tell(channel, &store);
+                let _ = channel.send_now(&Report::Exited { wait_status }.encode());
+            }
+            exit(exit_code(wait_status));
+        }
+        behind = told.tell(channel, &store);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_exits_as_a_shell_reports_its_command() {
+        assert_eq!(exit_code(0), 0);
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(libc::SIGKILL), 128 + 9);
+        assert_eq!(exit_code(libc::SIGSEGV | 0x80), 128 + 11, "core dumped");
+    }
+}

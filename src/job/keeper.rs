@@ -1,0 +1,237 @@
+//! jwd's side of a job's keeper (its init, `init/keeper.rs`), beyond the
+//! channel: the keeper's listening socket, made before the clone; the
+//! keeper record jwd writes after it (which process keeps the job, and
+//! with which uid); and, for a restarted jwd, finding a keeper that is
+//! still alive and connecting to it.
+//!
+//! A recorded pid is never trusted on its own: a restarted jwd opens a
+//! pidfd on it (which pins the process), then checks that this process
+//! started at the recorded time, is PID 1 of its own PID namespace, and
+//! lives in the job's cgroup. A pid reused by anything else fails the
+//! first or the last check; only then does jwd connect to the socket.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use super::channel::KEEPER_SOCKET;
+use super::uids::JobIds;
+use crate::protocol::JobId;
+
+/// The keeper record's name in the job's directory.
+pub const KEEPER_FILE: &str = "keeper";
+
+/// Which process keeps a job, and as whom the job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeeperRecord {
+    /// The keeper's pid in jwd's PID namespace.
+    pub pid: i32,
+    /// Its start time (clock ticks after boot, /proc/PID/stat field 22).
+    pub start_time: u64,
+    pub ids: JobIds,
+}
+
+impl KeeperRecord {
+    fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {}\n",
+            self.pid,
+            self.start_time,
+            self.ids.uid,
+            self.ids.gid,
+            u8::from(self.ids.pooled)
+        )
+    }
+
+    fn decode(text: &str) -> Option<KeeperRecord> {
+        let mut words = text.split_ascii_whitespace();
+        let mut next = || words.next();
+        let record = KeeperRecord {
+            pid: next()?.parse().ok().filter(|p: &i32| *p > 0)?,
+            start_time: next()?.parse().ok()?,
+            ids: JobIds {
+                uid: next()?.parse().ok()?,
+                gid: next()?.parse().ok()?,
+                pooled: match next()? {
+                    "1" => true,
+                    "0" => false,
+                    _ => return None,
+                },
+            },
+        };
+        next().is_none().then_some(record)
+    }
+
+    /// Records the keeper `pid` of the job in `dir` (owner-only).
+    pub fn write(dir: &Path, pid: i32, ids: JobIds) -> std::io::Result<KeeperRecord> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let start_time = start_time(pid)?;
+        let record = KeeperRecord {
+            pid,
+            start_time,
+            ids,
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(KEEPER_FILE))?
+            .write_all(record.encode().as_bytes())?;
+        Ok(record)
+    }
+
+    pub fn read(dir: &Path) -> Option<KeeperRecord> {
+        Self::decode(&std::fs::read_to_string(dir.join(KEEPER_FILE)).ok()?)
+    }
+}
+
+/// A process's start time, from /proc/PID/stat (field 22, after the
+/// command name, which may hold spaces and parentheses).
+fn start_time(pid: i32) -> std::io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(19)?.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("cannot read the start time of pid {pid}")))
+}
+
+/// The path of `name` in the directory `dir` is open on: short whatever
+/// the data directory's path (a socket's path has at most 107 bytes).
+fn in_dir(dir: &OwnedFd, name: &str) -> String {
+    format!("/proc/self/fd/{}/{name}", dir.as_raw_fd())
+}
+
+/// The keeper's listening socket, bound in the job's directory `dir` (an
+/// O_PATH descriptor) and listening: handed to the init, closed by jwd.
+pub fn listen(dir: &OwnedFd) -> std::io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let addr = rustix::net::SocketAddrUnix::new(in_dir(dir, KEEPER_SOCKET))?;
+    rustix::net::bind(&socket, &addr)?;
+    rustix::net::listen(&socket, 4)?;
+    Ok(socket)
+}
+
+/// Why a recorded keeper cannot be adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum Gone {
+    #[error("no keeper record")]
+    NoRecord,
+    #[error("the keeper (pid {0}) has exited")]
+    Exited(i32),
+    #[error("pid {0} is another process now")]
+    Reused(i32),
+    #[error("cannot connect to the keeper (pid {pid}): {error}")]
+    Unreachable { pid: i32, error: std::io::Error },
+}
+
+/// A live keeper, connected.
+#[derive(Debug)]
+pub struct Found {
+    pub record: KeeperRecord,
+    /// The new channel to it (nonblocking).
+    pub channel: OwnedFd,
+}
+
+/// Finds the keeper of job `id` in `dir`, if it is alive, and connects to
+/// it.
+pub fn find(dir: &Path, id: JobId) -> Result<Found, Gone> {
+    let record = KeeperRecord::read(dir).ok_or(Gone::NoRecord)?;
+    let pid = record.pid;
+    let raw = rustix::process::Pid::from_raw(pid).ok_or(Gone::NoRecord)?;
+    // The pidfd pins the process for the checks: if `pid` was free and
+    // reused, this is the new process, which fails them.
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
+        .map_err(|_| Gone::Exited(pid))?;
+    if start_time(pid).ok() != Some(record.start_time) || !keeps(pid, id) {
+        return Err(Gone::Reused(pid));
+    }
+    // Still the same process after the checks (it could have exited in
+    // between, and its pid been taken since).
+    // (A pidfd polls readable once its process has exited.)
+    let mut poll = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if rustix::event::poll(&mut poll, Some(&zero)).map_or(true, |n| n > 0) {
+        return Err(Gone::Exited(pid));
+    }
+    let channel = connect(dir).map_err(|error| Gone::Unreachable { pid, error })?;
+    Ok(Found { record, channel })
+}
+
+/// Whether `pid` is PID 1 of its own PID namespace and in job `id`'s
+/// cgroup2 leaf.
+fn keeps(pid: i32, id: JobId) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let first_in_own_namespace = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|ns| ns.split_ascii_whitespace().last() == Some("1") && ns.split_ascii_whitespace().count() >= 2);
+    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    let leaf = format!("/{id}");
+    let in_leaf = cgroups
+        .lines()
+        .filter_map(|l| l.strip_prefix("0::"))
+        .any(|path| path.ends_with(&leaf));
+    first_in_own_namespace && in_leaf
+}
+
+/// Connects to the keeper's socket in `dir`.
+fn connect(dir: &Path) -> std::io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let dir_fd = super::output::Store::open_dir(dir)?;
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let addr = rustix::net::SocketAddrUnix::new(in_dir(&dir_fd, KEEPER_SOCKET))?;
+    rustix::net::connect(&socket, &addr)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_torn_ones_are_refused() {
+        let record = KeeperRecord {
+            pid: 4242,
+            start_time: 123_456,
+            ids: JobIds {
+                uid: 600_001,
+                gid: 600_001,
+                pooled: true,
+            },
+        };
+        let text = record.encode();
+        assert_eq!(KeeperRecord::decode(&text), Some(record));
+        for cut in 0..text.trim_end().len() {
+            let torn = &text[..cut];
+            assert_ne!(KeeperRecord::decode(torn), Some(record), "{torn:?}");
+        }
+        assert_eq!(KeeperRecord::decode("0 1 2 3 1"), None, "pid 0");
+        assert_eq!(KeeperRecord::decode("1 1 2 3 2"), None, "pooled flag");
+        assert_eq!(KeeperRecord::decode("1 1 2 3 1 9"), None, "trailing word");
+    }
+
+    #[test]
+    fn this_process_is_no_keeper() {
+        let me = std::process::id() as i32;
+        assert!(start_time(me).is_ok());
+        assert!(!keeps(me, JobId::from_random([1; 16])));
+    }
+}

@@ -1,0 +1,183 @@
+//! The owner's output kept over all their jobs, against jwd's cap for it
+//! (`--max-output-per-user`), and the grants that hand a running job's
+//! keeper its share of it a little ahead of its writes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One user's output kept over all their jobs, against the server's cap
+/// for it. Grants take room before the keeper writes; removing a job, or
+/// the end of a job that did not use all its grant, gives bytes back.
+#[derive(Debug)]
+pub struct UserOutput {
+    kept: AtomicU64,
+    cap: u64,
+}
+
+impl UserOutput {
+    pub fn new(cap: u64, kept: u64) -> Arc<UserOutput> {
+        Arc::new(UserOutput {
+            kept: AtomicU64::new(kept),
+            cap,
+        })
+    }
+
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Bytes kept or granted now.
+    pub fn kept(&self) -> u64 {
+        self.kept.load(Ordering::Acquire)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.kept() >= self.cap
+    }
+
+    /// Takes room for up to `want` bytes; returns how many it got.
+    pub fn take(&self, want: u64) -> u64 {
+        let mut got = 0;
+        let _ = self
+            .kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |kept| {
+                got = want.min(self.cap.saturating_sub(kept));
+                Some(kept + got)
+            });
+        got
+    }
+
+    /// Gives back `bytes` (a job removed, or a grant not used).
+    pub fn give_back(&self, bytes: u64) {
+        let _ = self
+            .kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |kept| {
+                Some(kept.saturating_sub(bytes))
+            });
+    }
+}
+
+/// The least a capped owner's job is granted ahead of what it wrote.
+pub const GRANT_AHEAD_MIN: u64 = 1 << 20;
+/// The most: a job writing fast is granted as much ahead as it wrote, up
+/// to this, so a jwd a little behind never makes it drop bytes, while a
+/// quiet job holds little of its owner's room.
+pub const GRANT_AHEAD_MAX: u64 = 64 << 20;
+
+/// What one running job's keeper may write: all of its cap when its owner
+/// is not capped, else a share of the owner's room taken ahead of its
+/// writes and topped up as it reports progress.
+#[derive(Debug)]
+pub struct Grant {
+    user: Option<Arc<UserOutput>>,
+    cap: u64,
+    granted: u64,
+    /// The job's end was settled (`settle`); dropped before that, the job
+    /// never ran and everything granted goes back.
+    settled: bool,
+}
+
+impl Grant {
+    /// A job that has kept `kept` bytes so far (0 for a new one).
+    pub fn new(cap: u64, user: Option<Arc<UserOutput>>, kept: u64) -> Grant {
+        let mut grant = Grant {
+            granted: if user.is_some() { kept } else { cap },
+            user,
+            cap,
+            settled: false,
+        };
+        grant.top_up(kept);
+        grant
+    }
+
+    /// The bytes the keeper may keep in all.
+    pub fn granted(&self) -> u64 {
+        self.granted
+    }
+
+    /// After the keeper reported `kept` bytes: the new total to grant, if
+    /// it grew.
+    pub fn top_up(&mut self, kept: u64) -> Option<u64> {
+        let user = self.user.as_ref()?;
+        let ahead = kept.clamp(GRANT_AHEAD_MIN, GRANT_AHEAD_MAX);
+        let target = kept.saturating_add(ahead).min(self.cap);
+        if self.granted >= target || self.granted.saturating_sub(kept) >= ahead / 2 {
+            return None;
+        }
+        let got = user.take(target - self.granted);
+        if got == 0 {
+            return None;
+        }
+        self.granted += got;
+        Some(self.granted)
+    }
+
+    /// The job has ended having kept `kept` bytes: what it was granted and
+    /// did not use goes back to its owner.
+    pub fn settle(&mut self, kept: u64) {
+        if let Some(user) = &self.user {
+            user.give_back(self.granted.saturating_sub(kept));
+            self.granted = kept;
+        }
+        self.settled = true;
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_uncapped_owner_grants_the_whole_cap_once() {
+        let mut g = Grant::new(1 << 30, None, 0);
+        assert_eq!(g.granted(), 1 << 30);
+        assert_eq!(g.top_up(1 << 29), None);
+    }
+
+    #[test]
+    fn a_capped_owner_grants_ahead_and_gets_the_rest_back() {
+        let user = UserOutput::new(10 << 20, 0);
+        let mut g = Grant::new(1 << 30, Some(user.clone()), 0);
+        assert_eq!(g.granted(), GRANT_AHEAD_MIN);
+        assert_eq!(user.kept(), GRANT_AHEAD_MIN);
+        // Not yet past half of what is ahead: nothing new.
+        assert_eq!(g.top_up(GRANT_AHEAD_MIN / 4), None);
+        // Past it: topped up to as much ahead as it wrote.
+        let kept = 3 * GRANT_AHEAD_MIN / 4;
+        assert_eq!(g.top_up(kept), Some(kept + GRANT_AHEAD_MIN));
+        // The owner's room runs out: the grant stops there.
+        assert_eq!(g.top_up(9 << 20), Some(10 << 20));
+        assert!(user.is_full());
+        assert_eq!(g.top_up(10 << 20), None);
+        g.settle(9 << 20);
+        assert_eq!(user.kept(), 9 << 20);
+    }
+
+    #[test]
+    fn two_jobs_of_one_owner_share_its_room() {
+        let user = UserOutput::new(GRANT_AHEAD_MIN + 10, 0);
+        let a = Grant::new(1 << 30, Some(user.clone()), 0);
+        let b = Grant::new(1 << 30, Some(user.clone()), 0);
+        assert_eq!(a.granted() + b.granted(), GRANT_AHEAD_MIN + 10);
+        assert_eq!(b.granted(), 10);
+        // A start that failed gives back all it was granted.
+        drop(b);
+        assert_eq!(user.kept(), GRANT_AHEAD_MIN);
+    }
+
+    #[test]
+    fn a_grant_never_passes_the_jobs_own_cap() {
+        let user = UserOutput::new(1 << 40, 0);
+        let g = Grant::new(100, Some(user.clone()), 0);
+        assert_eq!(g.granted(), 100);
+        assert_eq!(user.kept(), 100);
+    }
+}
