@@ -46,9 +46,20 @@ pub enum ClientError {
     #[error("{0}")]
     Tls(#[from] TlsError),
     #[error("the TLS handshake with {addr} failed: {reason}")]
-    Handshake { addr: String, reason: String },
+    Handshake {
+        addr: String,
+        reason: String,
+        /// The transport broke (reset, closed, timed out), as opposed to a
+        /// TLS failure such as a certificate that does not verify.
+        lost: bool,
+    },
     #[error("the server rejected the connection: {reason} (is your certificate signed by the CA jwd trusts, and still valid?)")]
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+        /// The server closed the connection without an alert: a refusal
+        /// for now (too many connections, shutting down) or a crash.
+        closed: bool,
+    },
     #[error("{} ({})", .0.message, .0.code)]
     Server(ErrorInfo),
     #[error("the server closed the connection: {} ({})", .0.message, .0.code)]
@@ -69,6 +80,29 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the connection to jwd broke or could not be made (refused,
+    /// reset, closed without an answer), as opposed to an answer: an error
+    /// reply, a certificate the server refuses, a protocol violation. A
+    /// client may retry the first kind on a new connection.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            ClientError::Closed | ClientError::Connect { .. } => true,
+            ClientError::Handshake { lost, .. } => *lost,
+            ClientError::Rejected { closed, .. } => *closed,
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error means the transport broke rather than that TLS
+/// refused the peer (rustls reports its own failures as `InvalidData`).
+fn transport_broke(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut | NotConnected
+    )
 }
 
 type EventTx = mpsc::UnboundedSender<Result<Event, ClientError>>;
@@ -123,17 +157,22 @@ fn server_name(addr: &str) -> Result<ServerName<'static>, ClientError> {
     ServerName::try_from(host.to_string()).map_err(|e| ClientError::Handshake {
         addr: addr.to_string(),
         reason: format!("{host:?} is not a valid server name: {e}"),
+        lost: false,
     })
 }
 
 fn rejected_or(addr: &str, e: std::io::Error) -> ClientError {
     let text = e.to_string();
     if text.contains("alert") {
-        ClientError::Rejected { reason: text }
+        ClientError::Rejected {
+            reason: text,
+            closed: false,
+        }
     } else {
         ClientError::Handshake {
             addr: addr.to_string(),
             reason: text,
+            lost: transport_broke(e.kind()),
         }
     }
 }
@@ -182,9 +221,15 @@ impl Client {
             .map_err(|e| match e {
                 ClientError::Closed => ClientError::Rejected {
                     reason: "the server closed the connection during the handshake".into(),
+                    closed: true,
                 },
-                ClientError::Handshake { reason, .. } => {
-                    rejected_or(addr, std::io::Error::other(reason))
+                ClientError::Handshake { reason, lost, .. } => {
+                    let kind = if lost {
+                        std::io::ErrorKind::ConnectionReset
+                    } else {
+                        std::io::ErrorKind::Other
+                    };
+                    rejected_or(addr, std::io::Error::new(kind, reason))
                 }
                 other => other,
             })? {
@@ -399,6 +444,7 @@ async fn read_message(
             .map_err(|e| ClientError::Handshake {
                 addr: String::new(),
                 reason: e.to_string(),
+                lost: transport_broke(e.kind()),
             })?;
         if n == 0 {
             return Err(ClientError::Closed);
@@ -417,7 +463,10 @@ async fn route(
             Ok(m) => m,
             Err(ClientError::Closed) => break ClientError::Closed,
             Err(ClientError::Handshake { reason, .. }) if reason.contains("alert") => {
-                break ClientError::Rejected { reason }
+                break ClientError::Rejected {
+                    reason,
+                    closed: false,
+                }
             }
             Err(_) => break ClientError::Closed,
         };
@@ -446,8 +495,9 @@ async fn route(
         for (_, tx) in streams {
             let e = match &end {
                 ClientError::Fatal(info) => ClientError::Fatal(info.clone()),
-                ClientError::Rejected { reason } => ClientError::Rejected {
+                ClientError::Rejected { reason, closed } => ClientError::Rejected {
                     reason: reason.clone(),
+                    closed: *closed,
                 },
                 ClientError::Unexpected(s) => ClientError::Unexpected(s.clone()),
                 _ => ClientError::Closed,

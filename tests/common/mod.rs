@@ -150,11 +150,16 @@ pub fn protect_dev_keys() {
 /// The command line of a jwd with the dev PKI on a free loopback port, the
 /// given data directory and cgroup name.
 pub fn jwd_command(data_dir: &Path, cgroup_name: &str) -> Command {
+    jwd_command_on(data_dir, cgroup_name, "127.0.0.1:0")
+}
+
+/// `jwd_command` listening on `listen` (a restart on the port clients know).
+pub fn jwd_command_on(data_dir: &Path, cgroup_name: &str, listen: &str) -> Command {
     protect_dev_keys();
     let certs = certs();
     let mut command = Command::new(env!("CARGO_BIN_EXE_jwd"));
     command
-        .args(["--listen", "127.0.0.1:0", "--threads", "2"])
+        .args(["--listen", listen, "--threads", "2"])
         .arg("--cert")
         .arg(certs.join("server.crt"))
         .arg("--key")
@@ -198,7 +203,12 @@ impl Jwd {
 
     /// Starts jwd on a given data directory and cgroup name (for restarts).
     pub fn start_with(data_dir: &Path, cgroup_name: &str, extra: &[&str]) -> Jwd {
-        let mut child = jwd_command(data_dir, cgroup_name)
+        Self::start_on(data_dir, cgroup_name, "127.0.0.1:0", extra)
+    }
+
+    /// `start_with` on a given address (a restart on the same port).
+    pub fn start_on(data_dir: &Path, cgroup_name: &str, listen: &str, extra: &[&str]) -> Jwd {
+        let mut child = jwd_command_on(data_dir, cgroup_name, listen)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

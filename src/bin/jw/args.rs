@@ -26,6 +26,16 @@ pub(crate) struct Cli {
     /// Your private key.
     #[arg(long, env = "JW_KEY", global = true)]
     pub(crate) key: Option<PathBuf>,
+    /// How long `logs` and `run` try to reconnect when the connection to
+    /// jwd is lost, each time it is (0: not at all).
+    #[arg(
+        long,
+        env = "JW_RECONNECT_TIMEOUT",
+        default_value = "60s",
+        value_parser = parse_duration,
+        global = true
+    )]
+    pub(crate) reconnect_timeout: Duration,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

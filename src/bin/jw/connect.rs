@@ -8,7 +8,9 @@ use jw::client::{Client, ConnectOptions};
 use crate::args::Cli;
 use crate::failure::Failure;
 
-fn connect_options(cli: &Cli) -> Result<ConnectOptions, Failure> {
+/// The connection settings from the flags, or a failure naming the
+/// missing one.
+pub(crate) fn connect_options(cli: &Cli) -> Result<ConnectOptions, Failure> {
     let need = |v: &Option<PathBuf>, flag: &str, env: &str| {
         v.clone()
             .ok_or_else(|| Failure(format!("no {flag} given: pass {flag} PATH or set {env}")))

@@ -1,15 +1,18 @@
 //! `jw start` and `jw run`: a job request from the flags; `run` follows the
-//! job's output to its end and stops the job on Ctrl-C.
+//! job's output to its end, across lost connections, and stops the job on
+//! Ctrl-C.
 
 use std::time::Duration;
 
 use jw::client::Client;
-use jw::protocol::{EnvVar, JobId, Limits, LogsRequest, Network, StartRequest};
+use jw::protocol::{EnvVar, JobId, Limits, Network, StartRequest};
+use tokio::sync::watch;
 
 use crate::args::{grace_ms, Cli, JobArgs};
 use crate::connect::connect;
 use crate::failure::Failure;
-use crate::logs::{copy_output, INITIAL_CREDIT};
+use crate::follow::{follow, Follow};
+use crate::output::Offsets;
 
 /// `jw start`: prints the new job's id.
 pub(crate) async fn start(cli: &Cli, args: &JobArgs) -> Result<u8, Failure> {
@@ -25,7 +28,7 @@ pub(crate) async fn run(cli: &Cli, args: &JobArgs) -> Result<u8, Failure> {
     let req = start_request(args)?;
     let client = connect(cli).await?;
     let id = client.start(req).await?;
-    run_job(&client, id, args.grace).await
+    run_job(cli, client, id, args.grace).await
 }
 
 fn start_request(args: &JobArgs) -> Result<StartRequest, Failure> {
@@ -74,45 +77,59 @@ fn start_request(args: &JobArgs) -> Result<StartRequest, Failure> {
     })
 }
 
-/// `jw run`: follow both outputs; Ctrl-C stops the job with its grace
-/// period, a second Ctrl-C kills it at once.
-async fn run_job(client: &Client, id: JobId, grace: Duration) -> Result<u8, Failure> {
-    let stream = client
-        .logs(LogsRequest {
-            job: id,
+/// `jw run`: follow both outputs, on a new connection whenever the one in
+/// use is lost (the job is never started again); Ctrl-C stops the job with
+/// its grace period, a second Ctrl-C kills it at once.
+async fn run_job(cli: &Cli, client: Client, id: JobId, grace: Duration) -> Result<u8, Failure> {
+    let grace = grace_ms(grace)?;
+    let (current, connection) = watch::channel(client);
+    let interrupts = tokio::spawn(async move {
+        let mut count = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count += 1;
+            let (what, ms) = if count == 1 {
+                ("stopping", grace)
+            } else {
+                ("killing", 0)
+            };
+            eprintln!("jw: {what} job {id}");
+            tokio::spawn(stop(connection.clone(), id, ms));
+        }
+    });
+    let what = Follow {
+        id,
+        offsets: Offsets {
             stdout: Some(0),
             stderr: Some(0),
-            follow: true,
-            credit: INITIAL_CREDIT,
-        })
-        .await?;
-    let grace = grace_ms(grace)?;
-    let interrupts = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let mut count = 0;
-            while tokio::signal::ctrl_c().await.is_ok() {
-                count += 1;
-                let (what, ms) = if count == 1 {
-                    ("stopping", grace)
-                } else {
-                    ("killing", 0)
-                };
-                eprintln!("jw: {what} job {id}");
-                let client = client.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = client.stop(id, ms).await {
-                        eprintln!("jw: cannot stop job {id}: {e}");
-                    }
-                });
-            }
-        })
+        },
+        follow: true,
     };
-    let result = copy_output(stream).await;
+    let result = follow(cli, what, &current).await;
     interrupts.abort();
     let info = result?;
     if info.oom_killed {
         eprintln!("jw: job {id} was killed: out of memory (its --memory limit)");
     }
     Ok(info.shell_code())
+}
+
+/// Stops the job through the current connection; if that one is lost, on
+/// the next one, until the follow ends.
+async fn stop(mut connection: watch::Receiver<Client>, id: JobId, grace_ms: u32) {
+    loop {
+        let client = connection.borrow_and_update().clone();
+        match client.stop(id, grace_ms).await {
+            Ok(_) => return,
+            Err(e) if e.is_connection_lost() => {
+                if connection.changed().await.is_err() {
+                    eprintln!("jw: cannot stop job {id}: {e}; stop it with `jw stop {id}`");
+                    return;
+                }
+            }
+            Err(e) => {
+                eprintln!("jw: cannot stop job {id}: {e}");
+                return;
+            }
+        }
+    }
 }
