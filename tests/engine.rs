@@ -366,8 +366,13 @@ async fn restart_cleans_up_what_a_crashed_server_left() {
         .state
         .is_active());
     // Once it has gone (crashed), a new engine with the same subtree name
-    // kills and removes what it left.
+    // kills and removes what it cannot adopt: here a job whose keeper was
+    // never recorded (jwd died between the clone and the record).
     first.manager.release_as_if_crashed();
+    let dir = first
+        .manager
+        .output_path(started.id, jw::protocol::OutputStream::Stdout);
+    std::fs::remove_file(dir.with_file_name(jw::job::keeper::KEEPER_FILE)).unwrap();
     let second = jw::job::Manager::new(first.config.clone()).unwrap();
     let info = tokio::time::timeout(
         Duration::from_secs(20),
@@ -375,7 +380,9 @@ async fn restart_cleans_up_what_a_crashed_server_left() {
     )
     .await
     .expect("the stale job was not killed");
-    assert_eq!(info.unwrap().signal, Some(libc::SIGKILL));
+    assert_eq!(info.unwrap().state, JobState::Lost);
+    let seen = second.status(started.id, None).unwrap();
+    assert_eq!(seen.state, JobState::Lost, "{seen:?}");
     assert!(second.cgroups().job_dirs().is_empty());
     first.assert_clean();
 }

@@ -612,51 +612,6 @@ async fn connections_past_the_limit_are_refused_until_one_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_and_restart_keeps_output_and_statuses() {
-    let Some(mut jwd) = Jwd::start("restart", &[]) else {
-        return;
-    };
-    let data = jwd.keep_data().unwrap();
-    let alice = jwd.client("alice").await;
-    let done = alice
-        .start(req("sh", &["-c", "seq 1 1000; echo bye >&2; exit 7"]))
-        .await
-        .unwrap();
-    alice.wait(done).await.unwrap();
-    let running = alice
-        .start(req("sh", &["-c", "echo started; exec sleep 1000"]))
-        .await
-        .unwrap();
-    let mut s = alice.logs(logs(running, true, 1 << 20)).await.unwrap();
-    assert!(matches!(s.next().await.unwrap(), Some(Event::Output(_))));
-    drop(alice);
-    jwd.kill9();
-
-    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &[]);
-    let alice = again.client("alice").await;
-    let list = alice.list(false).await.unwrap();
-    assert_eq!(list.len(), 2);
-    let d = alice.status(done).await.unwrap();
-    assert_eq!((d.state, d.exit_code), (JobState::Exited, Some(7)));
-    let (out, err, _) = collect(alice.logs(logs(done, true, 1 << 20)).await.unwrap()).await;
-    assert_eq!(
-        out,
-        (1..=1000)
-            .map(|i| format!("{i}\n"))
-            .collect::<String>()
-            .into_bytes()
-    );
-    assert_eq!(err, b"bye\n");
-    let r = alice.status(running).await.unwrap();
-    assert_eq!(r.state, JobState::Lost);
-    let (out, _, end) = collect(alice.logs(logs(running, true, 1 << 20)).await.unwrap()).await;
-    assert_eq!(out, b"started\n");
-    assert_eq!(end.state, JobState::Lost);
-    drop(again);
-    drop(data);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_jobs_records_them_and_exits_zero() {
     let Some(mut jwd) = Jwd::start("sigterm", &["--shutdown-grace", "500ms"]) else {
         return;

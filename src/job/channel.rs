@@ -300,7 +300,12 @@ impl ExitRecord {
         Some(ExitRecord {
             wait_status: i32::from_le_bytes(word(bytes, 4)),
             ended_at_ms: long(bytes, 8),
-            written: progress_from([long(bytes, 16), long(bytes, 24), long(bytes, 32), long(bytes, 40)]),
+            written: progress_from([
+                long(bytes, 16),
+                long(bytes, 24),
+                long(bytes, 32),
+                long(bytes, 40),
+            ]),
         })
     }
 

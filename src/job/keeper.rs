@@ -113,6 +113,14 @@ pub fn listen(dir: &OwnedFd) -> std::io::Result<OwnedFd> {
     )?;
     let addr = rustix::net::SocketAddrUnix::new(in_dir(dir, KEEPER_SOCKET))?;
     rustix::net::bind(&socket, &addr)?;
+    // Owner-only like every file in the data directory (bind applies the
+    // umask only).
+    rustix::fs::chmodat(
+        dir,
+        KEEPER_SOCKET,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::AtFlags::empty(),
+    )?;
     rustix::net::listen(&socket, 4)?;
     Ok(socket)
 }
@@ -154,7 +162,10 @@ pub fn find(dir: &Path, id: JobId) -> Result<Found, Gone> {
     // Still the same process after the checks (it could have exited in
     // between, and its pid been taken since).
     // (A pidfd polls readable once its process has exited.)
-    let mut poll = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+    let mut poll = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
     let zero = rustix::event::Timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -175,7 +186,10 @@ fn keeps(pid: i32, id: JobId) -> bool {
     let first_in_own_namespace = status
         .lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
-        .is_some_and(|ns| ns.split_ascii_whitespace().last() == Some("1") && ns.split_ascii_whitespace().count() >= 2);
+        .is_some_and(|ns| {
+            ns.split_ascii_whitespace().last() == Some("1")
+                && ns.split_ascii_whitespace().count() >= 2
+        });
     let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
         return false;
     };

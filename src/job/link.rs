@@ -59,9 +59,13 @@ impl InitChannel {
                 budget -= 1;
                 let mut message = [0u8; MAX_MESSAGE + 1];
                 let received = guard.try_io(|fd| {
-                    rustix::net::recv(fd.get_ref(), &mut message[..], rustix::net::RecvFlags::empty())
-                        .map(|(_, n)| n)
-                        .map_err(std::io::Error::from)
+                    rustix::net::recv(
+                        fd.get_ref(),
+                        &mut message[..],
+                        rustix::net::RecvFlags::empty(),
+                    )
+                    .map(|(_, n)| n)
+                    .map_err(std::io::Error::from)
                 });
                 match received {
                     Ok(Ok(0)) => break Some(None),

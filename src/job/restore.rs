@@ -15,16 +15,16 @@ use tokio::sync::watch;
 
 use super::cgroup::{Cgroups, JobCgroup};
 use super::channel::ExitRecord;
+use super::channel::ToInit;
+use super::engine::Manager;
 use super::error::{io_err, JobError};
 use super::keeper::{self, Gone};
+use super::link::{self, InitChannel};
 use super::now_ms;
+use super::output::Grant;
 use super::output::Output;
 use super::record;
 use super::registry::{Control, Job};
-use super::channel::ToInit;
-use super::engine::Manager;
-use super::link::{self, InitChannel};
-use super::output::Grant;
 use super::supervise::{settle, supervise, Running};
 use super::uids::JobIds;
 use crate::protocol::{JobId, JobInfo, JobState, Usage};
@@ -58,13 +58,14 @@ pub(super) fn prepare_data_dir(
                 continue;
             }
             if !stale.exists() {
-                std::fs::create_dir(&stale).map_err(io_err(format!(
-                    "cannot create {}",
-                    stale.display()
-                )))?;
+                std::fs::create_dir(&stale)
+                    .map_err(io_err(format!("cannot create {}", stale.display())))?;
             }
             std::fs::rename(entry.path(), stale.join(entry.file_name())).map_err(io_err(
-                format!("cannot move stale work directory {} aside", entry.path().display()),
+                format!(
+                    "cannot move stale work directory {} aside",
+                    entry.path().display()
+                ),
             ))?;
         }
     } else if work.exists() {

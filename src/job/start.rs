@@ -15,9 +15,9 @@ use super::cgroup::JobCgroup;
 use super::channel::{Report, Setup, Stage, EXIT_FDS};
 use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
+use super::keeper::{self, KeeperRecord};
 use super::link::InitChannel;
 use super::now_ms;
-use super::keeper::{self, KeeperRecord};
 use super::output::{Grant, Output, Store, UserOutput};
 use super::record;
 use super::registry::{Control, Job, Slot};
@@ -183,8 +183,7 @@ impl Manager {
             // before. An init that never sends it (held by the kernel in its
             // setup) is given up on.
             Ok(mut channel) => {
-                match tokio::time::timeout(EXEC_BOUND, channel.next_report(|_| {})).await
-                {
+                match tokio::time::timeout(EXEC_BOUND, channel.next_report(|_| {})).await {
                     Ok(report) => Ok((report, channel)),
                     Err(_) => Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,

@@ -296,6 +296,26 @@ impl Jwd {
             * 1024
     }
 
+    /// The job cgroup directories of this jwd (`<its cgroup>/<name>/*`,
+    /// and in its parent's for a jwd in `<name>.server`), in every
+    /// hierarchy.
+    pub fn cgroups_left(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for dir in jw::job::cgroup::pid_cgroup_dirs(self.pid()).unwrap_or_default() {
+            for base in [Some(dir.as_path()), dir.parent()].into_iter().flatten() {
+                if let Ok(entries) = std::fs::read_dir(base.join(&self.cgroup_name)) {
+                    left.extend(
+                        entries
+                            .filter_map(Result::ok)
+                            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                            .map(|e| e.path()),
+                    );
+                }
+            }
+        }
+        left
+    }
+
     /// SIGKILL, as a crash; the data directory stays.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -458,7 +458,11 @@ fn hybrid_job_without_limits_is_made_and_removed_on_plain_dirs() {
     // Re-adopted: every cgroup of ID stays, and `open` finds them all.
     assert_eq!(cgroups.cleanup_stale(&|name| name == ID).unwrap(), 1);
     assert_eq!(cgroups.job_dirs().len(), 5);
-    assert_eq!(cgroups.open(ID).join_dirs(false).len(), 5, "the leaf and 4 v1");
+    assert_eq!(
+        cgroups.open(ID).join_dirs(false).len(),
+        5,
+        "the leaf and 4 v1"
+    );
     assert_eq!(cgroups.cleanup_stale(&|_| false).unwrap(), 1);
     assert!(cgroups.job_dirs().is_empty());
 }

@@ -171,7 +171,10 @@ impl Output {
     pub fn publish(&self, written: Progress) {
         self.progress.send_if_modified(|p| {
             let next = Progress {
-                lens: [p.lens[0].max(written.lens[0]), p.lens[1].max(written.lens[1])],
+                lens: [
+                    p.lens[0].max(written.lens[0]),
+                    p.lens[1].max(written.lens[1]),
+                ],
                 index_len: p.index_len.max(written.index_len),
                 dropped: p.dropped.max(written.dropped),
                 closed: p.closed,

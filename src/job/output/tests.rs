@@ -161,8 +161,14 @@ fn the_keeper_keeps_what_it_was_granted_and_more_once_topped_up() {
     store.append(OutputStream::Stderr, b"abcdefghij");
     let p = store.progress();
     assert_eq!((p.lens, p.dropped), ([6, 6], 8));
-    assert_eq!(std::fs::read(dir.path().join(STDOUT_FILE)).unwrap(), b"123456");
-    assert_eq!(std::fs::read(dir.path().join(STDERR_FILE)).unwrap(), b"abcdef");
+    assert_eq!(
+        std::fs::read(dir.path().join(STDOUT_FILE)).unwrap(),
+        b"123456"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(STDERR_FILE)).unwrap(),
+        b"abcdef"
+    );
 }
 
 #[test]
