@@ -198,8 +198,11 @@ impl Endpoint {
         ) else {
             return false;
         };
-        match rustix::net::sockopt::socket_peercred(&conn) {
-            Ok(cred) if cred.uid.is_root() => {
+        // (nix, not rustix: the peer's pid is 0 here, since jwd is outside
+        // the job's PID namespace, and rustix's credentials type cannot
+        // hold a pid 0.)
+        match nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials) {
+            Ok(cred) if cred.uid() == 0 => {
                 self.channel = Some(conn);
                 true
             }
