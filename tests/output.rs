@@ -241,7 +241,7 @@ async fn full_disk_drops_output_and_the_server_keeps_serving() {
 /// output; the job that was running is killed, marked lost, and its output
 /// so far stays readable.
 #[test]
-fn restart_keeps_finished_jobs_and_marks_running_ones_lost() {
+fn restart_keeps_finished_jobs_and_adopts_running_ones() {
     let Some(e) = engine("restart") else { return };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -289,19 +289,21 @@ fn restart_keeps_finished_jobs_and_marks_running_ones_lost() {
         assert_eq!(bytes_of(&chunks, OutputStream::Stdout), b"finished\n");
         assert_eq!(bytes_of(&chunks, OutputStream::Stderr), b"oops\n");
 
+        // Its keeper kept it while no engine was there: adopted, its
+        // output read from what the keeper wrote, stopped like any job.
+        again.resume();
         let r = again.status(running, Some("bob")).unwrap();
-        assert_eq!(r.state, JobState::Lost);
-        assert!(r.error.as_deref().unwrap().contains("killed"), "{r:?}");
+        assert_eq!(r.state, JobState::Running, "{r:?}");
         let job = again.get(running, None).unwrap();
+        let chunks = read_all(job.output(), Some(0), None, false, 4096, Duration::ZERO).await;
+        assert_eq!(bytes_of(&chunks, OutputStream::Stdout), b"partial\n");
+        let stopped = again.stop(running, None, Duration::ZERO).await.unwrap();
+        assert_eq!(stopped.signal, Some(libc::SIGKILL), "{stopped:?}");
         let chunks = read_all(job.output(), Some(0), None, true, 4096, Duration::ZERO).await;
         assert_eq!(bytes_of(&chunks, OutputStream::Stdout), b"partial\n");
-        assert_eq!(
-            again.wait(running, None).await.unwrap().state,
-            JobState::Lost
-        );
         assert!(
             again.cgroups().job_dirs().is_empty(),
-            "the lost job's cgroups were not removed"
+            "the adopted job's cgroups were not removed"
         );
         again.remove(running, None).await.unwrap();
     });
