@@ -212,7 +212,9 @@ fn run_resumes_after_jwd_is_killed_and_restarted() {
 
     let again = crash_and_restart(&mut jwd);
     let notice = "connection to jwd lost; reconnecting (job ";
-    let err = wait_for(&runner.stderr, "jw run", notice);
+    // The whole line: stderr is unbuffered, and a line may come in parts.
+    wait_for(&runner.stderr, "jw run", notice);
+    let err = wait_for(&runner.stderr, "jw run", ") ...\n");
     let id = err[err.find(notice).unwrap() + notice.len()..]
         .split(')')
         .next()
