@@ -8,10 +8,12 @@
 //! Nothing here waits for jwd: with jwd gone (killed, restarting,
 //! upgraded) the job runs on and its output still lands on disk; a
 //! restarted jwd connects to the keeper's listening socket and gets the
-//! figures at once. The keeper allocates nothing after set-up: the
-//! command's bytes go through one buffer on its stack.
+//! figures at once. The keeper allocates nothing after set-up, and the
+//! command's bytes do not pass through its memory: they are spliced from
+//! the pipes into the files (a small buffer on its stack serves only bytes
+//! that are dropped, and file systems without splice).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use rustix::event::{PollFd, PollFlags};
@@ -21,14 +23,22 @@ use super::endpoint::{Control, Endpoint, Sent};
 use super::signals::{self, Signals};
 use super::{exit, At, Failure};
 use crate::job::channel::{ExitRecord, FromInit, Report, Stage, EXIT_FILE, MAX_MESSAGE};
-use crate::job::output::{Progress, Store};
+use crate::job::output::{Moved, Progress, Store};
 use crate::protocol::OutputStream;
 
 const STREAMS: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
 
-/// How much of a pipe one read takes: a pipe's default capacity. The
-/// buffer is the keeper's largest piece of memory (on its stack).
-const CHUNK: usize = 32 * 1024;
+/// How long the keeper waits for jwd's next grant before it drops what the
+/// job writes (until a grant comes).
+const GRANT_WAIT: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 1,
+    tv_nsec: 0,
+};
+
+/// The keeper's buffer for bytes it drops (past the cap, a full disk) or
+/// copies (a file system without splice): small, since it is most of the
+/// keeper's memory and rarely used.
+const SCRATCH: usize = 4 * 1024;
 
 /// The read ends of the command's stdout and stderr pipes, in that order.
 pub(super) struct Readers([OwnedFd; 2]);
@@ -48,28 +58,22 @@ pub(super) fn pipes() -> Result<(Readers, Writers), Failure> {
     Ok((Readers([out_read, err_read]), Writers { stdout, stderr }))
 }
 
-/// Keeps up to `reads` chunks of what is in one output pipe now (one per
-/// wake-up keeps the other pipe and the signals served; a pipe holds at
-/// most 1 MiB, 32 chunks, when the command has ended). Returns false at
-/// EOF.
+/// Keeps up to `moves` pieces of what is in one output pipe now (one per
+/// wake-up keeps the other pipe and the signals served; when the command
+/// has ended, enough to empty a full 1 MiB pipe even through the small
+/// buffer). Returns false at EOF.
 fn keep_pipe(
     store: &mut Store,
     pipe: &OwnedFd,
     stream: OutputStream,
-    buf: &mut [u8; CHUNK],
-    reads: usize,
+    scratch: &mut [u8; SCRATCH],
+    moves: usize,
 ) -> bool {
-    let mut left = reads;
-    while left > 0 {
-        match rustix::io::read(pipe, &mut buf[..]) {
-            Ok(0) => return false,
-            Ok(n) => {
-                store.append(stream, &buf[..n]);
-                left -= 1;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) => return true,
-            Err(_) => return false,
+    for _ in 0..moves {
+        match store.take_from(stream, pipe.as_fd(), scratch) {
+            Ok(Moved::Bytes(_)) => {}
+            Ok(Moved::Empty) => return true,
+            Ok(Moved::End) | Err(_) => return false,
         }
     }
     true
@@ -144,12 +148,17 @@ pub(super) fn run(
     readers: Readers,
     mut store: Store,
 ) -> ! {
-    let mut buf = [0u8; CHUNK];
+    let mut scratch = [0u8; SCRATCH];
     let mut told = Told {
         last: Progress::default(),
         fresh: false,
     };
     let mut behind = false;
+    // At the end of its grant with jwd there, the keeper leaves the pipes
+    // alone (the job waits on them) until jwd answers, for at most
+    // GRANT_WAIT: bytes are dropped only when jwd says no more or is not
+    // there.
+    let mut refused = false;
     let mut pipes = readers.0.map(|fd| {
         // A pipe that stays blocking only costs the other stream its turn.
         let _ = rustix::io::ioctl_fionbio(&fd, true);
@@ -175,17 +184,22 @@ pub(super) fn run(
             polled += 1;
             polled - 1
         });
+        let waiting = store.needs_grant() && channel.connected() && !refused;
         // Where each open pipe sits in `fds`; a closed one is not polled.
         let mut slot = [None; 2];
-        for (i, pipe) in pipes.iter().enumerate() {
+        for (i, pipe) in pipes.iter().enumerate().filter(|_| !waiting) {
             if let Some(pipe) = pipe {
                 fds[polled] = PollFd::new(pipe, PollFlags::IN);
                 slot[i] = Some(polled);
                 polled += 1;
             }
         }
-        if rustix::event::poll(&mut fds[..polled], None).is_err() {
-            continue; // EINTR
+        let timeout = waiting.then_some(&GRANT_WAIT);
+        match rustix::event::poll(&mut fds[..polled], timeout) {
+            Err(_) => continue, // EINTR
+            // No grant in time: drop until the next one.
+            Ok(0) if waiting => refused = true,
+            Ok(_) => {}
         }
         let ready = |i: usize| !fds[i].revents().is_empty();
         let pipe_ready = slot.map(|s| s.is_some_and(ready));
@@ -194,7 +208,7 @@ pub(super) fn run(
         drop(fds);
         for (i, stream) in STREAMS.into_iter().enumerate() {
             let open = match (&pipes[i], pipe_ready[i]) {
-                (Some(pipe), true) => keep_pipe(&mut store, pipe, stream, &mut buf, 1),
+                (Some(pipe), true) => keep_pipe(&mut store, pipe, stream, &mut scratch, 1),
                 _ => true,
             };
             if !open {
@@ -204,13 +218,15 @@ pub(super) fn run(
         if channel_ready {
             match channel.control() {
                 Control::Signal(sig) => signals::forward(command, sig),
-                Control::Grant(bytes) => store.grant(bytes),
+                Control::Grant(bytes) => refused = !store.grant(bytes),
                 // jwd is gone: the job goes on; the next jwd connects.
                 Control::Nothing | Control::Closed => {}
             }
         }
         if listener_ready && channel.accept() {
+            // A new jwd: it says what the job may keep from now on.
             told.fresh = true;
+            refused = false;
         }
         if let Some(wait_status) = signal_ready.then(|| signals.handle(command)).flatten() {
             // What the command wrote before it ended is in the pipes now;
@@ -218,7 +234,7 @@ pub(super) fn run(
             // rather than wait for EOF.
             for (pipe, stream) in pipes.iter().zip(STREAMS) {
                 if let Some(pipe) = pipe {
-                    keep_pipe(&mut store, pipe, stream, &mut buf, 32);
+                    keep_pipe(&mut store, pipe, stream, &mut scratch, 256);
                 }
             }
             write_exit_record(&store, wait_status);

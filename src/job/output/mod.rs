@@ -44,7 +44,7 @@ mod user;
 use reader::IndexCursor;
 pub use reader::{OutputReader, Span};
 pub use serve::{MappedSpan, Serve};
-pub use store::Store;
+pub use store::{Moved, Store, MOVE_MAX};
 pub use user::{Grant, UserOutput};
 
 use std::fs::File;

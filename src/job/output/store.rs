@@ -1,8 +1,11 @@
 //! The single writer of a job's output: the job's keeper (its init,
-//! `init/keeper.rs`) `pwrite`s what the command writes into the spill files
-//! and the order index, within the job's cap, the grant jwd gave it, and
-//! the disk. It runs in the keeper, not in jwd: output lands on disk
-//! whether jwd is there or not.
+//! `init/keeper.rs`) moves what the command writes from its pipes into the
+//! spill files with splice(2) (no copy through the keeper's memory, and no
+//! buffer: a keeper lives as long as its job, thousands at once) and
+//! records the order index, within the job's cap, the grant jwd gave it,
+//! and the disk. A file system without splice gets a read and a `pwrite`
+//! through a small buffer instead. It runs in the keeper, not in jwd:
+//! output lands on disk whether jwd is there or not.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -27,7 +30,23 @@ pub struct Store {
     /// What jwd allows in all (the owner's share); at most `cap` counts.
     granted: u64,
     disk_failed: bool,
+    /// Read and `pwrite` instead of splice (the file system refused it).
+    copy: bool,
 }
+
+/// What one move from a pipe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// This many bytes left the pipe (kept or dropped).
+    Bytes(usize),
+    /// Nothing in the pipe now.
+    Empty,
+    /// The pipe's writers are gone and it is empty.
+    End,
+}
+
+/// The most one move takes from a pipe: a pipe's default capacity.
+pub const MOVE_MAX: usize = 64 * 1024;
 
 /// Creates an output file of a job, owner-only (root's), in `dir`.
 fn create(dir: &OwnedFd, name: &str) -> std::io::Result<File> {
@@ -54,7 +73,98 @@ impl Store {
             cap,
             granted,
             disk_failed: false,
+            copy: false,
         }
+    }
+
+    /// Uses the read-and-`pwrite` path from now on, as on a file system
+    /// without splice (for tests of that path).
+    #[cfg(test)]
+    pub fn copy_only(&mut self) {
+        self.copy = true;
+    }
+
+    /// Whether it copies rather than splices.
+    #[cfg(test)]
+    pub fn copies(&self) -> bool {
+        self.copy
+    }
+
+    /// Moves what one of the command's pipes holds now (up to
+    /// [`MOVE_MAX`]) into stream `which`: spliced as far as the cap, the
+    /// grant and the disk allow; past them read into `scratch` and dropped
+    /// (counted). The pipe must be non-blocking.
+    pub fn take_from(
+        &mut self,
+        which: OutputStream,
+        pipe: std::os::fd::BorrowedFd<'_>,
+        scratch: &mut [u8],
+    ) -> std::io::Result<Moved> {
+        let s = which.index();
+        let kept = self.written.lens[0] + self.written.lens[1];
+        let room = self.cap.min(self.granted).saturating_sub(kept);
+        if room > 0 && !self.disk_failed && !self.copy {
+            let len = room.min(MOVE_MAX as u64) as usize;
+            match self.splice(s, pipe, len) {
+                Ok(0) => return Ok(Moved::End),
+                Ok(n) => {
+                    if self.index_run(s, n as u64).is_err() {
+                        // The bytes are in the file but not in the order:
+                        // they do not count.
+                        self.disk_failed = true;
+                        self.written.dropped += n as u64;
+                    } else {
+                        self.written.lens[s] += n as u64;
+                    }
+                    return Ok(Moved::Bytes(n));
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(Moved::Empty),
+                Err(rustix::io::Errno::INTR) => return Ok(Moved::Bytes(0)),
+                // The file system cannot splice: copy from now on.
+                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => self.copy = true,
+                // Full disk, I/O error: the bytes are still in the pipe;
+                // read and dropped below from now on.
+                Err(_) => self.disk_failed = true,
+            }
+        }
+        match rustix::io::read(pipe, &mut *scratch) {
+            Ok(0) => Ok(Moved::End),
+            Ok(n) => {
+                self.append(which, &scratch[..n]);
+                Ok(Moved::Bytes(n))
+            }
+            Err(rustix::io::Errno::AGAIN) => Ok(Moved::Empty),
+            Err(rustix::io::Errno::INTR) => Ok(Moved::Bytes(0)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Splices up to `len` bytes from `pipe` to the end of stream `s`.
+    fn splice(
+        &mut self,
+        s: usize,
+        pipe: std::os::fd::BorrowedFd<'_>,
+        len: usize,
+    ) -> rustix::io::Result<usize> {
+        let file = match &self.files[s] {
+            Some(f) => f,
+            None => {
+                let name = [STDOUT_FILE, STDERR_FILE][s];
+                let f = create(&self.dir, name).map_err(|e| {
+                    rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)
+                })?;
+                &*self.files[s].insert(f)
+            }
+        };
+        let mut offset = self.written.lens[s];
+        rustix::pipe::splice(
+            pipe,
+            None,
+            file,
+            Some(&mut offset),
+            len,
+            rustix::pipe::SpliceFlags::NONBLOCK,
+        )
     }
 
     /// Opens `path` for a writer (tests, and the keeper's fallback).
@@ -73,9 +183,24 @@ impl Store {
         self.dir.as_fd()
     }
 
-    /// jwd's new grant: the bytes the job may keep in all.
-    pub fn grant(&mut self, total: u64) {
+    /// jwd's new grant: the bytes the job may keep in all. Returns whether
+    /// it leaves room (a grant no larger than what is kept is jwd's "no
+    /// more": the owner's cap is reached).
+    pub fn grant(&mut self, total: u64) -> bool {
         self.granted = total;
+        total > self.kept()
+    }
+
+    fn kept(&self) -> u64 {
+        self.written.lens[0] + self.written.lens[1]
+    }
+
+    /// Whether the job's own cap leaves room but its grant does not: what
+    /// it writes next waits for jwd's next grant (or is dropped if jwd is
+    /// not there, or says no more).
+    pub fn needs_grant(&self) -> bool {
+        let kept = self.kept();
+        self.granted < self.cap && kept >= self.granted
     }
 
     /// What has been written so far (never `closed`).

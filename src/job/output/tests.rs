@@ -1,6 +1,7 @@
 //! Tests of the output store, its readers and the serve path.
 
 use super::*;
+use std::os::fd::AsFd;
 
 type Chunks = Vec<(OutputStream, u64, Vec<u8>)>;
 
@@ -291,4 +292,68 @@ fn bytes_in_the_page_cache_are_served_from_the_mapping() {
         );
         assert_eq!(concat(&chunks, OutputStream::Stdout), data);
     });
+}
+
+/// Everything `data` (written into a pipe in pieces) becomes through the
+/// keeper's move from the pipe, with the store's cap `cap`; `copy` forces
+/// the read-and-pwrite path.
+fn through_a_pipe(data: &[u8], cap: u64, copy: bool) -> (tempfile::TempDir, Progress) {
+    let (dir, progress, copied) = through_a_pipe_with(data, cap, copy);
+    assert_eq!(copied, copy, "the path taken");
+    (dir, progress)
+}
+
+fn through_a_pipe_with(data: &[u8], cap: u64, copy: bool) -> (tempfile::TempDir, Progress, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(Store::open_dir(dir.path()).unwrap(), cap, u64::MAX);
+    if copy {
+        store.copy_only();
+    }
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    rustix::io::ioctl_fionbio(&read, true).unwrap();
+    let mut scratch = [0u8; 1000];
+    for piece in data.chunks(48 * 1024) {
+        let mut left = piece;
+        while !left.is_empty() {
+            let n = rustix::io::write(&write, left).unwrap();
+            left = &left[n..];
+            while let Moved::Bytes(_) = store
+                .take_from(OutputStream::Stdout, read.as_fd(), &mut scratch)
+                .unwrap()
+            {}
+        }
+    }
+    drop(write);
+    while store
+        .take_from(OutputStream::Stdout, read.as_fd(), &mut scratch)
+        .unwrap()
+        != Moved::End
+    {}
+    let copied = store.copies();
+    (dir, store.progress(), copied)
+}
+
+#[test]
+fn the_keeper_splices_and_copies_the_same_bytes() {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    for copy in [false, true] {
+        let (dir, p) = through_a_pipe(&data, 1 << 30, copy);
+        assert_eq!(p.lens, [data.len() as u64, 0], "copy {copy}");
+        assert_eq!(p.dropped, 0);
+        assert_eq!(std::fs::read(dir.path().join(STDOUT_FILE)).unwrap(), data);
+        let output = Output::open_closed(dir.path(), 0).unwrap();
+        let chunks = drain(&output, Some(0), Some(0));
+        assert_eq!(concat(&chunks, OutputStream::Stdout), data, "copy {copy}");
+    }
+}
+
+#[test]
+fn past_its_cap_the_keeper_drains_the_pipe_and_counts() {
+    let data = vec![7u8; 200_000];
+    for copy in [false, true] {
+        let (dir, p) = through_a_pipe(&data, 70_000, copy);
+        assert_eq!(p.lens, [70_000, 0], "copy {copy}");
+        assert_eq!(p.dropped, 130_000, "copy {copy}");
+        assert_eq!(std::fs::read(dir.path().join(STDOUT_FILE)).unwrap().len(), 70_000);
+    }
 }

@@ -75,6 +75,9 @@ pub struct Grant {
     /// The job's end was settled (`settle`); dropped before that, the job
     /// never ran and everything granted goes back.
     settled: bool,
+    /// The grant the keeper was last told is all there is (the owner's
+    /// room ran out), so it is not told again.
+    refused: Option<u64>,
 }
 
 impl Grant {
@@ -85,6 +88,7 @@ impl Grant {
             user,
             cap,
             settled: false,
+            refused: None,
         };
         grant.top_up(kept);
         grant
@@ -95,8 +99,10 @@ impl Grant {
         self.granted
     }
 
-    /// After the keeper reported `kept` bytes: the new total to grant, if
-    /// it grew.
+    /// After the keeper reported `kept` bytes: the total to tell it, if it
+    /// grew, or, once, the grant unchanged when the keeper has used it all
+    /// and its owner has no room left (the keeper, which waits for a grant
+    /// rather than drop bytes jwd would have let it keep, then drops).
     pub fn top_up(&mut self, kept: u64) -> Option<u64> {
         let user = self.user.as_ref()?;
         let ahead = kept.clamp(GRANT_AHEAD_MIN, GRANT_AHEAD_MAX);
@@ -106,9 +112,14 @@ impl Grant {
         }
         let got = user.take(target - self.granted);
         if got == 0 {
-            return None;
+            let used_up = kept >= self.granted && self.refused != Some(self.granted);
+            return used_up.then(|| {
+                self.refused = Some(self.granted);
+                self.granted
+            });
         }
         self.granted += got;
+        self.refused = None;
         Some(self.granted)
     }
 
@@ -153,12 +164,18 @@ mod tests {
         // Past it: topped up to as much ahead as it wrote.
         let kept = 3 * GRANT_AHEAD_MIN / 4;
         assert_eq!(g.top_up(kept), Some(kept + GRANT_AHEAD_MIN));
-        // The owner's room runs out: the grant stops there.
+        // The owner's room runs out: the grant stops there, and once it is
+        // used up the keeper is told so, once.
         assert_eq!(g.top_up(9 << 20), Some(10 << 20));
         assert!(user.is_full());
-        assert_eq!(g.top_up(10 << 20), None);
-        g.settle(9 << 20);
-        assert_eq!(user.kept(), 9 << 20);
+        assert_eq!(g.top_up(19 << 19), None, "not used up yet");
+        assert_eq!(g.top_up(10 << 20), Some(10 << 20), "no more");
+        assert_eq!(g.top_up(10 << 20), None, "said once");
+        // Room again (a job removed): granted again.
+        user.give_back(1 << 20);
+        assert_eq!(g.top_up(10 << 20), Some(11 << 20));
+        g.settle(11 << 20);
+        assert_eq!(user.kept(), 10 << 20);
     }
 
     #[test]
