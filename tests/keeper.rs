@@ -131,7 +131,7 @@ async fn a_job_runs_on_through_kill_9_of_jwd_and_a_restart() {
     let alice = again.client("alice").await;
     let info = alice.status(id).await.unwrap();
     assert_eq!(info.state, JobState::Running, "{info:?}");
-    assert_eq!(info.usage.pids_current > 0, true, "live figures: {info:?}");
+    assert!(info.usage.pids_current > 0, "live figures: {info:?}");
     let end = alice.wait(id).await.unwrap();
     assert_eq!(
         (end.state, end.exit_code),

@@ -37,7 +37,7 @@ pub(super) enum Control {
 /// How a message without waiting went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Sent {
-    Sent,
+    Done,
     /// The channel is full (jwd is behind): try again when it is writable.
     Full,
     /// No jwd is connected.
@@ -152,7 +152,7 @@ impl Endpoint {
         };
         loop {
             match rustix::net::send(channel, message, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
-                Ok(_) => return Sent::Sent,
+                Ok(_) => return Sent::Done,
                 Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) => return Sent::Full,
                 Err(_) => {

@@ -107,7 +107,7 @@ impl Told {
         let mut message = [0u8; MAX_MESSAGE];
         let n = FromInit::Progress(now).encode(&mut message);
         match channel.send_now(&message[..n]) {
-            Sent::Sent => {
+            Sent::Done => {
                 self.last = now;
                 self.fresh = false;
                 false
@@ -205,7 +205,6 @@ pub(super) fn run(
         let pipe_ready = slot.map(|s| s.is_some_and(ready));
         let channel_ready = channel_slot.is_some_and(ready);
         let (signal_ready, listener_ready) = (ready(0), ready(1));
-        drop(fds);
         for (i, stream) in STREAMS.into_iter().enumerate() {
             let open = match (&pipes[i], pipe_ready[i]) {
                 (Some(pipe), true) => keep_pipe(&mut store, pipe, stream, &mut scratch, 1),

@@ -207,10 +207,10 @@ impl Output {
                 .mode(0o600)
                 .open(dir.join(INDEX_FILE))?;
             index.set_len(index_len)?;
-            for i in 0..2 {
+            for (i, (len, covered)) in lens.iter().zip(found.covered).enumerate() {
                 // An index ahead of the data (impossible by write order) is
                 // trusted no further than the data.
-                let mut missing = lens[i].saturating_sub(found.covered[i]);
+                let mut missing = len.saturating_sub(covered);
                 while missing > 0 {
                     let run = missing.min(MAX_RUN);
                     let rec = run as u32 | if i == 1 { STDERR_BIT } else { 0 };

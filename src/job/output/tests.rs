@@ -354,6 +354,9 @@ fn past_its_cap_the_keeper_drains_the_pipe_and_counts() {
         let (dir, p) = through_a_pipe(&data, 70_000, copy);
         assert_eq!(p.lens, [70_000, 0], "copy {copy}");
         assert_eq!(p.dropped, 130_000, "copy {copy}");
-        assert_eq!(std::fs::read(dir.path().join(STDOUT_FILE)).unwrap().len(), 70_000);
+        assert_eq!(
+            std::fs::read(dir.path().join(STDOUT_FILE)).unwrap().len(),
+            70_000
+        );
     }
 }
