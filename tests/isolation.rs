@@ -515,7 +515,8 @@ fn attack_script(data_dir: &Path, subtree: &Path, alice: JobId, alice_work: &Pat
            if cat $f >/dev/null 2>&1; then echo \"read=$f\"; fi; \
          done; \
          ls -A /home/job /tmp /var/tmp /dev/shm {data} {work} 2>/dev/null | grep -q secret && echo listed=secret; \
-         for l in {data}/jwd.lock {subtree}; do test -e $l && echo sees=$l; done; \
+         for l in {data}/jwd.lock {subtree} {jobs}/keeper.sock {jobs}/keeper {jobs}/exit; do test -e $l && echo sees=$l; done; \
+         ls /proc/1/fd >/dev/null 2>&1 && echo sees=/proc/1/fd; \
          echo home=$(ls -A /home | tr '\\n' ,); \
          echo procs=$(ls /proc | grep -c '^[0-9]'); \
          echo uid=$(id -u); \
@@ -578,7 +579,8 @@ async fn bob_cannot_reach_anything_of_alices_running_or_ended_job() {
     let f = fields(&out);
     assert!(!out.contains("read=") && !out.contains("listed="), "{out}");
     // Nor what jwd locks to stay the only jwd on them (a job holding one
-    // would keep the next jwd from starting).
+    // would keep the next jwd from starting), nor alice's keeper's socket
+    // and records, nor its own keeper's descriptors.
     assert!(!out.contains("sees="), "{out}");
     assert_eq!(f["home"], "job,", "{out}");
     assert_ne!(f["uid"], alice_uid, "bob and alice share a uid");
@@ -612,7 +614,8 @@ async fn bob_cannot_reach_anything_of_alices_running_or_ended_job() {
     println!("[{}] bob after alice ended:\n{out}", e.layout());
     assert!(!out.contains("read=") && !out.contains("listed="), "{out}");
     // Nor what jwd locks to stay the only jwd on them (a job holding one
-    // would keep the next jwd from starting).
+    // would keep the next jwd from starting), nor alice's keeper's socket
+    // and records, nor its own keeper's descriptors.
     assert!(!out.contains("sees="), "{out}");
     assert_eq!(fields(&out)["shm_find:4871"], "ENOENT", "{out}");
     e.assert_clean();
