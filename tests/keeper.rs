@@ -78,6 +78,15 @@ async fn gone(pid: i32) {
     panic!("process {pid} still alive after 60 s");
 }
 
+/// A job's work directory on the host (its /home/job, its working
+/// directory), from the uid jwd recorded for it.
+fn work_dir(jwd: &Jwd, id: JobId) -> PathBuf {
+    let text =
+        std::fs::read_to_string(job_dir(jwd, id).join(jw::job::keeper::KEEPER_FILE)).unwrap();
+    let uid = text.split_whitespace().nth(2).unwrap();
+    jwd.data_dir.join("work").join(uid)
+}
+
 /// The lines a job printing `n` numbered lines writes.
 fn lines(n: usize) -> Vec<u8> {
     (0..n)
@@ -104,9 +113,9 @@ async fn a_job_runs_on_through_kill_9_of_jwd_and_a_restart() {
         .await
         .unwrap();
     alice.wait(done).await.unwrap();
-    // One line every 100 ms, then exit 3: it is still running when the new
-    // jwd comes up, and prints while no jwd is there.
-    let id = alice.start(ticker(100, 3)).await.unwrap();
+    // One line every 100 ms until told to stop, then exit 3: it prints
+    // while no jwd is there, and runs until the new jwd has adopted it.
+    let id = alice.start(ticker_until_stop(3)).await.unwrap();
     let mut s = alice.logs(logs(id, true)).await.unwrap();
     assert!(matches!(s.next().await.unwrap(), Some(Event::Output(_))));
     let keeper = keeper_pid(&job_dir(&jwd, id));

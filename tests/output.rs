@@ -238,8 +238,8 @@ async fn full_disk_drops_output_and_the_server_keeps_serving() {
 
 /// A server that dies (its runtime and tasks gone, as with SIGKILL) and a
 /// new one on the same data directory: finished jobs keep status and
-/// output; the job that was running is killed, marked lost, and its output
-/// so far stays readable.
+/// output; the job that was running is adopted from its keeper, its output
+/// so far readable, and it can be stopped.
 #[test]
 fn restart_keeps_finished_jobs_and_adopts_running_ones() {
     let Some(e) = engine("restart") else { return };

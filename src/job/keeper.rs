@@ -14,14 +14,15 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use super::channel::KEEPER_SOCKET;
+use super::channel::{EXIT_FILE, EXIT_RECORD_LEN, KEEPER_SOCKET};
 use super::uids::JobIds;
 use crate::protocol::JobId;
 
 /// The keeper record's name in the job's directory.
 pub const KEEPER_FILE: &str = "keeper";
 
-/// Which process keeps a job, and as whom the job runs.
+/// Which process keeps a job, as whom the job runs, and the most output
+/// it may keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeeperRecord {
     /// The keeper's pid in jwd's PID namespace.
@@ -29,17 +30,32 @@ pub struct KeeperRecord {
     /// Its start time (clock ticks after boot, /proc/PID/stat field 22).
     pub start_time: u64,
     pub ids: JobIds,
+    /// The job's output cap (`--max-output`).
+    pub output_cap: u64,
+}
+
+/// Creates the keeper's exit record at its full size, zeroed (which reads
+/// as no record), so the keeper writes it in place.
+pub fn reserve_exit_record(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(EXIT_FILE))?
+        .write_all(&[0u8; EXIT_RECORD_LEN])
 }
 
 impl KeeperRecord {
     fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {}\n",
+            "{} {} {} {} {} {}\n",
             self.pid,
             self.start_time,
             self.ids.uid,
             self.ids.gid,
-            u8::from(self.ids.pooled)
+            u8::from(self.ids.pooled),
+            self.output_cap
         )
     }
 
@@ -58,18 +74,25 @@ impl KeeperRecord {
                     _ => return None,
                 },
             },
+            output_cap: next()?.parse().ok()?,
         };
         next().is_none().then_some(record)
     }
 
     /// Records the keeper `pid` of the job in `dir` (owner-only).
-    pub fn write(dir: &Path, pid: i32, ids: JobIds) -> std::io::Result<KeeperRecord> {
+    pub fn write(
+        dir: &Path,
+        pid: i32,
+        ids: JobIds,
+        output_cap: u64,
+    ) -> std::io::Result<KeeperRecord> {
         use std::os::unix::fs::OpenOptionsExt;
         let start_time = start_time(pid)?;
         let record = KeeperRecord {
             pid,
             start_time,
             ids,
+            output_cap,
         };
         std::fs::OpenOptions::new()
             .write(true)
@@ -144,6 +167,9 @@ pub struct Found {
     pub record: KeeperRecord,
     /// The new channel to it (nonblocking).
     pub channel: OwnedFd,
+    /// A pidfd on it: after its channel's end, when it has exited (it is
+    /// not this jwd's child, to reap).
+    pub pidfd: OwnedFd,
 }
 
 /// Finds the keeper of job `id` in `dir`, if it is alive, and connects to
@@ -174,7 +200,11 @@ pub fn find(dir: &Path, id: JobId) -> Result<Found, Gone> {
         return Err(Gone::Exited(pid));
     }
     let channel = connect(dir).map_err(|error| Gone::Unreachable { pid, error })?;
-    Ok(Found { record, channel })
+    Ok(Found {
+        record,
+        channel,
+        pidfd,
+    })
 }
 
 /// Whether `pid` is PID 1 of its own PID namespace and in job `id`'s
@@ -230,6 +260,7 @@ mod tests {
                 gid: 600_001,
                 pooled: true,
             },
+            output_cap: 1 << 30,
         };
         let text = record.encode();
         assert_eq!(KeeperRecord::decode(&text), Some(record));
@@ -237,9 +268,10 @@ mod tests {
             let torn = &text[..cut];
             assert_ne!(KeeperRecord::decode(torn), Some(record), "{torn:?}");
         }
-        assert_eq!(KeeperRecord::decode("0 1 2 3 1"), None, "pid 0");
-        assert_eq!(KeeperRecord::decode("1 1 2 3 2"), None, "pooled flag");
-        assert_eq!(KeeperRecord::decode("1 1 2 3 1 9"), None, "trailing word");
+        assert_eq!(KeeperRecord::decode("0 1 2 3 1 5"), None, "pid 0");
+        assert_eq!(KeeperRecord::decode("1 1 2 3 2 5"), None, "pooled flag");
+        assert_eq!(KeeperRecord::decode("1 1 2 3 1 5 9"), None, "trailing word");
+        assert!(KeeperRecord::decode("1 1 2 3 1 5").is_some());
     }
 
     #[test]

@@ -15,17 +15,16 @@ use tokio::sync::watch;
 
 use super::cgroup::{Cgroups, JobCgroup};
 use super::channel::ExitRecord;
-use super::channel::ToInit;
 use super::engine::Manager;
 use super::error::{io_err, JobError};
 use super::keeper::{self, Gone};
-use super::link::{self, InitChannel};
+use super::link::InitChannel;
 use super::now_ms;
 use super::output::Grant;
 use super::output::Output;
 use super::record;
 use super::registry::{Control, Job};
-use super::supervise::{settle, supervise, Running};
+use super::supervise::{remove_cgroups, settle, supervise, tell_grant, Keeper, Running};
 use super::uids::JobIds;
 use crate::protocol::{JobId, JobInfo, JobState, Usage};
 
@@ -115,8 +114,10 @@ pub(super) fn prepare_data_dir(
 pub(super) struct Adopted {
     pub(super) job: Arc<Job>,
     pub(super) channel: Arc<OwnedFd>,
+    pub(super) pidfd: Arc<OwnedFd>,
     pub(super) cgroup: Arc<JobCgroup>,
     pub(super) ids: JobIds,
+    pub(super) output_cap: u64,
 }
 
 /// What `load_jobs` found.
@@ -202,7 +203,7 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
                     channel: channel.clone(),
                     cgroup: cgroup.clone(),
                 });
-                keep = Some((channel, cgroup, ids));
+                keep = Some((channel, Arc::new(found.pidfd), cgroup, found.record));
             }
             Some(Err(gone)) => {
                 // Its last figures are in its cgroups until they go.
@@ -244,12 +245,14 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
         if was_active && !live {
             job.persist();
         }
-        if let Some((channel, cgroup, ids)) = keep {
+        if let Some((channel, pidfd, cgroup, record)) = keep {
             adopted.push(Adopted {
                 job: job.clone(),
                 channel,
+                pidfd,
                 cgroup,
-                ids,
+                ids: record.ids,
+                output_cap: record.output_cap,
             });
         }
         jobs.insert(job.id, job);
@@ -284,40 +287,40 @@ impl Manager {
         for Adopted {
             job,
             channel,
+            pidfd,
             cgroup,
             ids,
+            output_cap,
         } in adopted
         {
-            let channel = match InitChannel::new(channel) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(job = %job.id, error = %e, "cannot watch the adopted job's channel; stopping it");
-                    let _ = cgroup.kill();
-                    continue;
-                }
-            };
             let slot = self.inner.registry.reserve_adopted(&job.owner);
-            let user = self.inner.registry.user_output(&job.owner);
-            let kept = job.output.info();
-            let grant = Grant::new(u64::MAX, user, kept.stdout_bytes + kept.stderr_bytes);
-            if self.inner.registry.user_output(&job.owner).is_some() {
-                // This jwd's share for it, which replaces the last one's.
-                let _ = link::send(channel.fd.get_ref().as_fd(), ToInit::Grant(grant.granted()));
-            }
             self.inner.active.send_modify(|n| *n += 1);
             let this = self.clone();
             tokio::spawn(async move {
                 let home = job.home.clone();
-                let running = Running {
-                    job,
-                    pid: None,
-                    cgroup,
-                    channel,
-                    grant,
-                    slot,
+                let (cgroups_removed, tidied) = match InitChannel::new(channel.clone()) {
+                    Ok(watched) => {
+                        let user = this.inner.registry.user_output(&job.owner);
+                        let o = job.output.info();
+                        let kept = o.stdout_bytes + o.stderr_bytes;
+                        let mut grant = Grant::new(output_cap, user, kept);
+                        // This jwd's grant replaces the last one's.
+                        tell_grant(&mut grant, channel.as_fd(), kept);
+                        let running = Running {
+                            job,
+                            keeper: Keeper::Adopted(pidfd),
+                            cgroup,
+                            channel: watched,
+                            grant,
+                            slot,
+                        };
+                        supervise(&this.inner.pool, running, (home.as_path(), ids)).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, error = %e, "cannot watch the adopted job's channel; killing the job");
+                        this.give_up(job, cgroup, slot).await
+                    }
                 };
-                let (cgroups_removed, tidied) =
-                    supervise(&this.inner.pool, running, (home.as_path(), ids)).await;
                 match tidied {
                     Some(result) => this.tidied(result, &home, ids),
                     None => this.clean_up(cgroups_removed, home, ids).await,
@@ -325,5 +328,36 @@ impl Manager {
                 this.inner.active.send_modify(|n| *n -= 1);
             });
         }
+    }
+
+    /// Ends an adopted job jwd cannot supervise: kills it, records it lost
+    /// and removes its cgroups. Returns whether they are gone.
+    async fn give_up(
+        &self,
+        job: Arc<Job>,
+        cgroup: Arc<JobCgroup>,
+        slot: super::registry::Slot,
+    ) -> (bool, Option<std::io::Result<()>>) {
+        *job.control.lock().expect("control lock") = None;
+        let mut info = job.info.borrow().clone();
+        info.state = JobState::Lost;
+        info.ended_at_ms = Some(now_ms());
+        info.error =
+            Some("jwd restarted and could not watch the job's keeper; the job was killed".into());
+        let (cg, dir, record) = (cgroup.clone(), job.dir.clone(), info.clone());
+        self.inner
+            .pool
+            .run(move || {
+                let _ = cg.kill();
+                if let Err(e) = record::write(&dir, &record) {
+                    tracing::warn!(error = %e, "cannot write the job's final status record");
+                }
+            })
+            .await;
+        let removed = remove_cgroups(&self.inner.pool, &cgroup).await;
+        job.output.close();
+        drop(slot);
+        job.info.send_replace(info);
+        (removed.is_ok(), None)
     }
 }

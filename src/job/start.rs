@@ -24,7 +24,7 @@ use super::registry::{Control, Job, Slot};
 use super::restore::WORK_DIR;
 use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::JobSpec;
-use super::supervise::{reap_pid, remove_cgroups, supervise, Running};
+use super::supervise::{reap_pid, remove_cgroups, supervise, Keeper, Running};
 use super::uids::JobIds;
 use crate::protocol::{JobId, JobInfo, JobState, Network, StartRequest, Usage};
 
@@ -272,7 +272,7 @@ impl Manager {
             let work = (home.as_path(), ids);
             let running = Running {
                 job,
-                pid: Some(pid),
+                keeper: Keeper::Child(pid),
                 cgroup,
                 channel,
                 grant,
@@ -362,7 +362,9 @@ pub(super) fn clone_init(
     let spec = &new.spec;
     let id_text = new.id.to_string();
     let output = Output::live(&new.dir);
-    let grant = Grant::new(spec.output_cap, new.user_output.clone(), 0);
+    let mut grant = Grant::new(spec.output_cap, new.user_output.clone(), 0);
+    // Its set-up carries the first grant.
+    grant.told(grant.granted());
     // The job's directory, where its keeper writes, and the keeper's
     // listening socket in it (for a restarted jwd to reconnect).
     let dir_fd = Store::open_dir(&new.dir).map_err(io_err(format!(
@@ -371,6 +373,12 @@ pub(super) fn clone_init(
     )))?;
     let listener = keeper::listen(&dir_fd).map_err(io_err(format!(
         "cannot make the keeper's socket in {}",
+        new.dir.display()
+    )))?;
+    // The keeper's exit record, full size now: on a full disk the keeper
+    // still writes it in place.
+    keeper::reserve_exit_record(&new.dir).map_err(io_err(format!(
+        "cannot create the keeper's exit record in {}",
         new.dir.display()
     )))?;
     let info = JobInfo {
@@ -444,7 +452,7 @@ pub(super) fn clone_init(
     };
     // Which process keeps the job: what a restarted jwd checks before it
     // adopts it. Without it the job still runs, but cannot be adopted.
-    if let Err(e) = KeeperRecord::write(&new.dir, child.pid, new.ids) {
+    if let Err(e) = KeeperRecord::write(&new.dir, child.pid, new.ids, spec.output_cap) {
         tracing::warn!(job = %new.id, error = %e, "cannot record the job's keeper; a restarted jwd will not find it");
     }
     Ok(Cloned {

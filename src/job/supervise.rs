@@ -140,13 +140,19 @@ impl Manager {
     }
 }
 
+/// The process that keeps a job (its init).
+pub(super) enum Keeper {
+    /// This jwd's child (it started the job), reaped by its pid.
+    Child(i32),
+    /// Adopted by a restarted jwd (its parent was the jwd that died): a
+    /// pidfd says when it has exited.
+    Adopted(Arc<OwnedFd>),
+}
+
 /// A job whose command runs, and what its supervisor owns of it.
 pub(super) struct Running {
     pub(super) job: Arc<Job>,
-    /// Its keeper, when it is jwd's own child (started by this jwd), to
-    /// reap; `None` for a keeper a restarted jwd adopted (its parent was
-    /// the jwd that died).
-    pub(super) pid: Option<i32>,
+    pub(super) keeper: Keeper,
     pub(super) cgroup: Arc<JobCgroup>,
     pub(super) channel: InitChannel,
     /// What the keeper may write of its owner's room.
@@ -165,7 +171,7 @@ pub(super) async fn supervise(
 ) -> (bool, Option<std::io::Result<()>>) {
     let Running {
         job,
-        pid,
+        keeper,
         cgroup,
         mut channel,
         mut grant,
@@ -178,10 +184,7 @@ pub(super) async fn supervise(
     let mut command_status = None;
     let mut on_progress = |p: crate::job::output::Progress| {
         output.publish(p);
-        if let Some(total) = grant.top_up(p.lens[0] + p.lens[1]) {
-            // A keeper that cannot take it now gets the next one.
-            let _ = link::send(fd.as_fd(), ToInit::Grant(total));
-        }
+        tell_grant(&mut grant, fd.as_fd(), p.lens[0] + p.lens[1]);
     };
     while let Some(rec) = channel.next_report(&mut on_progress).await {
         if let Report::Exited { wait_status } = rec {
@@ -192,9 +195,15 @@ pub(super) async fn supervise(
     *job.control.lock().expect("control lock") = None;
     drop(channel);
     drop(fd);
-    let init_status = match pid {
-        Some(pid) => Some(reap_pid(pid).await),
-        None => None,
+    let init_status = match keeper {
+        Keeper::Child(pid) => Some(reap_pid(pid).await),
+        Keeper::Adopted(pidfd) => {
+            // Its channel closes as it exits; the pidfd says it is gone.
+            if let Ok(fd) = super::async_readable(pidfd) {
+                let _ = fd.readable().await;
+            }
+            None
+        }
     };
 
     // One trip to the pool: the keeper's exit tore the PID namespace down;
@@ -222,8 +231,15 @@ pub(super) async fn supervise(
             info.oom_killed = cg.oom_killed();
             info.ended_at_ms = Some(now_ms());
             let exit = ExitRecord::read(&dir);
-            if let Some(exit) = exit {
-                output.publish(exit.written);
+            match exit {
+                Some(exit) => output.publish(exit.written),
+                // A keeper killed before its last report: what it wrote
+                // and indexed is on disk, and final.
+                None => {
+                    if let Ok(found) = output.on_disk() {
+                        output.publish(found);
+                    }
+                }
             }
             let command_status = command_status.or(exit.map(|e| e.wait_status));
             info.output = output.info();
@@ -260,6 +276,17 @@ pub(super) async fn supervise(
     });
     tracing::debug!(job = %job.id, "job ended");
     (removed.is_ok(), tidied)
+}
+
+/// Tells the keeper its grant after it reported `kept` bytes, if there is
+/// something to tell; one that cannot be sent now is sent at the next
+/// report.
+pub(super) fn tell_grant(grant: &mut Grant, channel: std::os::fd::BorrowedFd<'_>, kept: u64) {
+    if let Some(total) = grant.top_up(kept) {
+        if link::send(channel, ToInit::Grant(total)).is_ok() {
+            grant.told(total);
+        }
+    }
 }
 
 /// How the job ended, from the command's wait status as the keeper

@@ -154,11 +154,17 @@ impl Endpoint {
             match rustix::net::send(channel, message, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
                 Ok(_) => return Sent::Done,
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => return Sent::Full,
-                Err(_) => {
+                // jwd has gone: its end is closed.
+                Err(
+                    rustix::io::Errno::PIPE
+                    | rustix::io::Errno::CONNRESET
+                    | rustix::io::Errno::NOTCONN,
+                ) => {
                     self.channel = None;
                     return Sent::Gone;
                 }
+                // Full, or short of buffers for now: sent later.
+                Err(_) => return Sent::Full,
             }
         }
     }
@@ -177,8 +183,8 @@ impl Endpoint {
                 Ok(ToInit::Grant(bytes)) => Control::Grant(bytes),
                 Err(_) => Control::Nothing,
             },
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Control::Nothing,
-            Err(_) => Control::Closed,
+            Err(rustix::io::Errno::CONNRESET | rustix::io::Errno::NOTCONN) => Control::Closed,
+            Err(_) => Control::Nothing,
         };
         if let Control::Closed = control {
             self.channel = None;

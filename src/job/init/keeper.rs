@@ -29,16 +29,21 @@ use crate::protocol::OutputStream;
 const STREAMS: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
 
 /// How long the keeper waits for jwd's next grant before it drops what the
-/// job writes (until a grant comes).
-const GRANT_WAIT: rustix::event::Timespec = rustix::event::Timespec {
-    tv_sec: 1,
-    tv_nsec: 0,
-};
+/// job writes (until a grant comes), in nanoseconds.
+const GRANT_WAIT_NS: i64 = 1_000_000_000;
+
+/// Now on the monotonic clock, in nanoseconds.
+fn monotonic_ns() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec)
+}
 
 /// The keeper's buffer for bytes it drops (past the cap, a full disk) or
 /// copies (a file system without splice): small, since it is most of the
 /// keeper's memory and rarely used.
-const SCRATCH: usize = 4 * 1024;
+const SCRATCH: usize = 1024;
 
 /// The read ends of the command's stdout and stderr pipes, in that order.
 pub(super) struct Readers([OwnedFd; 2]);
@@ -129,10 +134,12 @@ fn write_exit_record(store: &Store, wait_status: i32) {
         ended_at_ms: crate::job::now_ms(),
         written: store.progress(),
     };
+    // jwd made the file, full size, before the clone: writing it in place
+    // needs no new block on a full disk.
     let Ok(fd) = rustix::fs::openat(
         store.dir(),
         EXIT_FILE,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     ) else {
         return;
@@ -159,6 +166,8 @@ pub(super) fn run(
     // GRANT_WAIT: bytes are dropped only when jwd says no more or is not
     // there.
     let mut refused = false;
+    // When the wait for the current grant ends (monotonic ns).
+    let mut wait_until: Option<i64> = None;
     let mut pipes = readers.0.map(|fd| {
         // A pipe that stays blocking only costs the other stream its turn.
         let _ = rustix::io::ioctl_fionbio(&fd, true);
@@ -185,6 +194,9 @@ pub(super) fn run(
             polled - 1
         });
         let waiting = store.needs_grant() && channel.connected() && !refused;
+        if !waiting {
+            wait_until = None;
+        }
         // Where each open pipe sits in `fds`; a closed one is not polled.
         let mut slot = [None; 2];
         for (i, pipe) in pipes.iter().enumerate().filter(|_| !waiting) {
@@ -194,9 +206,23 @@ pub(super) fn run(
                 polled += 1;
             }
         }
-        let timeout = waiting.then_some(&GRANT_WAIT);
-        match rustix::event::poll(&mut fds[..polled], timeout) {
-            Err(_) => continue, // EINTR
+        // One deadline per wait, however often other things wake the loop.
+        let timeout = waiting.then(|| {
+            let until = *wait_until.get_or_insert_with(|| monotonic_ns() + GRANT_WAIT_NS);
+            let left = (until - monotonic_ns()).max(0);
+            rustix::event::Timespec {
+                tv_sec: left / 1_000_000_000,
+                tv_nsec: left % 1_000_000_000,
+            }
+        });
+        match rustix::event::poll(&mut fds[..polled], timeout.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => {
+                // Out of memory for the poll: let the kernel breathe
+                // rather than spin.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
             // No grant in time: drop until the next one.
             Ok(0) if waiting => refused = true,
             Ok(_) => {}

@@ -235,16 +235,15 @@ impl Output {
     /// index covers is committed (the keeper writes the bytes before their
     /// index record), and its keeper's reports take it from there.
     pub fn open_live(dir: &Path, dropped: u64) -> std::io::Result<Arc<Output>> {
-        let found = Found::scan(dir)?;
-        Ok(Self::with(
-            dir,
-            Progress {
-                lens: [0, 1].map(|i| found.covered[i].min(found.lens[i])),
-                index_len: found.index_len,
-                dropped,
-                closed: false,
-            },
-        ))
+        let mut progress = Found::scan(dir)?.committed();
+        progress.dropped = dropped;
+        Ok(Self::with(dir, progress))
+    }
+
+    /// What the job's files hold that the index covers: committed by the
+    /// keeper, whether or not it lived to report it.
+    pub fn on_disk(&self) -> std::io::Result<Progress> {
+        Ok(Found::scan(&self.dir)?.committed())
     }
 
     fn with(dir: &Path, progress: Progress) -> Arc<Output> {
@@ -288,6 +287,16 @@ struct Found {
 }
 
 impl Found {
+    /// The committed part, as progress (nothing dropped, not closed).
+    fn committed(&self) -> Progress {
+        Progress {
+            lens: [0, 1].map(|i| self.covered[i].min(self.lens[i])),
+            index_len: self.index_len,
+            dropped: 0,
+            closed: false,
+        }
+    }
+
     fn scan(dir: &Path) -> std::io::Result<Found> {
         let len = |name: &str| {
             std::fs::metadata(dir.join(name))

@@ -47,6 +47,12 @@ impl UserOutput {
         got
     }
 
+    /// Counts `bytes` kept whatever the cap (written under an earlier
+    /// grant).
+    pub fn add(&self, bytes: u64) {
+        self.kept.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     /// Gives back `bytes` (a job removed, or a grant not used).
     pub fn give_back(&self, bytes: u64) {
         let _ = self
@@ -78,20 +84,31 @@ pub struct Grant {
     /// The grant the keeper was last told is all there is (the owner's
     /// room ran out), so it is not told again.
     refused: Option<u64>,
+    /// The last grant the keeper took delivery of (`told`): one that could
+    /// not be sent is sent again at the next report.
+    told: Option<u64>,
 }
 
 impl Grant {
-    /// A job that has kept `kept` bytes so far (0 for a new one).
+    /// A job that has kept `kept` bytes so far (0 for a new one). Its
+    /// keeper has been told nothing yet (a new job's learns the first
+    /// grant in its set-up: `told` it).
     pub fn new(cap: u64, user: Option<Arc<UserOutput>>, kept: u64) -> Grant {
         let mut grant = Grant {
-            granted: if user.is_some() { kept } else { cap },
+            granted: if user.is_some() { kept.min(cap) } else { cap },
             user,
             cap,
             settled: false,
             refused: None,
+            told: None,
         };
         grant.top_up(kept);
         grant
+    }
+
+    /// The keeper took delivery of grant `total`.
+    pub fn told(&mut self, total: u64) {
+        self.told = Some(total);
     }
 
     /// The bytes the keeper may keep in all.
@@ -99,35 +116,48 @@ impl Grant {
         self.granted
     }
 
-    /// After the keeper reported `kept` bytes: the total to tell it, if it
-    /// grew, or, once, the grant unchanged when the keeper has used it all
-    /// and its owner has no room left (the keeper, which waits for a grant
-    /// rather than drop bytes jwd would have let it keep, then drops).
+    /// After the keeper reported `kept` bytes: the total to tell it now,
+    /// if any. That is the grant when it grew (or the keeper was not told
+    /// the last one), or, once, the grant unchanged when the keeper has
+    /// used it all and its owner has no room left (the keeper, which waits
+    /// for a grant rather than drop bytes jwd would let it keep, then
+    /// drops). Call `told` once it was delivered.
     pub fn top_up(&mut self, kept: u64) -> Option<u64> {
-        let user = self.user.as_ref()?;
-        let ahead = kept.clamp(GRANT_AHEAD_MIN, GRANT_AHEAD_MAX);
-        let target = kept.saturating_add(ahead).min(self.cap);
-        if self.granted >= target || self.granted.saturating_sub(kept) >= ahead / 2 {
-            return None;
+        if let Some(user) = &self.user {
+            let ahead = kept.clamp(GRANT_AHEAD_MIN, GRANT_AHEAD_MAX);
+            let target = kept.saturating_add(ahead).min(self.cap);
+            if self.granted < target && self.granted.saturating_sub(kept) < ahead / 2 {
+                let got = user.take(target - self.granted);
+                if got > 0 {
+                    self.granted += got;
+                    self.refused = None;
+                }
+            }
         }
-        let got = user.take(target - self.granted);
-        if got == 0 {
-            let used_up = kept >= self.granted && self.refused != Some(self.granted);
-            return used_up.then(|| {
-                self.refused = Some(self.granted);
-                self.granted
-            });
+        if self.told != Some(self.granted) {
+            return Some(self.granted);
         }
-        self.granted += got;
-        self.refused = None;
-        Some(self.granted)
+        let used_up = self.user.is_some()
+            && kept >= self.granted
+            && self.granted < self.cap
+            && self.refused != Some(self.granted);
+        used_up.then(|| {
+            self.refused = Some(self.granted);
+            self.granted
+        })
     }
 
     /// The job has ended having kept `kept` bytes: what it was granted and
     /// did not use goes back to its owner.
     pub fn settle(&mut self, kept: u64) {
         if let Some(user) = &self.user {
-            user.give_back(self.granted.saturating_sub(kept));
+            if kept >= self.granted {
+                // More than this jwd granted (under a previous jwd's
+                // grant): it is on disk, and counts.
+                user.add(kept - self.granted);
+            } else {
+                user.give_back(self.granted - kept);
+            }
             self.granted = kept;
         }
         self.settled = true;
@@ -150,7 +180,24 @@ mod tests {
     fn an_uncapped_owner_grants_the_whole_cap_once() {
         let mut g = Grant::new(1 << 30, None, 0);
         assert_eq!(g.granted(), 1 << 30);
+        // Told in its set-up; an adopted keeper is told at its first report.
+        assert_eq!(g.top_up(0), Some(1 << 30));
+        g.told(1 << 30);
         assert_eq!(g.top_up(1 << 29), None);
+        assert_eq!(g.top_up(1 << 30), None, "its own cap, not the owner's");
+    }
+
+    #[test]
+    fn a_grant_the_keeper_did_not_get_is_sent_again() {
+        let user = UserOutput::new(1 << 30, 0);
+        let mut g = Grant::new(1 << 30, Some(user), 0);
+        g.told(g.granted());
+        let first = g.granted();
+        let second = g.top_up(first).expect("topped up");
+        // Not delivered (a full channel): the next report sends it again.
+        assert_eq!(g.top_up(first), Some(second));
+        g.told(second);
+        assert_eq!(g.top_up(first), None);
     }
 
     #[test]
@@ -159,21 +206,29 @@ mod tests {
         let mut g = Grant::new(1 << 30, Some(user.clone()), 0);
         assert_eq!(g.granted(), GRANT_AHEAD_MIN);
         assert_eq!(user.kept(), GRANT_AHEAD_MIN);
+        g.told(g.granted());
+        let tell = |g: &mut Grant, kept| {
+            let t = g.top_up(kept);
+            if let Some(t) = t {
+                g.told(t);
+            }
+            t
+        };
         // Not yet past half of what is ahead: nothing new.
-        assert_eq!(g.top_up(GRANT_AHEAD_MIN / 4), None);
+        assert_eq!(tell(&mut g, GRANT_AHEAD_MIN / 4), None);
         // Past it: topped up to as much ahead as it wrote.
         let kept = 3 * GRANT_AHEAD_MIN / 4;
-        assert_eq!(g.top_up(kept), Some(kept + GRANT_AHEAD_MIN));
+        assert_eq!(tell(&mut g, kept), Some(kept + GRANT_AHEAD_MIN));
         // The owner's room runs out: the grant stops there, and once it is
         // used up the keeper is told so, once.
-        assert_eq!(g.top_up(9 << 20), Some(10 << 20));
+        assert_eq!(tell(&mut g, 9 << 20), Some(10 << 20));
         assert!(user.is_full());
-        assert_eq!(g.top_up(19 << 19), None, "not used up yet");
-        assert_eq!(g.top_up(10 << 20), Some(10 << 20), "no more");
-        assert_eq!(g.top_up(10 << 20), None, "said once");
+        assert_eq!(tell(&mut g, 19 << 19), None, "not used up yet");
+        assert_eq!(tell(&mut g, 10 << 20), Some(10 << 20), "no more");
+        assert_eq!(tell(&mut g, 10 << 20), None, "said once");
         // Room again (a job removed): granted again.
         user.give_back(1 << 20);
-        assert_eq!(g.top_up(10 << 20), Some(11 << 20));
+        assert_eq!(tell(&mut g, 10 << 20), Some(11 << 20));
         g.settle(11 << 20);
         assert_eq!(user.kept(), 10 << 20);
     }
@@ -188,6 +243,16 @@ mod tests {
         // A start that failed gives back all it was granted.
         drop(b);
         assert_eq!(user.kept(), GRANT_AHEAD_MIN);
+    }
+
+    #[test]
+    fn bytes_kept_past_this_jwds_grant_still_count() {
+        let user = UserOutput::new(1 << 30, 100);
+        // Adopted having kept 100 bytes; it ends with 5 MiB (written under
+        // the last jwd's grant, told late).
+        let mut g = Grant::new(1 << 30, Some(user.clone()), 100);
+        g.settle(5 << 20);
+        assert_eq!(user.kept(), 5 << 20);
     }
 
     #[test]
