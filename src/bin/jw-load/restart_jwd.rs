@@ -38,6 +38,9 @@ pub(crate) struct Restarted {
     pub(crate) spawned: Instant,
     /// From spawn until a client connected (TLS and Hello).
     pub(crate) ready: Duration,
+    /// jwd was started this many times (more than 1: the first ones exited
+    /// before accepting a client; the jwd log says why).
+    pub(crate) attempts: u32,
     log: PathBuf,
     log_start: u64,
 }
@@ -110,7 +113,10 @@ impl Jwd {
 
     /// Kills this jwd with SIGKILL, waits until it is gone, and starts the
     /// same command again with stderr appended to `log`; waits until the new
-    /// jwd accepts a client. `self` then describes the new jwd.
+    /// jwd accepts a client. A new jwd that exits before that is started
+    /// again 100 ms later (as a supervisor with Restart=always would), until
+    /// `READY_BOUND`; the attempts are counted. `self` then describes the
+    /// new jwd.
     pub(crate) async fn restart(
         &mut self,
         opts: &ConnectOptions,
@@ -118,19 +124,40 @@ impl Jwd {
     ) -> Result<Restarted, String> {
         let old_pid = self.pid;
         self.kill().await?;
-        let mut file = OpenOptions::new()
+        let log_start = std::fs::metadata(log).map_or(0, |m| m.len());
+        let spawned = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.spawn(log)?;
+            match self.wait_ready(opts, spawned).await? {
+                Some(ready) => {
+                    return Ok(Restarted {
+                        old_pid,
+                        new_pid: self.pid,
+                        spawned,
+                        ready,
+                        attempts,
+                        log: log.to_path_buf(),
+                        log_start,
+                    })
+                }
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Starts jwd's command, detached, stderr appended to `log`.
+    fn spawn(&mut self, log: &Path) -> Result<(), String> {
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .map_err(|e| format!("cannot open the jwd log {}: {e}", log.display()))?;
-        let log_start = file
-            .seek(SeekFrom::End(0))
-            .map_err(|e| format!("cannot seek in {}: {e}", log.display()))?;
         let program = match Path::new(&self.argv[0]) {
             p if p.is_relative() && p.components().count() > 1 => self.cwd.join(p).into(),
             _ => self.argv[0].clone(),
         };
-        let spawned = Instant::now();
         let child = Command::new(program)
             .args(&self.argv[1..])
             .env_clear()
@@ -144,15 +171,7 @@ impl Jwd {
             .map_err(|e| format!("cannot start jwd again ({:?}): {e}", self.argv))?;
         self.pid = child.id();
         self.child = Some(child);
-        let ready = self.wait_ready(opts, spawned).await?;
-        Ok(Restarted {
-            old_pid,
-            new_pid: self.pid,
-            spawned,
-            ready,
-            log: log.to_path_buf(),
-            log_start,
-        })
+        Ok(())
     }
 
     /// SIGKILL, then wait until the process is gone (reaped, or a zombie of
@@ -183,25 +202,28 @@ impl Jwd {
     }
 
     /// Connects until a client gets through (10 ms between tries); the time
-    /// since `spawned`. Fails if the new jwd exits or takes too long.
+    /// since `spawned`, or `None` if the new jwd exited first. Fails if it
+    /// takes too long.
     async fn wait_ready(
         &mut self,
         opts: &ConnectOptions,
         spawned: Instant,
-    ) -> Result<Duration, String> {
+    ) -> Result<Option<Duration>, String> {
         loop {
             match Client::connect(opts).await {
-                Ok(_) => return Ok(spawned.elapsed()),
+                Ok(_) => return Ok(Some(spawned.elapsed())),
                 Err(e) => {
-                    if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                        self.child = None;
-                        return Err(format!("the restarted jwd exited ({status}) before accepting a client: see its log"));
-                    }
+                    let exited =
+                        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(Some(_))));
                     if spawned.elapsed() > READY_BOUND {
                         return Err(format!(
-                            "the restarted jwd {} did not accept a client within {READY_BOUND:?} (last: {e})",
+                            "the restarted jwd {} did not accept a client within {READY_BOUND:?} (last: {e}; see the jwd log)",
                             self.pid
                         ));
+                    }
+                    if exited {
+                        self.child = None;
+                        return Ok(None);
                     }
                 }
             }

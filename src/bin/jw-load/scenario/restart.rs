@@ -61,8 +61,9 @@ pub(crate) async fn restart(
     let per_job_ms = adopted_ms / jobs.max(1) as f64;
     let new_pid = restarted.new_pid;
     eprintln!(
-        "restart: jwd {} killed, new jwd {new_pid} ready in {restart_ms:.0} ms; all {} jobs running after {adopted_ms:.0} ms ({per_job_ms:.2} ms per job); jwd logged adopted={} lost={}; {} lost, {} did not end when stopped",
+        "restart: jwd {} killed, new jwd {new_pid} ready in {restart_ms:.0} ms ({} start(s)); all {} jobs running after {adopted_ms:.0} ms ({per_job_ms:.2} ms per job); jwd logged adopted={} lost={}; {} lost, {} did not end when stopped",
         restarted.old_pid,
+        restarted.attempts,
         jobs - lost.len(),
         show(logged_adopted),
         show(logged_lost),
@@ -82,6 +83,7 @@ pub(crate) async fn restart(
         "old_jwd_pid": restarted.old_pid,
         "new_jwd_pid": new_pid,
         "restart_ms": restart_ms,
+        "jwd_starts": restarted.attempts,
         "adopted_ms": adopted_ms,
         "adopted_ms_per_job": per_job_ms,
         "logged_adopted": logged_adopted,

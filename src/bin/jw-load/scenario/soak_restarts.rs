@@ -99,16 +99,20 @@ pub(crate) async fn soak_restarts(
                 let log = r.log();
                 let (adopted, lost) = (loaded_field(&log, "adopted"), loaded_field(&log, "lost"));
                 eprintln!(
-                    "soak: restart {}: jwd {} killed, jwd {} ready in {ms:.0} ms (logged adopted={adopted:?} lost={lost:?})",
+                    "soak: restart {}: jwd {} killed, jwd {} ready in {ms:.0} ms after {} start(s) (logged adopted={adopted:?} lost={lost:?})",
                     restarts.len() + 1,
                     r.old_pid,
-                    r.new_pid
+                    r.new_pid,
+                    r.attempts,
                 );
-                restarts.push(json!({"old_pid": r.old_pid, "new_pid": r.new_pid, "restart_ms": ms, "logged_adopted": adopted, "logged_lost": lost}));
+                restarts.push(json!({"old_pid": r.old_pid, "new_pid": r.new_pid, "restart_ms": ms, "starts": r.attempts, "logged_adopted": adopted, "logged_lost": lost}));
             }
             Err(e) => {
-                errors.push(format!("restart: {e}"));
-                break;
+                // No jwd to go on with: the workers would only time out.
+                return Err(format!(
+                    "soak stopped: restart {} failed: {e}; the soak's jobs may still run under their keepers",
+                    restarts.len() + 1
+                ));
             }
         }
     }
