@@ -115,13 +115,11 @@ fn check_lines(partial: &mut Vec<u8>, lines: &mut u64, errors: &mut Vec<String>)
     while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
         let line: Vec<u8> = partial.drain(..=nl).collect();
         let want = format!("tick {lines}\n");
-        if line != want.as_bytes() {
-            if errors.len() < 20 {
-                errors.push(format!(
-                    "ticker line {lines}: got {:?}, want {want:?}",
-                    String::from_utf8_lossy(&line)
-                ));
-            }
+        if line != want.as_bytes() && errors.len() < 20 {
+            errors.push(format!(
+                "ticker line {lines}: got {:?}, want {want:?}",
+                String::from_utf8_lossy(&line)
+            ));
         }
         *lines += 1;
     }
