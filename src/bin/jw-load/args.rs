@@ -97,6 +97,33 @@ pub(crate) enum Scenario {
         /// The server's --cgroup-name: its job cgroups are counted under it.
         #[arg(long, default_value = "jw")]
         cgroup_name: String,
+        /// Kill jwd with SIGKILL and start it again (same command,
+        /// environment and directory) every SECS seconds while the workers
+        /// go on; long-running ticker jobs and their followers must come
+        /// through every restart (needs --server-pid).
+        #[arg(long, value_name = "SECS")]
+        restart_every: Option<u64>,
+        /// Ticker jobs (a line every 100 ms, followed throughout) with
+        /// --restart-every.
+        #[arg(long, default_value_t = 2)]
+        tickers: usize,
+        /// Where a restarted jwd's stderr is appended.
+        #[arg(long, default_value = "/tmp/jw-load-jwd.log")]
+        jwd_log: PathBuf,
+    },
+    /// N sleeping jobs and their keepers' memory; then jwd is killed with
+    /// SIGKILL and started again with the same command: the time until it
+    /// accepts clients and until every job is re-adopted. Needs
+    /// --server-pid; the new jwd is left running (its pid is printed).
+    Restart {
+        #[arg(long, default_value_t = 1000)]
+        jobs: usize,
+        /// Connections the jobs are started, checked and stopped over.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Where the restarted jwd's stderr is appended.
+        #[arg(long, default_value = "/tmp/jw-load-jwd.log")]
+        jwd_log: PathBuf,
     },
     /// A normal user's start/wait/logs/rm loop, alone and then beside a
     /// second user's hostile clients (slow readers, hang-ups, half-open

@@ -11,11 +11,15 @@ mod cgroups;
 mod clients;
 mod digest;
 mod jobs;
+mod keepers;
 mod report;
+mod restart_jwd;
+mod retry;
 mod scenario;
 mod server;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use jw::client::ConnectOptions;
@@ -24,8 +28,10 @@ use args::{Cli, Scenario};
 use scenario::abuse::{abuse, AbusePlan};
 use scenario::fanout::fanout;
 use scenario::follow_latency::{emit, follow_latency};
+use scenario::restart::restart;
 use scenario::scale::scale;
 use scenario::soak::soak;
+use scenario::soak_restarts::{soak_restarts, SoakRestarts};
 use scenario::start::start;
 use scenario::status::status;
 use server::ServerMeter;
@@ -96,7 +102,31 @@ async fn run(cli: Cli) -> Result<(), String> {
             seconds,
             connections,
             cgroup_name,
+            restart_every: None,
+            ..
         } => soak(&opts, *seconds, *connections, cgroup_name, cli.server_pid).await?,
+        Scenario::Soak {
+            seconds,
+            connections,
+            cgroup_name,
+            restart_every: Some(every),
+            tickers,
+            jwd_log,
+        } => {
+            let plan = SoakRestarts {
+                seconds: *seconds,
+                connections: (*connections).max(1),
+                every: Duration::from_secs((*every).max(1)),
+                tickers: *tickers,
+                log: jwd_log.clone(),
+            };
+            soak_restarts(&opts, &plan, cgroup_name, cli.server_pid).await?
+        }
+        Scenario::Restart {
+            jobs,
+            concurrency,
+            jwd_log,
+        } => restart(&opts, *jobs, *concurrency, cli.server_pid, jwd_log).await?,
         Scenario::Abuse {
             seconds,
             connections,
