@@ -101,6 +101,15 @@ fn ticker(n: usize, code: i32) -> StartRequest {
     req("sh", &["-c", &script])
 }
 
+/// A line every 100 ms until a file `stop` appears in its working
+/// directory (the test makes it), then exit `code`.
+fn ticker_until_stop(code: i32) -> StartRequest {
+    let script = format!(
+        "i=0; while [ ! -e stop ]; do echo line-$i; i=$((i+1)); sleep 0.1; done; exit {code}"
+    );
+    req("sh", &["-c", &script])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_on_through_kill_9_of_jwd_and_a_restart() {
     let Some(mut jwd) = Jwd::start("keeper-kill9", &[]) else {
@@ -141,6 +150,7 @@ async fn a_job_runs_on_through_kill_9_of_jwd_and_a_restart() {
     let info = alice.status(id).await.unwrap();
     assert_eq!(info.state, JobState::Running, "{info:?}");
     assert!(info.usage.pids_current > 0, "live figures: {info:?}");
+    std::fs::write(work_dir(&again, id).join("stop"), b"").unwrap();
     let end = alice.wait(id).await.unwrap();
     assert_eq!(
         (end.state, end.exit_code),
@@ -148,7 +158,10 @@ async fn a_job_runs_on_through_kill_9_of_jwd_and_a_restart() {
         "{end:?}"
     );
     let (out, err, _) = collect(alice.logs(logs(id, false)).await.unwrap()).await;
-    assert_eq!(out, lines(100));
+    let n = out.iter().filter(|b| **b == b'\n').count();
+    assert!(n > 1, "{n} lines");
+    assert_eq!(out, lines(n), "every line once, in order");
+    assert_eq!(out.len() as u64, end.output.stdout_bytes);
     assert!(err.is_empty());
     // The job that had ended before the crash is as it was.
     let d = alice.status(done).await.unwrap();
@@ -228,7 +241,7 @@ async fn a_job_that_ends_while_jwd_is_away_keeps_its_exit_code_and_output() {
             "sh",
             &[
                 "-c",
-                "echo first; read x < /dev/null; sleep 1; echo last >&2; exit 5",
+                "echo first; while [ ! -e go ]; do sleep 0.05; done; echo last >&2; exit 5",
             ],
         ))
         .await
@@ -236,6 +249,8 @@ async fn a_job_that_ends_while_jwd_is_away_keeps_its_exit_code_and_output() {
     let keeper = keeper_pid(&job_dir(&jwd, id));
     drop(alice);
     jwd.kill9();
+    // Only now, with no jwd there, does it end.
+    std::fs::write(work_dir(&jwd, id).join("go"), b"").unwrap();
     gone(keeper).await;
     let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &[]);
     assert!(again.log().contains("ended_meanwhile=1"), "{}", again.log());
@@ -368,6 +383,39 @@ async fn many_running_jobs_are_all_adopted() {
         let adopted_uid: u32 = text.split_whitespace().nth(2).unwrap().parse().unwrap();
         assert_ne!(uid, adopted_uid, "a new job got a running job's uid");
     }
+    drop(alice);
+    drop(again);
+    drop(data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_job_of_a_capped_owner_keeps_what_its_owner_has_room_for() {
+    let flags = ["--max-output-per-user", "12M"];
+    let Some(mut jwd) = Jwd::start("keeper-grant", &flags) else {
+        return;
+    };
+    let data = jwd.keep_data().unwrap();
+    let alice = jwd.client("alice").await;
+    // 8 MiB once told to go (after the restart), then 8 MiB more: the
+    // first fits in alice's 12 MiB, the rest only in part.
+    let script = "while [ ! -e go ]; do sleep 0.05; done; \
+                  head -c 8388608 /dev/zero; echo; head -c 8388608 /dev/zero";
+    let id = alice.start(req("sh", &["-c", script])).await.unwrap();
+    drop(alice);
+    jwd.kill9();
+    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &flags);
+    let alice = again.client("alice").await;
+    std::fs::write(work_dir(&again, id).join("go"), b"").unwrap();
+    let end = alice.wait(id).await.unwrap();
+    assert_eq!(end.exit_code, Some(0), "{end:?}");
+    let o = end.output;
+    assert_eq!(o.stdout_bytes, 12 << 20, "{o:?}");
+    assert_eq!(o.stdout_bytes + o.dropped_bytes, (16 << 20) + 1, "{o:?}");
+    // The room is alice's: full now, and back once the job is removed.
+    assert!(alice.start(req("true", &[])).await.is_err());
+    alice.remove(id).await.unwrap();
+    let next = alice.start(req("echo", &["room"])).await.unwrap();
+    assert_eq!(alice.wait(next).await.unwrap().output.stdout_bytes, 5);
     drop(alice);
     drop(again);
     drop(data);
