@@ -74,7 +74,10 @@ pub fn engine_with(name: &str, tweak: impl FnOnce(&mut EngineConfig)) -> Option<
             name: format!("jwtest-{name}-{}", std::process::id()),
             ..CgroupConfig::default()
         },
-        init_program: Some(env!("CARGO_BIN_EXE_jw-init").into()),
+        init_program: Some(
+            std::env::var_os("JW_TEST_INIT")
+                .map_or_else(|| env!("CARGO_BIN_EXE_jw-init").into(), Into::into),
+        ),
         ..EngineConfig::default()
     };
     tweak(&mut config);
@@ -169,6 +172,10 @@ pub fn jwd_command_on(data_dir: &Path, cgroup_name: &str, listen: &str) -> Comma
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--cgroup-name", cgroup_name]);
+    // Another build of the keeper (scripts/build-keeper's static one).
+    if let Some(init) = std::env::var_os("JW_TEST_INIT") {
+        command.arg("--init").arg(init);
+    }
     command
 }
 
