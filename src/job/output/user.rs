@@ -63,8 +63,11 @@ impl UserOutput {
     }
 }
 
-/// The least a capped owner's job is granted ahead of what it wrote.
-pub const GRANT_AHEAD_MIN: u64 = 1 << 20;
+/// The least a capped owner's job is granted ahead of what it wrote: what
+/// a quiet job holds of its owner's room (10,000 sleeping jobs hold 640
+/// MiB of it; at 1 MiB each they filled the default 10 GiB cap and the
+/// owner's starts were refused).
+pub const GRANT_AHEAD_MIN: u64 = 64 << 10;
 /// The most: a job writing fast is granted as much ahead as it wrote, up
 /// to this, so a jwd a little behind never makes it drop bytes, while a
 /// quiet job holds little of its owner's room.
