@@ -420,3 +420,44 @@ async fn an_adopted_job_of_a_capped_owner_keeps_what_its_owner_has_room_for() {
     drop(again);
     drop(data);
 }
+
+/// Where a v1 memory controller is there (the hybrid layout), the keeper
+/// leaves the job's memory cgroup once the command runs: the output it
+/// writes is charged to jw's subtree, so a removed job's memory cgroup is
+/// not kept alive by its output's page cache. The command stays in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keepers_output_is_not_charged_to_the_jobs_memory_cgroup() {
+    let Some(jwd) = Jwd::start("keeper-memcg", &[]) else {
+        return;
+    };
+    let alice = jwd.client("alice").await;
+    let id = alice
+        .start(req("sh", &["-c", "echo hi; exec sleep 1000"]))
+        .await
+        .unwrap();
+    let keeper = keeper_pid(&job_dir(&jwd, id));
+    let cgroups = std::fs::read_to_string(format!("/proc/{keeper}/cgroup")).unwrap();
+    let memory = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, path)| path.to_string()));
+    let job = id.to_string();
+    match memory {
+        Some(path) => {
+            assert!(!path.contains(&job), "keeper in the job's memcg: {path}");
+            assert!(path.ends_with(&jwd.cgroup_name), "{path}");
+            // The command is in the job's memory cgroup, below it.
+            let procs = jw::job::cgroup::pid_cgroup_dirs(keeper as u32)
+                .unwrap()
+                .into_iter()
+                .find(|d| d.ends_with(&path.trim_start_matches('/')))
+                .map(|d| d.join(&job).join("cgroup.procs"))
+                .unwrap();
+            let listed = std::fs::read_to_string(&procs).unwrap();
+            assert_eq!(listed.lines().count(), 1, "{procs:?}: {listed}");
+        }
+        // cgroup v2: memory is not a controller of its own; the keeper
+        // stays in the job's leaf with everything else.
+        None => assert!(cgroups.contains(&job), "{cgroups}"),
+    }
+    alice.stop(id, 0).await.unwrap();
+}

@@ -413,6 +413,10 @@ pub(super) fn clone_init(
         workdir: spec.workdir.clone(),
         hide: inner.hidden.clone(),
         join: Vec::new(),
+        keeper_cgroup: cgroup
+            .keeper_memory_dir()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         seccomp: inner.filter.clone(),
         candidates: spec.exec_candidates(),
         argv: std::iter::once(spec.command.clone())

@@ -17,6 +17,16 @@ pub trait LimitCgroups: Debug + Send + Sync {
     /// The cgroups, besides the leaf, the job's init joins itself.
     fn join_dirs(&self) -> Vec<PathBuf>;
 
+    /// Where the job's keeper moves itself once the command runs, so the
+    /// output it writes is charged to jw's subtree rather than the job's
+    /// memory cgroup (which, removed with page cache still charged to it,
+    /// would linger as a dying cgroup holding kernel memory until reclaim):
+    /// the memory cgroup's parent where memory is a controller of its own
+    /// (v1); `None` where it cannot be apart from the job (v2).
+    fn keeper_memory_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// Adds memory, I/O and pids figures to `usage`.
     fn usage(&self, usage: &mut Usage);
 
@@ -75,6 +85,11 @@ impl JobCgroup {
         }
         dirs.extend(self.limits.join_dirs());
         dirs
+    }
+
+    /// See `LimitCgroups::keeper_memory_dir`.
+    pub fn keeper_memory_dir(&self) -> Option<PathBuf> {
+        self.limits.keeper_memory_dir()
     }
 
     /// Kills every process in the job at once (cgroup.kill, Linux 5.14+).

@@ -50,6 +50,10 @@ impl LimitCgroups for V1Job {
         self.dirs().into_iter().map(Path::to_path_buf).collect()
     }
 
+    fn keeper_memory_dir(&self) -> Option<PathBuf> {
+        self.memory.parent().map(Path::to_path_buf)
+    }
+
     fn usage(&self, usage: &mut Usage) {
         usage.memory_peak_bytes = memory::peak_v1(&self.memory);
         io::usage_v1(&self.blkio, usage);

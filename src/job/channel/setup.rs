@@ -26,6 +26,10 @@ pub struct Setup {
     pub hide: Vec<String>,
     /// Cgroup directories the init moves itself into before anything else.
     pub join: Vec<String>,
+    /// A cgroup directory the keeper moves itself into once the command
+    /// runs (jw's v1 memory subtree: its output is not charged to the job);
+    /// empty: it stays.
+    pub keeper_cgroup: String,
     /// The seccomp filter to install (BPF, `sandbox::default_filter`);
     /// empty: none (`jwd --no-seccomp`).
     #[serde(with = "serde_bytes")]
@@ -62,6 +66,7 @@ impl Setup {
             .chain([&setup.home, &setup.workdir])
             .chain(&setup.hide)
             .chain(&setup.join)
+            .chain(std::iter::once(&setup.keeper_cgroup))
             .chain(&setup.candidates)
             .chain(&setup.argv)
             .chain(&setup.env)

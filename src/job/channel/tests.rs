@@ -17,6 +17,7 @@ fn sample() -> Setup {
             "/sys/fs/cgroup/memory/x/1".into(),
             "/sys/fs/cgroup/pids/x/1".into(),
         ],
+        keeper_cgroup: "/sys/fs/cgroup/memory/x".into(),
         candidates: vec!["/usr/bin/sh".into(), "/bin/sh".into()],
         argv: vec!["sh".into(), "-c".into(), "".into(), "--".into(), "3".into()],
         env: vec!["LD_PRELOAD=/tmp/x.so".into(), "A=".into()],

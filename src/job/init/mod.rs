@@ -160,6 +160,7 @@ fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
     })?;
     let setup = channel.receive_setup()?;
     namespaces::join_cgroups(&setup.join)?;
+    let keeper_cgroup = namespaces::open_keeper_cgroup(&setup.keeper_cgroup);
     super::sandbox::reset_oom_score().at(Stage::OomScore)?;
     let command = exec::Command::prepare(&setup);
     namespaces::unshare(setup.new_net)?;
@@ -173,6 +174,9 @@ fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
     let signals = signals::Signals::take_over()?;
     let (readers, writers) = keeper::pipes()?;
     let pid = exec::start(&command, writers)?;
+    // The command runs in the job's cgroups; the output the keeper writes
+    // from now on is charged to jw's subtree (where it can be apart).
+    namespaces::move_keeper(keeper_cgroup);
     let store = Store::new(dir, setup.output_cap, setup.granted);
     // What only the set-up needed (the command line, the environment, the
     // filter) goes before the keeper settles in for the job's life.

@@ -19,6 +19,28 @@ pub(super) fn join_cgroups(join: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The `cgroup.procs` of the cgroup the keeper moves into once the command
+/// runs (`Setup::keeper_cgroup`), opened now: the job's view hides it
+/// later. `None` if there is none, or it cannot be opened (the keeper then
+/// stays where it is).
+pub(super) fn open_keeper_cgroup(dir: &str) -> Option<std::fs::File> {
+    if dir.is_empty() {
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(Path::new(dir).join("cgroup.procs"))
+        .ok()
+}
+
+/// Moves the keeper into the cgroup `open_keeper_cgroup` opened.
+pub(super) fn move_keeper(procs: Option<std::fs::File>) {
+    use std::io::Write;
+    if let Some(mut procs) = procs {
+        let _ = procs.write_all(b"0");
+    }
+}
+
 /// The namespaces the init creates (its PID namespace came with the
 /// clone).
 fn flags(new_net: bool) -> CloneFlags {
