@@ -449,7 +449,7 @@ async fn the_keepers_output_is_not_charged_to_the_jobs_memory_cgroup() {
             let procs = jw::job::cgroup::pid_cgroup_dirs(keeper as u32)
                 .unwrap()
                 .into_iter()
-                .find(|d| d.ends_with(&path.trim_start_matches('/')))
+                .find(|d| d.ends_with(path.trim_start_matches('/')))
                 .map(|d| d.join(&job).join("cgroup.procs"))
                 .unwrap();
             let listed = std::fs::read_to_string(&procs).unwrap();
