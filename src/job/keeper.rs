@@ -79,29 +79,36 @@ impl KeeperRecord {
         next().is_none().then_some(record)
     }
 
-    /// Records the keeper `pid` of the job in `dir` (owner-only).
-    pub fn write(
-        dir: &Path,
-        pid: i32,
-        ids: JobIds,
-        output_cap: u64,
-    ) -> std::io::Result<KeeperRecord> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let start_time = start_time(pid)?;
-        let record = KeeperRecord {
+    /// The record of the calling process, the keeper itself, as jwd's
+    /// PID namespace sees it: read from /proc/self/stat while the keeper
+    /// still sees the host's /proc (before it mounts its own).
+    pub fn of_this_process(ids: JobIds, output_cap: u64) -> std::io::Result<KeeperRecord> {
+        let stat = std::fs::read_to_string("/proc/self/stat")?;
+        let pid = stat
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| std::io::Error::other("cannot read this process's pid"))?;
+        Ok(KeeperRecord {
             pid,
-            start_time,
+            start_time: parse_start_time(&stat)?,
             ids,
             output_cap,
-        };
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join(KEEPER_FILE))?
-            .write_all(record.encode().as_bytes())?;
-        Ok(record)
+        })
+    }
+
+    /// Writes the record into the job's directory `dir` (owner-only): the
+    /// keeper does, before the command runs, so no window is left in
+    /// which a job runs that a restarted jwd could not find.
+    pub fn write_at(&self, dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::openat(
+            dir,
+            KEEPER_FILE,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        std::fs::File::from(fd).write_all(self.encode().as_bytes())
     }
 
     pub fn read(dir: &Path) -> Option<KeeperRecord> {
@@ -112,10 +119,13 @@ impl KeeperRecord {
 /// A process's start time, from /proc/PID/stat (field 22, after the
 /// command name, which may hold spaces and parentheses).
 fn start_time(pid: i32) -> std::io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+fn parse_start_time(stat: &str) -> std::io::Result<u64> {
     stat.rsplit_once(')')
         .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(19)?.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("cannot read the start time of pid {pid}")))
+        .ok_or_else(|| std::io::Error::other("cannot read a process's start time"))
 }
 
 /// The path of `name` in the directory `dir` is open on: short whatever
@@ -279,5 +289,23 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(start_time(me).is_ok());
         assert!(!keeps(me, JobId::from_random([1; 16])));
+    }
+
+    #[test]
+    fn a_process_records_itself_as_proc_sees_it() {
+        let ids = JobIds {
+            uid: 1,
+            gid: 2,
+            pooled: false,
+        };
+        let record = KeeperRecord::of_this_process(ids, 5).unwrap();
+        let me = std::process::id() as i32;
+        assert_eq!(record.pid, me);
+        assert_eq!(record.start_time, start_time(me).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let fd = crate::job::output::Store::open_dir(dir.path()).unwrap();
+        use std::os::fd::AsFd;
+        record.write_at(fd.as_fd()).unwrap();
+        assert_eq!(KeeperRecord::read(dir.path()), Some(record));
     }
 }

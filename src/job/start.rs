@@ -15,7 +15,7 @@ use super::cgroup::JobCgroup;
 use super::channel::{Report, Setup, Stage, EXIT_FDS};
 use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
-use super::keeper::{self, KeeperRecord};
+use super::keeper;
 use super::link::InitChannel;
 use super::now_ms;
 use super::output::{Grant, Output, Store, UserOutput};
@@ -406,6 +406,7 @@ pub(super) fn clone_init(
     let mut setup = Setup {
         uid: new.ids.uid,
         gid: new.ids.gid,
+        pooled: new.ids.pooled,
         new_net: spec.network == Network::None,
         hostname: format!("jw-{}", &id_text[..8]),
         // jwd made it, under a data directory Manager::new checked.
@@ -454,11 +455,6 @@ pub(super) fn clone_init(
             Err(e) => return Err(e.into()),
         }
     };
-    // Which process keeps the job: what a restarted jwd checks before it
-    // adopts it. Without it the job still runs, but cannot be adopted.
-    if let Err(e) = KeeperRecord::write(&new.dir, child.pid, new.ids, spec.output_cap) {
-        tracing::warn!(job = %new.id, error = %e, "cannot record the job's keeper; a restarted jwd will not find it");
-    }
     Ok(Cloned {
         output,
         grant,

@@ -15,6 +15,8 @@ use super::ARGS_VERSION;
 pub struct Setup {
     pub uid: u32,
     pub gid: u32,
+    /// The uid is one of jwd's pool (given back when the job is gone).
+    pub pooled: bool,
     /// A new network namespace with only `lo` (false: the host's network).
     pub new_net: bool,
     pub hostname: String,

@@ -7,6 +7,7 @@ fn sample() -> Setup {
     Setup {
         uid: 600_123,
         gid: 600_123,
+        pooled: true,
         new_net: true,
         hostname: "jw-0123abcd".into(),
         home: "/var/lib/jw/work/0123".into(),

@@ -124,18 +124,24 @@ impl Endpoint {
     }
 
     /// Sends a set-up report (exec ok or failed), waiting for room: jwd is
-    /// waiting for exactly this. If jwd has gone away before the command
-    /// runs, there is no job to keep: the init exits.
-    pub(super) fn report(&self, report: Report) {
+    /// waiting for exactly this. If jwd has gone away, a failed set-up
+    /// ends the init; a command that runs is kept (the next jwd finds it).
+    pub(super) fn report(&mut self, report: Report) {
+        let gone = |this: &mut Endpoint| {
+            if report != Report::ExecOk {
+                exit(137)
+            }
+            this.channel = None;
+        };
         let Ok(channel) = self.channel() else {
-            exit(137)
+            return gone(self);
         };
         loop {
             // MSG_NOSIGNAL: a closed channel is EPIPE, not SIGPIPE.
             match rustix::net::send(channel, &report.encode(), SendFlags::NOSIGNAL) {
                 Ok(_) => return,
                 Err(rustix::io::Errno::INTR) => {}
-                Err(_) => exit(137),
+                Err(_) => return gone(self),
             }
         }
     }

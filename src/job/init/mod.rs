@@ -159,6 +159,17 @@ fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
         errno: libc::EBADF,
     })?;
     let setup = channel.receive_setup()?;
+    // Which process keeps the job, recorded before anything of it runs: a
+    // jwd that dies from here on finds it when it restarts. Without it the
+    // job still runs, but could not be adopted.
+    let ids = super::uids::JobIds {
+        uid: setup.uid,
+        gid: setup.gid,
+        pooled: setup.pooled,
+    };
+    if let Ok(record) = super::keeper::KeeperRecord::of_this_process(ids, setup.output_cap) {
+        let _ = record.write_at(std::os::fd::AsFd::as_fd(&dir));
+    }
     namespaces::join_cgroups(&setup.join)?;
     let keeper_cgroup = namespaces::open_keeper_cgroup(&setup.keeper_cgroup);
     super::sandbox::reset_oom_score().at(Stage::OomScore)?;
