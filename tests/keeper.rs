@@ -87,6 +87,16 @@ fn work_dir(jwd: &Jwd, id: JobId) -> PathBuf {
     jwd.data_dir.join("work").join(uid)
 }
 
+/// Starts `echo LINE; exec sleep 1000` for `client` and returns its id
+/// and its keeper's pid once the line was written.
+async fn start_sleeper(jwd: &Jwd, client: &jw::client::Client, line: &str) -> (JobId, i32) {
+    let script = format!("echo {line}; exec sleep 1000");
+    let id = client.start(req("sh", &["-c", &script])).await.unwrap();
+    let mut s = client.logs(logs(id, true)).await.unwrap();
+    assert!(matches!(s.next().await.unwrap(), Some(Event::Output(_))));
+    (id, keeper_pid(&job_dir(jwd, id)))
+}
+
 /// The lines a job printing `n` numbered lines writes.
 fn lines(n: usize) -> Vec<u8> {
     (0..n)
@@ -281,14 +291,7 @@ async fn a_killed_keeper_is_lost_and_its_output_kept() {
         return;
     };
     let alice = jwd.client("alice").await;
-    let id = alice
-        .start(req("sh", &["-c", "echo before; exec sleep 1000"]))
-        .await
-        .unwrap();
-    let mut s = alice.logs(logs(id, true)).await.unwrap();
-    assert!(matches!(s.next().await.unwrap(), Some(Event::Output(_))));
-    drop(s);
-    let keeper = keeper_pid(&job_dir(&jwd, id));
+    let (id, keeper) = start_sleeper(&jwd, &alice, "before").await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(keeper),
         nix::sys::signal::Signal::SIGKILL,
@@ -431,11 +434,7 @@ async fn the_keepers_output_is_not_charged_to_the_jobs_memory_cgroup() {
         return;
     };
     let alice = jwd.client("alice").await;
-    let id = alice
-        .start(req("sh", &["-c", "echo hi; exec sleep 1000"]))
-        .await
-        .unwrap();
-    let keeper = keeper_pid(&job_dir(&jwd, id));
+    let (id, keeper) = start_sleeper(&jwd, &alice, "hi").await;
     let cgroups = std::fs::read_to_string(format!("/proc/{keeper}/cgroup")).unwrap();
     let memory = cgroups
         .lines()

@@ -155,6 +155,22 @@ fn shell_code_of(addr: &str, id: &str) -> i32 {
 
 /// Kills jwd (SIGKILL) and starts a new one on the same data directory,
 /// cgroup subtree and address.
+/// Starts `JOB` with `jw start` and follows it with `jw logs -f` (which
+/// reconnects for at most `reconnect`) until it has printed `line`.
+fn start_and_follow(jwd: &Jwd, reconnect: &str, line: &str) -> (String, Watched) {
+    let started = jw(&jwd.addr, &["start", "--", "sh", "-c", JOB]);
+    let id = String::from_utf8(started.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let follower = Watched::spawn(jw_command(
+        &jwd.addr,
+        &["--reconnect-timeout", reconnect, "logs", "-f", &id],
+    ));
+    wait_for(&follower.stdout, "jw logs -f", line);
+    (id, follower)
+}
+
 fn crash_and_restart(jwd: &mut Jwd) -> Jwd {
     jwd.kill9();
     Jwd::start_on(&jwd.data_dir, &jwd.cgroup_name, &jwd.addr, &[])
@@ -166,16 +182,7 @@ fn logs_follow_resumes_after_jwd_is_killed_and_restarted() {
         return;
     };
     let data = jwd.keep_data().unwrap();
-    let started = jw(&jwd.addr, &["start", "--", "sh", "-c", JOB]);
-    let id = String::from_utf8(started.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    let follower = Watched::spawn(jw_command(
-        &jwd.addr,
-        &["--reconnect-timeout", "10m", "logs", "-f", &id],
-    ));
-    wait_for(&follower.stdout, "jw logs -f", "line-5\n");
+    let (id, follower) = start_and_follow(&jwd, "10m", "line-5\n");
 
     let again = crash_and_restart(&mut jwd);
     let (status, out, err) = follower.finish();
@@ -246,16 +253,7 @@ fn a_follower_gives_up_after_the_reconnect_timeout_naming_the_job() {
         return;
     };
     let data = jwd.keep_data().unwrap();
-    let started = jw(&jwd.addr, &["start", "--", "sh", "-c", JOB]);
-    let id = String::from_utf8(started.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    let follower = Watched::spawn(jw_command(
-        &jwd.addr,
-        &["--reconnect-timeout", "2s", "logs", "-f", &id],
-    ));
-    wait_for(&follower.stdout, "jw logs -f", "line-1\n");
+    let (id, follower) = start_and_follow(&jwd, "2s", "line-1\n");
 
     jwd.kill9();
     let (status, out, err) = follower.finish();

@@ -1,7 +1,18 @@
 //! The job requests the scenarios start: `/bin/true` (and variations of
-//! it) and a long sleeper.
+//! it) and a long sleeper; and the one way they read a job's whole output.
 
-use jw::protocol::{Network, StartRequest};
+use jw::protocol::{JobId, LogsRequest, Network, StartRequest};
+
+/// A request for all of a job's output (stdout and stderr), not following.
+pub(crate) fn whole_output(job: JobId) -> LogsRequest {
+    LogsRequest {
+        job,
+        stdout: Some(0),
+        stderr: Some(0),
+        follow: false,
+        credit: 65536,
+    }
+}
 
 /// `/bin/true`, no limits, no network: the base every scenario's job is made from.
 pub(crate) fn true_job() -> StartRequest {

@@ -166,14 +166,7 @@ async fn wait_running(clients: &[Client], ids: &[JobId], since: Instant) -> Vec<
             bad
         }));
     }
-    let mut bad = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(b) => bad.extend(b),
-            Err(e) => bad.push(format!("a status task failed: {e}")),
-        }
-    }
-    bad
+    joined(tasks, "status").await
 }
 
 /// Stops every job (no grace), checks it ended, removes it; the jobs that
@@ -208,11 +201,16 @@ async fn stop_all(clients: &[Client], ids: &[JobId]) -> Vec<String> {
             bad
         }));
     }
+    joined(tasks, "stop").await
+}
+
+/// What the tasks found wrong, together, and any task that failed.
+async fn joined(tasks: Vec<tokio::task::JoinHandle<Vec<String>>>, what: &str) -> Vec<String> {
     let mut bad = Vec::new();
     for t in tasks {
         match t.await {
             Ok(b) => bad.extend(b),
-            Err(e) => bad.push(format!("a stop task failed: {e}")),
+            Err(e) => bad.push(format!("a {what} task failed: {e}")),
         }
     }
     bad

@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use jw::client::{Client, ConnectOptions};
-use jw::protocol::{Event, LogsRequest};
+use jw::protocol::Event;
 use serde_json::json;
 
 use crate::cgroups::job_cgroups;
-use crate::jobs::{sleeper, true_job};
+use crate::jobs::{sleeper, true_job, whole_output};
 use crate::server::{children, count_dir};
 
 /// Runs the scenario; the report, or an error carrying it on any error or
@@ -58,13 +58,7 @@ pub(crate) async fn soak(
                             return Err(format!("job exited with {:?}", info.exit_code));
                         }
                         let mut s = client
-                            .logs(LogsRequest {
-                                job: id,
-                                stdout: Some(0),
-                                stderr: Some(0),
-                                follow: false,
-                                credit: 65536,
-                            })
+                            .logs(whole_output(id))
                             .await
                             .map_err(|e| format!("logs: {e}"))?;
                         let mut bytes = 0;

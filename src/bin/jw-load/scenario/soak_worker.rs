@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use jw::client::ClientError;
-use jw::protocol::{ErrorCode, Event, JobId, JobInfo, JobState, LogsRequest, OutputStream};
+use jw::protocol::{ErrorCode, Event, JobId, JobInfo, JobState, OutputStream};
 use tokio::sync::Mutex;
 
-use crate::jobs::true_job;
+use crate::jobs::{true_job, whole_output};
 use crate::retry::{CallError, Retrying};
 
 /// What the workers did, summed.
@@ -189,15 +189,7 @@ async fn one_round(
 
 /// The job's whole stdout and stderr (not following).
 async fn read_all(c: jw::client::Client, id: JobId) -> Result<(Vec<u8>, Vec<u8>), ClientError> {
-    let mut s = c
-        .logs(LogsRequest {
-            job: id,
-            stdout: Some(0),
-            stderr: Some(0),
-            follow: false,
-            credit: 65536,
-        })
-        .await?;
+    let mut s = c.logs(whole_output(id)).await?;
     let (mut out, mut err) = (Vec::new(), Vec::new());
     while let Some(ev) = s.next().await? {
         match ev {

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use jw::client::{Client, ConnectOptions};
-use jw::protocol::{Event, JobId, LogsRequest};
+use jw::protocol::{Event, JobId};
 use serde_json::json;
 
 use super::bounds::{within, ANSWER_TIMEOUT};
-use crate::jobs::true_job;
+use crate::jobs::{true_job, whole_output};
 use crate::report::{fmt_us, percentiles};
 use crate::server::process_usage;
 
@@ -85,13 +85,7 @@ pub(crate) async fn normal_iteration(
     if info.exit_code != Some(0) {
         return Err(format!("job exited with {:?}", info.exit_code));
     }
-    let logs = client.logs(LogsRequest {
-        job: id,
-        stdout: Some(0),
-        stderr: Some(0),
-        follow: false,
-        credit: 65536,
-    });
+    let logs = client.logs(whole_output(id));
     let mut s = within(ANSWER_TIMEOUT, logs)
         .await
         .map_err(|e| format!("logs: {e}"))?;
