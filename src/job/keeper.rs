@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use super::channel::{EXIT_FILE, EXIT_RECORD_LEN, KEEPER_SOCKET};
+use super::channel::KEEPER_SOCKET;
 use super::uids::JobIds;
 use crate::protocol::JobId;
 
@@ -32,18 +32,6 @@ pub struct KeeperRecord {
     pub ids: JobIds,
     /// The job's output cap (`--max-output`).
     pub output_cap: u64,
-}
-
-/// Creates the keeper's exit record at its full size, zeroed (which reads
-/// as no record), so the keeper writes it in place.
-pub fn reserve_exit_record(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dir.join(EXIT_FILE))?
-        .write_all(&[0u8; EXIT_RECORD_LEN])
 }
 
 impl KeeperRecord {

@@ -375,12 +375,6 @@ pub(super) fn clone_init(
         "cannot make the keeper's socket in {}",
         new.dir.display()
     )))?;
-    // The keeper's exit record, full size now: on a full disk the keeper
-    // still writes it in place.
-    keeper::reserve_exit_record(&new.dir).map_err(io_err(format!(
-        "cannot create the keeper's exit record in {}",
-        new.dir.display()
-    )))?;
     let info = JobInfo {
         id: new.id,
         owner: new.owner.clone(),

@@ -125,8 +125,8 @@ impl Told {
 
 /// Writes the exit record into the job's directory: how the command ended
 /// and what was written, for a jwd that is not there to be told. Best
-/// effort: a full disk leaves jwd the report or, failing both, a job it
-/// marks lost.
+/// effort: on a full disk jwd has the report if it is there, and marks
+/// the job lost if it was not.
 fn write_exit_record(store: &Store, wait_status: i32) {
     use rustix::fs::{Mode, OFlags};
     let record = ExitRecord {
@@ -134,8 +134,6 @@ fn write_exit_record(store: &Store, wait_status: i32) {
         ended_at_ms: crate::job::now_ms(),
         written: store.progress(),
     };
-    // jwd made the file, full size, before the clone: writing it in place
-    // needs no new block on a full disk.
     let Ok(fd) = rustix::fs::openat(
         store.dir(),
         EXIT_FILE,

@@ -185,6 +185,8 @@ fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
     let signals = signals::Signals::take_over()?;
     let (readers, writers) = keeper::pipes()?;
     let pid = exec::start(&command, writers)?;
+    // jwd waits for this report to answer the start: first.
+    channel.report(Report::ExecOk);
     // The command runs in the job's cgroups; the output the keeper writes
     // from now on is charged to jw's subtree (where it can be apart).
     namespaces::move_keeper(keeper_cgroup);
@@ -194,7 +196,6 @@ fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
     drop(command);
     drop(setup);
     release_free_memory();
-    channel.report(Report::ExecOk);
     keeper::run(channel, pid, &signals, readers, store)
 }
 
