@@ -255,9 +255,10 @@ impl Manager {
             home: new.home.clone(),
         });
         inner.registry.insert(job.clone());
-        if inner.draining.load(Ordering::Acquire) {
+        if inner.draining.load(Ordering::Acquire) && !inner.config.keep_jobs_on_exit {
             // Started while jwd began to shut down, after `drain` took its
-            // list: stopped like the others.
+            // list: stopped like the others (or, with --keep-jobs-on-exit,
+            // left to its keeper like them).
             let this = self.clone();
             let grace = inner.config.shutdown_grace;
             tokio::spawn(async move {
