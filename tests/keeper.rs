@@ -122,10 +122,9 @@ fn ticker_until_stop(code: i32) -> StartRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_on_through_kill_9_of_jwd_and_a_restart() {
-    let Some(mut jwd) = Jwd::start("keeper-kill9", &[]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("keeper-kill9", &[]) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let alice = jwd.client("alice").await;
     let done = alice
         .start(req("sh", &["-c", "seq 1 1000; echo bye >&2; exit 7"]))
@@ -193,10 +192,9 @@ async fn a_job_runs_on_through_kill_9_of_jwd_and_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_and_stop_work_on_an_adopted_job() {
-    let Some(mut jwd) = Jwd::start("keeper-follow", &[]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("keeper-follow", &[]) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let alice = jwd.client("alice").await;
     let id = alice.start(ticker(1_000_000, 0)).await.unwrap();
     let mut s = alice.logs(logs(id, true)).await.unwrap();
@@ -241,10 +239,9 @@ async fn a_follower_and_stop_work_on_an_adopted_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_ends_while_jwd_is_away_keeps_its_exit_code_and_output() {
-    let Some(mut jwd) = Jwd::start("keeper-away", &[]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("keeper-away", &[]) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let alice = jwd.client("alice").await;
     let id = alice
         .start(req(
@@ -309,10 +306,9 @@ async fn a_killed_keeper_is_lost_and_its_output_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_jobs_on_exit_leaves_jobs_for_the_next_jwd() {
-    let Some(mut jwd) = Jwd::start("keeper-upgrade", &["--keep-jobs-on-exit"]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("keeper-upgrade", &["--keep-jobs-on-exit"]) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let alice = jwd.client("alice").await;
     let id = alice.start(req("sleep", &["1000"])).await.unwrap();
     let keeper = keeper_pid(&job_dir(&jwd, id));
@@ -347,10 +343,10 @@ async fn keep_jobs_on_exit_leaves_jobs_for_the_next_jwd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_running_jobs_are_all_adopted() {
     const JOBS: usize = 100;
-    let Some(mut jwd) = Jwd::start("keeper-many", &["--max-jobs-per-user", "1000"]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("keeper-many", &["--max-jobs-per-user", "1000"])
+    else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let alice = jwd.client("alice").await;
     let mut ids = Vec::new();
     for i in 0..JOBS {
@@ -394,10 +390,9 @@ async fn many_running_jobs_are_all_adopted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adopted_job_of_a_capped_owner_keeps_what_its_owner_has_room_for() {
     let flags = ["--max-output-per-user", "12M"];
-    let Some(mut jwd) = Jwd::start("keeper-grant", &flags) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("keeper-grant", &flags) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let alice = jwd.client("alice").await;
     // 8 MiB once told to go (after the restart), then 8 MiB more: the
     // first fits in alice's 12 MiB, the rest only in part.

@@ -178,10 +178,9 @@ fn crash_and_restart(jwd: &mut Jwd) -> Jwd {
 
 #[test]
 fn logs_follow_resumes_after_jwd_is_killed_and_restarted() {
-    let Some(mut jwd) = Jwd::start("resume_logs", &[]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("resume_logs", &[]) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let (id, follower) = start_and_follow(&jwd, "10m", "line-5\n");
 
     let again = crash_and_restart(&mut jwd);
@@ -207,10 +206,9 @@ fn logs_follow_resumes_after_jwd_is_killed_and_restarted() {
 
 #[test]
 fn run_resumes_after_jwd_is_killed_and_restarted() {
-    let Some(mut jwd) = Jwd::start("resume_run", &[]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("resume_run", &[]) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let runner = Watched::spawn(jw_command(
         &jwd.addr,
         &["--reconnect-timeout", "10m", "run", "--", "sh", "-c", JOB],
@@ -249,10 +247,9 @@ fn run_resumes_after_jwd_is_killed_and_restarted() {
 
 #[test]
 fn a_follower_gives_up_after_the_reconnect_timeout_naming_the_job() {
-    let Some(mut jwd) = Jwd::start("resume_gives_up", &[]) else {
+    let Some((mut jwd, data)) = Jwd::start_kept("resume_gives_up", &[]) else {
         return;
     };
-    let data = jwd.keep_data().unwrap();
     let (id, follower) = start_and_follow(&jwd, "2s", "line-1\n");
 
     jwd.kill9();

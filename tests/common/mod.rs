@@ -208,6 +208,14 @@ impl Jwd {
         Some(jwd)
     }
 
+    /// `start`, with the data directory handed to the caller so that it
+    /// outlives this jwd (for tests that restart it).
+    pub fn start_kept(test: &str, extra: &[&str]) -> Option<(Jwd, tempfile::TempDir)> {
+        let mut jwd = Self::start(test, extra)?;
+        let data = jwd.keep_data()?;
+        Some((jwd, data))
+    }
+
     /// Starts jwd on a given data directory and cgroup name (for restarts).
     pub fn start_with(data_dir: &Path, cgroup_name: &str, extra: &[&str]) -> Jwd {
         Self::start_on(data_dir, cgroup_name, "127.0.0.1:0", extra)

@@ -133,7 +133,7 @@ async fn wait_running(clients: &[Client], ids: &[JobId], since: Instant) -> Vec<
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().enumerate() {
         let client = client.clone();
-        let mine: Vec<JobId> = ids.iter().skip(i).step_by(clients.len()).copied().collect();
+        let mine = dealt(ids, i, clients.len());
         tasks.push(tokio::spawn(async move {
             let mut bad = Vec::new();
             let mut pending = mine;
@@ -169,13 +169,18 @@ async fn wait_running(clients: &[Client], ids: &[JobId], since: Instant) -> Vec<
     joined(tasks, "status").await
 }
 
+/// The ids connection `i` of `n` handles (every `n`th, from the `i`th).
+fn dealt(ids: &[JobId], i: usize, n: usize) -> Vec<JobId> {
+    ids.iter().skip(i).step_by(n).copied().collect()
+}
+
 /// Stops every job (no grace), checks it ended, removes it; the jobs that
 /// could not be stopped or did not end, described.
 async fn stop_all(clients: &[Client], ids: &[JobId]) -> Vec<String> {
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().enumerate() {
         let client = client.clone();
-        let mine: Vec<JobId> = ids.iter().skip(i).step_by(clients.len()).copied().collect();
+        let mine = dealt(ids, i, clients.len());
         tasks.push(tokio::spawn(async move {
             let mut bad = Vec::new();
             for id in mine {
