@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::MAX_CHUNK;
 
-/// The protocol version this code speaks. Sent in `Hello` and `Welcome`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The highest protocol version this code speaks. Sent in `Hello` and
+/// `Welcome`. Version 2 added a job's input, terminal and signals
+/// ([`ClientMessage::min_version`], [`Request::min_version`]).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The lowest protocol version this code still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// A job's identity: 128 random bits, shown as a UUID (version 4).
 ///
@@ -88,6 +92,35 @@ pub enum ClientMessage {
     /// Asks the server to end `stream` early; it answers `Error(cancelled)`
     /// unless the stream already ended.
     Cancel { stream: u32 },
+    /// Version 2. Bytes for the job's input on an `Attach` stream: `offset`
+    /// is where `data[0]` falls in everything written to the job's input;
+    /// `data` counts against the stream's input credit.
+    Input {
+        stream: u32,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Version 2. The end of the job's input (EOF), after the bytes sent
+    /// before it, on an `Attach` stream.
+    InputEnd { stream: u32 },
+    /// Version 2. The caller's terminal has a new size, on an `Attach`
+    /// stream of a job with a terminal.
+    Resize { stream: u32, size: WindowSize },
+}
+
+impl ClientMessage {
+    /// The first protocol version that defines this message: a peer never
+    /// sends one the session's version does not define.
+    pub fn min_version(&self) -> u32 {
+        match self {
+            ClientMessage::Request { request, .. } => request.min_version(),
+            ClientMessage::Input { .. }
+            | ClientMessage::InputEnd { .. }
+            | ClientMessage::Resize { .. } => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Every message a server sends.
@@ -165,6 +198,46 @@ pub enum Request {
     Wait { job: JobId },
     /// Delete an ended job, its status and output. Answer: `Removed`.
     Remove { job: JobId },
+    /// Version 2. Become the writer of a job's input (one at a time, the
+    /// owner only). Answer: `Attached`, then `InputCredit` as the job takes
+    /// the input, then `Detached`.
+    Attach { job: JobId },
+    /// Version 2. Send `signal` to the job's command (`all`: to every
+    /// process of the job). Answer: `Status`.
+    Signal { job: JobId, signal: i32, all: bool },
+    /// Version 2. `Start` with the job's input open: a pipe or a terminal.
+    /// Answer: `Started`.
+    StartWith { spec: StartRequest, stdin: Stdin },
+}
+
+impl Request {
+    /// The first protocol version that defines this request.
+    pub fn min_version(&self) -> u32 {
+        match self {
+            Request::Attach { .. } | Request::Signal { .. } | Request::StartWith { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// A job's input (version 2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stdin {
+    /// `/dev/null`, as with `Start`.
+    #[default]
+    Null,
+    /// A pipe the job's owner writes into with `Attach`.
+    Pipe,
+    /// A pseudo-terminal of this size: the job's stdin, stdout and stderr
+    /// (its output is one stream, stdout), its controlling terminal.
+    Terminal(WindowSize),
+}
+
+/// A terminal's size in character cells (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// What to run, and within what.
@@ -280,14 +353,38 @@ pub enum Event {
     Removed,
     /// The request failed; the stream is over.
     Error(ErrorInfo),
+    /// Version 2. The stream is the job's input writer. Not terminal.
+    Attached(Attached),
+    /// Version 2. The job took `bytes` more of the input: the client may
+    /// send that many more. Not terminal.
+    InputCredit { bytes: u32 },
+    /// Version 2. The end of an `Attach` stream: after `InputEnd` (the
+    /// input is closed), or because the job ended. `input_offset`: the
+    /// bytes of input the job was given in all.
+    Detached { input_offset: u64 },
 }
 
 impl Event {
-    /// Whether the event ends its stream: every event but `Output` and
-    /// `ListItem`.
+    /// Whether the event ends its stream: every event but `Output`,
+    /// `ListItem`, `Attached` and `InputCredit`.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Event::Output(_) | Event::ListItem(_))
+        !matches!(
+            self,
+            Event::Output(_) | Event::ListItem(_) | Event::Attached(_) | Event::InputCredit { .. }
+        )
     }
+}
+
+/// The answer that opens an `Attach` stream (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The job's input is a terminal (`Resize` applies).
+    pub terminal: bool,
+    /// Bytes of input the job was given before this stream: the `offset`
+    /// of the stream's first `Input`.
+    pub input_offset: u64,
+    /// Input bytes the client may send before an `InputCredit`.
+    pub credit: u32,
 }
 
 /// Bytes a job wrote to one of its outputs.
