@@ -43,6 +43,9 @@ fn action(request: &Request) -> (&'static str, Option<JobId>) {
         Request::Logs(l) => ("logs", Some(l.job)),
         Request::Wait { job } => ("wait", Some(*job)),
         Request::Remove { job } => ("remove", Some(*job)),
+        Request::StartWith { .. } => ("start", None),
+        Request::Attach { job } => ("attach", Some(*job)),
+        Request::Signal { job, .. } => ("signal", Some(*job)),
     }
 }
 
@@ -67,6 +70,12 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
         Request::Logs(req) => logs::apply(&conn, &stream, &identity, req).await,
         Request::Wait { job } => wait::apply(&conn, &stream, &identity, job).await,
         Request::Remove { job } => remove::apply(&conn, &stream, &identity, job).await,
+        Request::StartWith { .. } | Request::Attach { .. } | Request::Signal { .. } => {
+            Outcome::Failed(ErrorInfo::new(
+                ErrorCode::UNSUPPORTED,
+                "not yet built on this server",
+            ))
+        }
     };
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
     match outcome {
