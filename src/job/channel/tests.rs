@@ -24,6 +24,10 @@ fn sample() -> Setup {
         env: vec!["LD_PRELOAD=/tmp/x.so".into(), "A=".into()],
         output_cap: 1 << 30,
         granted: 1 << 20,
+        stdin: crate::protocol::Stdin::Terminal(crate::protocol::WindowSize {
+            rows: 50,
+            cols: 132,
+        }),
     }
 }
 
