@@ -330,3 +330,73 @@ async fn a_job_that_never_reads_holds_the_writer_at_its_credit() {
         }
     }
 }
+
+/// Waits until the job's stdout (read with a Logs request) holds `text`.
+async fn wait_for_output(client: &jw::client::Client, job: JobId, text: &str) {
+    let mut stream = client
+        .logs(LogsRequest {
+            job,
+            stdout: Some(0),
+            stderr: None,
+            follow: true,
+            credit: 1 << 20,
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while !String::from_utf8_lossy(&out).contains(text) {
+        match stream.next().await.unwrap() {
+            Some(Event::Output(c)) => out.extend_from_slice(&c.data),
+            other => panic!("{text:?} never came: {other:?} after {out:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_input_outlives_jwd_and_is_attached_again_after_a_restart() {
+    let Some((mut jwd, data)) = Jwd::start_kept("attach-restart", &[]) else {
+        return;
+    };
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let script = "read a; echo got-$a; read b; echo got-$b";
+    let job = start_with_input(&mut raw, "sh", &["-c", script]).await;
+    attach(&mut raw, 2, job).await.unwrap();
+    raw.send(&ClientMessage::Input {
+        stream: 2,
+        offset: 0,
+        data: b"one\n".to_vec(),
+    })
+    .await;
+    wait_for_output(&jwd.client("alice").await, job, "got-one").await;
+    jwd.kill9();
+    drop(raw);
+    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &[]);
+    let mut raw = Raw::new(&again, "alice", 2).await;
+    // The keeper hands the restarted jwd the job's input as it reconnects.
+    let mut stream = 1;
+    let attached = loop {
+        match attach(&mut raw, stream, job).await {
+            Ok(a) => break a,
+            Err((ErrorCode::FAILED_PRECONDITION, m)) if m.contains("taking it over") => {
+                assert!(stream < 600, "the input never came back: {m}");
+                stream += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(attached.input_offset, 0, "counted by the new jwd");
+    raw.send(&ClientMessage::Input {
+        stream,
+        offset: 0,
+        data: b"two\n".to_vec(),
+    })
+    .await;
+    raw.send(&ClientMessage::InputEnd { stream }).await;
+    let client = again.client("alice").await;
+    let end = client.wait(job).await.unwrap();
+    assert_eq!(end.exit_code, Some(0), "{end:?}");
+    wait_for_output(&client, job, "got-one\ngot-two\n").await;
+    drop(again);
+    drop(data);
+}
