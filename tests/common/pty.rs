@@ -13,13 +13,17 @@ use std::time::{Duration, Instant};
 /// How long any wait on the terminal lasts before the test fails.
 const BOUND: Duration = Duration::from_secs(60);
 
+/// What the program wrote, whether the terminal hung up, and a signal
+/// when either changes.
+type Seen = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
+
 /// A program on a local terminal.
 pub struct Pty {
     master: std::fs::File,
     child: Child,
     /// Everything the program wrote to the terminal, and a signal when
     /// more came (or the terminal hung up).
-    seen: Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>,
+    seen: Seen,
 }
 
 impl Pty {
@@ -44,15 +48,13 @@ impl Pty {
             cmd.pre_exec(|| {
                 nix::unistd::setsid()?;
                 // fd 0 is the slave: it becomes the controlling terminal.
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                rustix::process::ioctl_tiocsctty(std::io::stdin())?;
                 Ok(())
             });
         }
         let child = cmd.spawn().expect("the program starts");
         let master = std::fs::File::from(pty.master);
-        let seen = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
+        let seen: Seen = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
         let mut reader = master.try_clone().unwrap();
         let shared = seen.clone();
         std::thread::spawn(move || {
