@@ -532,8 +532,11 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
                 s.credit_added.notify_waiters();
             }
         }
-        ClientMessage::Input { .. } | ClientMessage::InputEnd { .. } | ClientMessage::Resize { .. } => {
-            conn.out.fatal(ErrorCode::UNSUPPORTED, "not yet built on this server");
+        ClientMessage::Input { .. }
+        | ClientMessage::InputEnd { .. }
+        | ClientMessage::Resize { .. } => {
+            conn.out
+                .fatal(ErrorCode::UNSUPPORTED, "not yet built on this server");
         }
         ClientMessage::Cancel { stream } => {
             let state = conn.out.streams.borrow().get(&stream).cloned();
