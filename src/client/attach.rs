@@ -237,15 +237,19 @@ impl Attachment {
     /// character for a terminal) and waits for `Detached`: the bytes of
     /// input the job was given in all.
     pub async fn end(mut self) -> Result<u64, ClientError> {
-        loop {
-            match self.stream.next_ready() {
-                None => break,
-                Some(got) => match self.absorb(got) {
-                    Ok(()) => {}
-                    Err(ClientError::InputClosed { input_offset }) => return Ok(input_offset),
-                    Err(e) => return Err(e),
-                },
-            }
+        self.close_input().await
+    }
+
+    /// `end`, keeping the attachment: after a lost connection, `resume`
+    /// then `close_input` again (a job whose input was closed already
+    /// refuses the new attach with `failed_precondition`).
+    pub async fn close_input(&mut self) -> Result<u64, ClientError> {
+        // Held bytes go first; events already in say whether the input is
+        // still open.
+        match self.write(&[]).await {
+            Ok(()) => {}
+            Err(ClientError::InputClosed { input_offset }) => return Ok(input_offset),
+            Err(e) => return Err(e),
         }
         let stream = self.stream.id;
         self.stream
