@@ -18,15 +18,23 @@
 //!   the first message on every new connection; once the command has
 //!   ended it writes its [`ExitRecord`], reports [`Report::Exited`] and
 //!   exits;
-//! - jwd may send [`ToInit::Signal`] (forwarded to the command) and
+//! - right before [`Report::ExecOk`], and as the second message on every
+//!   new connection, the keeper sends [`FromInit::Input`]: what the job's
+//!   input is, with jwd's copy of its write end (the pipe's, or the
+//!   terminal's master) as SCM_RIGHTS when it is open;
+//! - jwd may send [`ToInit::Signal`] (forwarded to the command),
+//!   [`ToInit::SignalAll`] (to every process of the job),
+//!   [`ToInit::CloseInput`] (the end of the job's input) and
 //!   [`ToInit::Grant`] (how many output bytes the job may keep) at any
 //!   time.
 //!
 //! Byte layout, all integers little-endian: a message starts with a u32
 //! kind. A report is [`REPORT_LEN`] bytes: kind, stage (u32), value (i32).
 //! Progress is [`PROGRESS_LEN`] bytes: kind, then stdout, stderr and index
-//! lengths and dropped bytes (u64 each). A signal is [`SIGNAL_LEN`] bytes
-//! (kind, i32), a grant [`GRANT_LEN`] (kind, u64).
+//! lengths and dropped bytes (u64 each). Input is [`INPUT_LEN`] bytes
+//! (kind, u32 [`InputKind`]). A signal is [`SIGNAL_LEN`] bytes (kind,
+//! i32), a grant [`GRANT_LEN`] (kind, u64), closing the input
+//! [`CLOSE_INPUT_LEN`] (kind).
 //!
 //! A jwd and a jw-init of different builds may not agree on any of this:
 //! the init's first argument ([`Setup::argv`]) names the format, and the
@@ -56,6 +64,10 @@ pub const REPORT_EXITED: u32 = 3;
 /// Progress: the kind, then four u64.
 pub const MSG_PROGRESS: u32 = 6;
 pub const PROGRESS_LEN: usize = 4 + 4 * 8;
+/// Input: the kind, then the [`InputKind`] (u32); the descriptor, if
+/// any, rides along as SCM_RIGHTS.
+pub const MSG_INPUT: u32 = 7;
+pub const INPUT_LEN: usize = 8;
 /// The largest message jwd has to receive.
 pub const MAX_MESSAGE: usize = PROGRESS_LEN;
 /// From jwd to the init: a signal to forward to the command (kind, i32).
@@ -65,6 +77,12 @@ pub const SIGNAL_LEN: usize = 8;
 /// u64).
 pub const CONTROL_GRANT: u32 = 2;
 pub const GRANT_LEN: usize = 12;
+/// From jwd to the init: close the job's input (kind only).
+pub const CONTROL_CLOSE_INPUT: u32 = 3;
+pub const CLOSE_INPUT_LEN: usize = 4;
+/// From jwd to the init: a signal to send to every process of the job
+/// (kind, i32).
+pub const CONTROL_SIGNAL_ALL: u32 = 4;
 /// The largest message the init has to receive.
 pub const CONTROL_LEN: usize = GRANT_LEN;
 /// The exit code of the clone's child when it cannot set up its fds (and
@@ -73,7 +91,7 @@ pub const EXIT_FDS: i32 = 125;
 /// The init's first argument: the argument and message format, so a jwd
 /// and a jw-init from different builds fail loudly instead of misreading
 /// each other.
-pub const ARGS_VERSION: &CStr = c"jw-init/3";
+pub const ARGS_VERSION: &CStr = c"jw-init/4";
 
 mod setup;
 mod stage;
@@ -127,6 +145,38 @@ impl Report {
     }
 }
 
+/// What a job's input is, as the keeper says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum InputKind {
+    /// `/dev/null`: the job was started without input.
+    Null = 0,
+    /// A pipe, open: its write end comes with the message.
+    Pipe = 1,
+    /// A terminal: its master comes with the message.
+    Terminal = 2,
+    /// A pipe that was closed (end of input).
+    Closed = 3,
+}
+
+impl InputKind {
+    /// Whether the message carries a descriptor.
+    pub fn has_fd(self) -> bool {
+        matches!(self, InputKind::Pipe | InputKind::Terminal)
+    }
+
+    fn from_u32(n: u32) -> Option<InputKind> {
+        [
+            InputKind::Null,
+            InputKind::Pipe,
+            InputKind::Terminal,
+            InputKind::Closed,
+        ]
+        .into_iter()
+        .find(|k| *k as u32 == n)
+    }
+}
+
 /// A message from the init to jwd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FromInit {
@@ -134,6 +184,8 @@ pub enum FromInit {
     /// What the keeper has written so far (`closed` is never sent: jwd
     /// learns the end from the report and the channel's end).
     Progress(Progress),
+    /// What the job's input is (its descriptor travels beside the bytes).
+    Input(InputKind),
 }
 
 fn word(bytes: &[u8], at: usize) -> [u8; 4] {
@@ -181,6 +233,15 @@ impl FromInit {
                     long(message, 28),
                 ])))
             }
+            MSG_INPUT => {
+                if len != INPUT_LEN {
+                    return bad_length;
+                }
+                let kind = u32::from_le_bytes(word(message, 4));
+                InputKind::from_u32(kind)
+                    .map(FromInit::Input)
+                    .ok_or(BadMessage::UnknownKind(kind))
+            }
             REPORT_EXEC_OK | REPORT_FAILED | REPORT_EXITED => {
                 if len != REPORT_LEN {
                     return bad_length;
@@ -215,6 +276,11 @@ impl FromInit {
                 }
                 PROGRESS_LEN
             }
+            FromInit::Input(kind) => {
+                buf[..4].copy_from_slice(&MSG_INPUT.to_le_bytes());
+                buf[4..8].copy_from_slice(&(*kind as u32).to_le_bytes());
+                INPUT_LEN
+            }
         }
     }
 }
@@ -224,6 +290,11 @@ impl FromInit {
 pub enum ToInit {
     /// Forward this signal to the command.
     Signal(i32),
+    /// Send this signal to every process of the job (the keeper excepted).
+    SignalAll(i32),
+    /// Close the job's input: the command reads EOF once it has read what
+    /// is in the pipe.
+    CloseInput,
     /// The job may keep this many output bytes in all (stdout and stderr
     /// together, within its own cap); past it the keeper drops and counts.
     Grant(u64),
@@ -233,10 +304,18 @@ impl ToInit {
     /// Writes the message at the start of `buf` and returns its bytes.
     pub fn encode<'b>(&self, buf: &'b mut [u8; CONTROL_LEN]) -> &'b [u8] {
         match *self {
-            ToInit::Signal(sig) => {
-                buf[..4].copy_from_slice(&CONTROL_SIGNAL.to_le_bytes());
+            ToInit::Signal(sig) | ToInit::SignalAll(sig) => {
+                let kind = match self {
+                    ToInit::SignalAll(_) => CONTROL_SIGNAL_ALL,
+                    _ => CONTROL_SIGNAL,
+                };
+                buf[..4].copy_from_slice(&kind.to_le_bytes());
                 buf[4..8].copy_from_slice(&sig.to_le_bytes());
                 &buf[..SIGNAL_LEN]
+            }
+            ToInit::CloseInput => {
+                buf[..4].copy_from_slice(&CONTROL_CLOSE_INPUT.to_le_bytes());
+                &buf[..CLOSE_INPUT_LEN]
             }
             ToInit::Grant(bytes) => {
                 buf[..4].copy_from_slice(&CONTROL_GRANT.to_le_bytes());
@@ -259,8 +338,12 @@ impl ToInit {
             CONTROL_SIGNAL if message.len() == SIGNAL_LEN => {
                 Ok(ToInit::Signal(i32::from_le_bytes(word(message, 4))))
             }
+            CONTROL_SIGNAL_ALL if message.len() == SIGNAL_LEN => {
+                Ok(ToInit::SignalAll(i32::from_le_bytes(word(message, 4))))
+            }
             CONTROL_GRANT if message.len() == GRANT_LEN => Ok(ToInit::Grant(long(message, 4))),
-            CONTROL_SIGNAL | CONTROL_GRANT => bad_length,
+            CONTROL_CLOSE_INPUT if message.len() == CLOSE_INPUT_LEN => Ok(ToInit::CloseInput),
+            CONTROL_SIGNAL | CONTROL_SIGNAL_ALL | CONTROL_GRANT | CONTROL_CLOSE_INPUT => bad_length,
             other => Err(BadMessage::UnknownKind(other)),
         }
     }

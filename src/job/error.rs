@@ -27,6 +27,18 @@ pub enum JobError {
     NotFound(JobId),
     #[error("job {0} is still running; stop it first")]
     StillRunning(JobId),
+    #[error("job {0} has ended")]
+    Ended(JobId),
+    #[error("job {0} has no input to write to: it was started without one (jw run -i or -t), or jwd is still taking it over after a restart (try again in a moment)")]
+    NoInput(JobId),
+    #[error("job {0}'s input was closed (end of input was sent)")]
+    InputClosed(JobId),
+    #[error("another client is attached to job {0}'s input, and only one may write at a time; detach that one first")]
+    InputBusy(JobId),
+    #[error("cannot write to job {id}'s input: {source}")]
+    Input { id: JobId, source: std::io::Error },
+    #[error("invalid signal {0}: give a standard signal, 1 to 31 (e.g. 10, SIGUSR1)")]
+    BadSignal(i32),
     #[error("{0}")]
     ExecFailed(String),
     #[error("cannot create the job's cgroups: {0}")]

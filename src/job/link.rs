@@ -7,8 +7,40 @@ use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 
-use super::channel::{FromInit, Report, ToInit, CONTROL_LEN, MAX_MESSAGE};
+use super::channel::{FromInit, InputKind, Report, ToInit, CONTROL_LEN, MAX_MESSAGE};
 use super::output::Progress;
+
+/// What the keeper says besides its reports.
+pub(super) enum Note {
+    /// What it has written (the latest of what had arrived, once per
+    /// wake-up).
+    Progress(Progress),
+    /// What the job's input is, with jwd's copy of it while open.
+    Input(InputKind, Option<OwnedFd>),
+}
+
+/// Receives one message and the descriptor that may come with it.
+fn receive(fd: &OwnedFd, message: &mut [u8]) -> std::io::Result<(usize, Option<OwnedFd>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let received = rustix::net::recvmsg(
+        fd,
+        &mut [std::io::IoSliceMut::new(message)],
+        &mut control,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut passed = None;
+    for ancillary in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = ancillary {
+            // Only the first is kept; any other is closed as it drops.
+            for fd in fds {
+                passed.get_or_insert(fd);
+            }
+        }
+    }
+    Ok((received.bytes, passed))
+}
 
 /// Messages taken off one channel before the task lets others run.
 const MESSAGES_PER_WAKE: usize = 64;
@@ -39,13 +71,9 @@ impl InitChannel {
         })
     }
 
-    /// The next report; what the keeper says it has written on the way is
-    /// handed to `progress` (the latest of what had arrived, once per
-    /// wake-up). `None` once the keeper has exited (EOF).
-    pub(super) async fn next_report(
-        &mut self,
-        mut progress: impl FnMut(Progress),
-    ) -> Option<Report> {
+    /// The next report; what the keeper says on the way is handed to
+    /// `note`. `None` once the keeper has exited (EOF).
+    pub(super) async fn next_report(&mut self, mut note: impl FnMut(Note)) -> Option<Report> {
         loop {
             let Ok(mut guard) = self.fd.readable().await else {
                 return None;
@@ -58,20 +86,16 @@ impl InitChannel {
                 }
                 budget -= 1;
                 let mut message = [0u8; MAX_MESSAGE + 1];
-                let received = guard.try_io(|fd| {
-                    rustix::net::recv(
-                        fd.get_ref(),
-                        &mut message[..],
-                        rustix::net::RecvFlags::empty(),
-                    )
-                    .map(|(_, n)| n)
-                    .map_err(std::io::Error::from)
-                });
+                let received = guard.try_io(|fd| receive(fd.get_ref(), &mut message));
                 match received {
-                    Ok(Ok(0)) => break Some(None),
-                    Ok(Ok(n)) => match FromInit::decode(&message[..n.min(message.len())]) {
+                    Ok(Ok((0, _))) => break Some(None),
+                    Ok(Ok((n, passed))) => match FromInit::decode(&message[..n.min(message.len())])
+                    {
                         Ok(FromInit::Progress(p)) => latest = Some(p),
                         Ok(FromInit::Report(r)) => break Some(Some(r)),
+                        Ok(FromInit::Input(kind)) => {
+                            note(Note::Input(kind, passed.filter(|_| kind.has_fd())))
+                        }
                         // A message no keeper of this build sends: dropped.
                         Err(_) => {}
                     },
@@ -82,7 +106,7 @@ impl InitChannel {
             };
             drop(guard);
             if let Some(p) = latest {
-                progress(p);
+                note(Note::Progress(p));
             }
             if let Some(end) = outcome {
                 return end;

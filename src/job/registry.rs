@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::cgroup::JobCgroup;
 use super::error::JobError;
+use super::input::JobInput;
 use super::output::{Output, UserOutput};
 use super::record;
 use crate::protocol::{JobId, JobInfo};
@@ -28,6 +29,8 @@ pub struct Job {
     /// While the process may be alive: what is needed to signal and kill it.
     pub(super) control: Mutex<Option<Control>>,
     pub(super) output: Arc<Output>,
+    /// Its input, and the writer attached to it.
+    pub(super) input: Mutex<JobInput>,
     /// The job's directory: output and status record.
     pub(super) dir: PathBuf,
     /// Its work directory on the host (`/home/job` inside); empty for jobs

@@ -5,6 +5,7 @@
 //! data directory made owner-only, with the work directories no adopted
 //! job uses moved aside and removed in the background.
 
+use super::input::{InputState, JobInput};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -239,6 +240,16 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
             info: watch::Sender::new(info),
             control: Mutex::new(control),
             output,
+            // An adopted keeper says what its job's input is when it is
+            // connected; an ended job has none.
+            input: Mutex::new(JobInput {
+                state: if live {
+                    InputState::Unknown
+                } else {
+                    InputState::Closed
+                },
+                written: 0,
+            }),
             dir,
             home,
         });

@@ -9,7 +9,8 @@
 //! - the host's whole mount tree is read-only and nosuid inside the job;
 //! - `/tmp`, `/var/tmp` and `/dev` (with `/dev/shm`) are fresh tmpfs
 //!   mounts private to the job, charged to its memory cgroup and gone with
-//!   it; its `/dev` holds only null, zero, full, random, urandom and tty;
+//!   it; its `/dev` holds only null, zero, full, random, urandom and tty
+//!   (and, for a job with a terminal, its own devpts instance);
 //! - `/home` is an empty read-only tmpfs holding only the job's own work
 //!   directory at [`JOB_HOME`], a bind of a directory jwd made for the job
 //!   on disk and removes when it ends;
@@ -292,6 +293,22 @@ pub fn private_dev() -> Step {
         nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link).map_err(nix_errno)?;
     }
     nix::unistd::mkdir(c"/dev/shm", Mode::from_bits_truncate(0o1777)).map_err(nix_errno)
+}
+
+/// The job's own terminals: a new devpts instance at `/dev/pts` (only
+/// this job's pseudo-terminals are in it, never the host's or another
+/// job's) and `/dev/ptmx` to open them. Made only for a job with a
+/// terminal.
+pub fn private_pts() -> Step {
+    nix::unistd::mkdir(c"/dev/pts", Mode::from_bits_truncate(0o755)).map_err(nix_errno)?;
+    mount(
+        Some(c"jw-devpts"),
+        c"/dev/pts",
+        Some(c"devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(c"newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    nix::unistd::symlinkat(c"pts/ptmx", nix::fcntl::AT_FDCWD, c"/dev/ptmx").map_err(nix_errno)
 }
 
 /// A fresh /proc for the job's PID namespace, read-only: a job (even one

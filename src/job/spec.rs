@@ -6,7 +6,7 @@
 
 use super::sandbox::JOB_HOME;
 use crate::protocol::{
-    Limits, Network, StartRequest, MAX_ARGS, MAX_ARGV_ENV_BYTES, MAX_COMMAND_LEN, MAX_ENV,
+    Limits, Network, StartRequest, Stdin, MAX_ARGS, MAX_ARGV_ENV_BYTES, MAX_COMMAND_LEN, MAX_ENV,
 };
 
 /// The job's fixed, safe PATH: a name without `/` is looked up here inside
@@ -77,6 +77,8 @@ pub struct JobSpec {
     pub network: Network,
     /// The output cap in force for this job.
     pub output_cap: u64,
+    /// Its input: /dev/null (`Start`), a pipe or a terminal (`StartWith`).
+    pub stdin: Stdin,
 }
 
 /// A request the engine refused; the message names the field.
@@ -231,6 +233,7 @@ impl JobSpec {
             limits,
             network: req.network,
             output_cap: l.output_bytes.unwrap_or(policy.max_output_bytes),
+            stdin: Stdin::Null,
         })
     }
 

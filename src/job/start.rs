@@ -15,8 +15,9 @@ use super::cgroup::JobCgroup;
 use super::channel::{Report, Setup, Stage, EXIT_FDS};
 use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
+use super::input::JobInput;
 use super::keeper;
-use super::link::InitChannel;
+use super::link::{InitChannel, Note};
 use super::now_ms;
 use super::output::{Grant, Output, Store, UserOutput};
 use super::record;
@@ -26,7 +27,7 @@ use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::JobSpec;
 use super::supervise::{reap_pid, remove_cgroups, supervise, Keeper, Running};
 use super::uids::JobIds;
-use crate::protocol::{JobId, JobInfo, JobState, Network, StartRequest, Usage};
+use crate::protocol::{JobId, JobInfo, JobState, Network, StartRequest, Stdin, Usage};
 
 /// How long a start waits for the init's report that the command was
 /// executed (or not).
@@ -51,8 +52,19 @@ impl Manager {
     /// Validates and starts a job for `owner`. Returns once the command was
     /// executed, or with the reason it could not be.
     pub async fn start(&self, owner: &str, request: &StartRequest) -> Result<Started, JobError> {
+        self.start_with(owner, request, Stdin::Null).await
+    }
+
+    /// `start`, with the job's input open as `stdin` asks (a pipe or a
+    /// terminal the owner writes to with `attach`).
+    pub async fn start_with(
+        &self,
+        owner: &str,
+        request: &StartRequest,
+        stdin: Stdin,
+    ) -> Result<Started, JobError> {
         let turn = self.start_turn(owner).await?;
-        self.start_in_turn(turn, owner, request).await
+        self.start_in_turn(turn, owner, request, stdin).await
     }
 
     /// Waits for one of `owner`'s turns to start a job (FIFO; at most
@@ -90,12 +102,14 @@ impl Manager {
         turn: StartTurn,
         owner: &str,
         request: &StartRequest,
+        stdin: Stdin,
     ) -> Result<Started, JobError> {
         let _turn = turn;
         if self.inner.draining.load(Ordering::Acquire) {
             return Err(JobError::ShuttingDown);
         }
-        let spec = JobSpec::validate(request, &self.inner.policy)?;
+        let mut spec = JobSpec::validate(request, &self.inner.policy)?;
+        spec.stdin = stdin;
         let user_output = self.inner.registry.user_output(owner);
         if let Some(u) = user_output.as_ref().filter(|u| u.is_full()) {
             return Err(JobError::OutputQuota {
@@ -178,12 +192,19 @@ impl Manager {
         } = prepared;
         let inner = &self.inner;
         let pid = child.pid;
+        let mut input = JobInput::default();
         let first = match InitChannel::new(Arc::new(child.channel)) {
             // The first message is the exec report: no output can come
             // before. An init that never sends it (held by the kernel in its
             // setup) is given up on.
             Ok(mut channel) => {
-                match tokio::time::timeout(EXEC_BOUND, channel.next_report(|_| {})).await {
+                // The job's input comes just before the report.
+                let on_note = |note| {
+                    if let Note::Input(kind, fd) = note {
+                        input.state = JobInput::from_keeper(kind, fd);
+                    }
+                };
+                match tokio::time::timeout(EXEC_BOUND, channel.next_report(on_note)).await {
                     Ok(report) => Ok((report, channel)),
                     Err(_) => Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -251,6 +272,7 @@ impl Manager {
                 cgroup: cgroup.clone(),
             })),
             output,
+            input: Mutex::new(input),
             dir: new.dir,
             home: new.home.clone(),
         });
@@ -421,6 +443,7 @@ pub(super) fn clone_init(
         env: spec.env.clone(),
         output_cap: spec.output_cap,
         granted: grant.granted(),
+        stdin: spec.stdin,
     };
     let began = Instant::now();
     let child = loop {

@@ -16,7 +16,8 @@ use super::cgroup::{CgroupError, JobCgroup};
 use super::channel::{ExitRecord, Report, ToInit};
 use super::engine::Manager;
 use super::error::JobError;
-use super::link::{self, InitChannel};
+use super::input::JobInput;
+use super::link::{self, InitChannel, Note};
 use super::now_ms;
 use super::output::Grant;
 use super::pool::Pool;
@@ -182,17 +183,24 @@ pub(super) async fn supervise(
     let fd = channel.fd.get_ref().clone();
     let output = job.output.clone();
     let mut command_status = None;
-    let mut on_progress = |p: crate::job::output::Progress| {
-        output.publish(p);
-        tell_grant(&mut grant, fd.as_fd(), p.lens[0] + p.lens[1]);
+    let mut on_note = |note: Note| match note {
+        Note::Progress(p) => {
+            output.publish(p);
+            tell_grant(&mut grant, fd.as_fd(), p.lens[0] + p.lens[1]);
+        }
+        Note::Input(kind, input) => {
+            job.input.lock().expect("input lock").state = JobInput::from_keeper(kind, input)
+        }
     };
-    while let Some(rec) = channel.next_report(&mut on_progress).await {
+    while let Some(rec) = channel.next_report(&mut on_note).await {
         if let Report::Exited { wait_status } = rec {
             command_status = Some(wait_status);
         }
     }
-    // No more signals for this keeper: its pid is about to be released.
+    // No more signals for this keeper: its pid is about to be released;
+    // and no more input.
     *job.control.lock().expect("control lock") = None;
+    job.input.lock().expect("input lock").end();
     drop(channel);
     drop(fd);
     let init_status = match keeper {

@@ -88,6 +88,25 @@ fn request() -> impl Strategy<Value = Request> {
         logs_request().prop_map(Request::Logs),
         job_id().prop_map(|job| Request::Wait { job }),
         job_id().prop_map(|job| Request::Remove { job }),
+        job_id().prop_map(|job| Request::Attach { job }),
+        (job_id(), any::<i32>(), any::<bool>()).prop_map(|(job, signal, all)| Request::Signal {
+            job,
+            signal,
+            all
+        }),
+        (start_request(), stdin()).prop_map(|(spec, stdin)| Request::StartWith { spec, stdin }),
+    ]
+}
+
+fn window_size() -> impl Strategy<Value = WindowSize> {
+    any::<(u16, u16)>().prop_map(|(rows, cols)| WindowSize { rows, cols })
+}
+
+fn stdin() -> impl Strategy<Value = Stdin> {
+    prop_oneof![
+        Just(Stdin::Null),
+        Just(Stdin::Pipe),
+        window_size().prop_map(Stdin::Terminal),
     ]
 }
 
@@ -100,6 +119,19 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         (any::<u32>(), any::<u32>())
             .prop_map(|(stream, bytes)| ClientMessage::Credit { stream, bytes }),
         any::<u32>().prop_map(|stream| ClientMessage::Cancel { stream }),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(stream, offset, data)| ClientMessage::Input {
+                stream,
+                offset,
+                data
+            }),
+        any::<u32>().prop_map(|stream| ClientMessage::InputEnd { stream }),
+        (any::<u32>(), window_size())
+            .prop_map(|(stream, size)| ClientMessage::Resize { stream, size }),
     ]
 }
 
@@ -197,6 +229,15 @@ fn event() -> impl Strategy<Value = Event> {
         job_info().prop_map(Event::End),
         Just(Event::Removed),
         error_info().prop_map(Event::Error),
+        (any::<bool>(), any::<u64>(), any::<u32>()).prop_map(|(terminal, input_offset, credit)| {
+            Event::Attached(Attached {
+                terminal,
+                input_offset,
+                credit,
+            })
+        }),
+        any::<u32>().prop_map(|bytes| Event::InputCredit { bytes }),
+        any::<u64>().prop_map(|input_offset| Event::Detached { input_offset }),
     ]
 }
 
@@ -579,7 +620,108 @@ fn vector_messages() -> Vec<(&'static str, Vec<u8>)> {
                 "frame too large",
             ))),
         ),
+        (
+            "hello_v2",
+            client(ClientMessage::Hello(Hello {
+                version: 2,
+                client: "jw/0.1.0".into(),
+            })),
+        ),
+        (
+            "start_with",
+            client(ClientMessage::Request {
+                stream: 1,
+                request: Request::StartWith {
+                    spec: StartRequest {
+                        command: "sh".into(),
+                        args: vec![],
+                        env: vec![EnvVar {
+                            name: "TERM".into(),
+                            value: "xterm".into(),
+                        }],
+                        workdir: None,
+                        limits: Limits::default(),
+                        network: Network::None,
+                    },
+                    stdin: Stdin::Terminal(WindowSize { rows: 24, cols: 80 }),
+                },
+            }),
+        ),
+        (
+            "attach",
+            client(ClientMessage::Request {
+                stream: 6,
+                request: Request::Attach { job },
+            }),
+        ),
+        (
+            "attached",
+            server(ServerMessage::Event {
+                stream: 6,
+                event: Event::Attached(Attached {
+                    terminal: true,
+                    input_offset: 0,
+                    credit: 262_144,
+                }),
+            }),
+        ),
+        (
+            "input",
+            client(ClientMessage::Input {
+                stream: 6,
+                offset: 0,
+                data: b"ls\r".to_vec(),
+            }),
+        ),
+        (
+            "input_credit",
+            server(ServerMessage::Event {
+                stream: 6,
+                event: Event::InputCredit { bytes: 3 },
+            }),
+        ),
+        (
+            "resize",
+            client(ClientMessage::Resize {
+                stream: 6,
+                size: WindowSize {
+                    rows: 50,
+                    cols: 132,
+                },
+            }),
+        ),
+        ("input_end", client(ClientMessage::InputEnd { stream: 6 })),
+        (
+            "detached",
+            server(ServerMessage::Event {
+                stream: 6,
+                event: Event::Detached { input_offset: 3 },
+            }),
+        ),
+        (
+            "signal",
+            client(ClientMessage::Request {
+                stream: 7,
+                request: Request::Signal {
+                    job,
+                    signal: 10,
+                    all: false,
+                },
+            }),
+        ),
     ]
+}
+
+#[test]
+fn version_2_messages_are_marked_so() {
+    let job = JobId([0; 16]);
+    assert_eq!(ClientMessage::Cancel { stream: 1 }.min_version(), 1);
+    assert_eq!(ClientMessage::InputEnd { stream: 1 }.min_version(), 2);
+    let request = |request| ClientMessage::Request { stream: 1, request };
+    assert_eq!(request(Request::Wait { job }).min_version(), 1);
+    assert_eq!(request(Request::Attach { job }).min_version(), 2);
+    assert!(!Event::InputCredit { bytes: 1 }.is_terminal());
+    assert!(Event::Detached { input_offset: 0 }.is_terminal());
 }
 
 /// The ```hex name=... blocks of protocol.md, in document order.

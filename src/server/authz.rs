@@ -13,6 +13,12 @@ pub fn job_scope(identity: &Identity) -> Option<&str> {
     }
 }
 
+/// The owner whose jobs' input the caller may write: their own only, even
+/// for admins (typing into someone's session is not administration).
+pub fn input_scope(identity: &Identity) -> &str {
+    identity.user.as_str()
+}
+
 /// Whether the caller may list every user's jobs.
 pub fn may_list_all(identity: &Identity) -> bool {
     identity.admin

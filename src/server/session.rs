@@ -31,11 +31,12 @@ use rustls::ServerConnection;
 
 use super::outbox::Outbox;
 use super::quota::Place;
-use super::stream::StreamState;
+use super::stream::{InputRefused, StreamInput, StreamState};
 use super::{request, Shared};
 use crate::protocol::{
     self, ClientMessage, ConnectionLimits, ErrorCode, ErrorInfo, Event, FrameDecoder, Identity,
-    ServerMessage, Welcome, MAX_CHUNK, MAX_CREDIT, MAX_FRAME, MAX_STREAMS, PROTOCOL_VERSION,
+    ServerMessage, Welcome, MAX_CHUNK, MAX_CREDIT, MAX_FRAME, MAX_STREAMS, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 
 /// Socket read size: one TLS record and a bit.
@@ -72,6 +73,8 @@ pub(crate) struct Session {
     /// Counted in the server's handshakes in progress (until Hello).
     handshaking: Cell<bool>,
     welcomed: Cell<bool>,
+    /// The protocol version agreed in Hello/Welcome.
+    version: Cell<u32>,
     /// When the write in flight began (`None`: none in flight), for the
     /// write timeout.
     write_began: Cell<Option<Instant>>,
@@ -108,6 +111,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         place: RefCell::new(None),
         handshaking: Cell::new(true),
         welcomed: Cell::new(false),
+        version: Cell::new(MIN_PROTOCOL_VERSION),
         write_began: Cell::new(None),
     });
     let writer = uring::spawn(write_loop(conn.clone()));
@@ -421,11 +425,11 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
                 return;
             }
         };
-        if hello.version < 1 {
+        if hello.version < MIN_PROTOCOL_VERSION {
             conn.out.fatal(
                 ErrorCode::UNSUPPORTED,
                 format!(
-                    "protocol version {} is not supported; this server speaks 1",
+                    "protocol version {} is not supported; this server speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}",
                     hello.version
                 ),
             );
@@ -447,6 +451,7 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
         *conn.place.borrow_mut() = Some(place);
         conn.handshake_over();
         let version = hello.version.min(PROTOCOL_VERSION);
+        conn.version.set(version);
         tracing::info!(peer = %conn.out.peer, user = ?identity.user, groups = ?identity.groups, admin = identity.admin, client = ?hello.client, "session opened");
         *conn.out.identity.borrow_mut() = Some(identity.clone());
         conn.welcomed.set(true);
@@ -460,6 +465,17 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
                 max_chunk: MAX_CHUNK as u32,
             },
         }));
+        return;
+    }
+    if msg.min_version() > conn.version.get() {
+        conn.out.fatal(
+            ErrorCode::BAD_REQUEST,
+            format!(
+                "a message of protocol version {} on a session of version {}",
+                msg.min_version(),
+                conn.version.get()
+            ),
+        );
         return;
     }
     match msg {
@@ -513,7 +529,8 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
                     return;
                 }
             };
-            let state = Rc::new(StreamState::new(stream, place, initial_credit));
+            let attach = matches!(request, protocol::Request::Attach { .. });
+            let state = Rc::new(StreamState::new(stream, place, initial_credit, attach));
             conn.out.streams.borrow_mut().insert(stream, state.clone());
             uring::spawn(request::run(conn.out.clone(), state, request));
         }
@@ -532,12 +549,19 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
                 s.credit_added.notify_waiters();
             }
         }
-        ClientMessage::Input { .. }
-        | ClientMessage::InputEnd { .. }
-        | ClientMessage::Resize { .. } => {
-            conn.out
-                .fatal(ErrorCode::UNSUPPORTED, "not yet built on this server");
-        }
+        ClientMessage::Input {
+            stream,
+            offset,
+            data,
+        } => on_input(conn, stream, |input| input.push(offset, data)),
+        ClientMessage::InputEnd { stream } => on_input(conn, stream, |input| {
+            input.end();
+            Ok(())
+        }),
+        ClientMessage::Resize { stream, size } => on_input(conn, stream, |input| {
+            input.resize(size);
+            Ok(())
+        }),
         ClientMessage::Cancel { stream } => {
             let state = conn.out.streams.borrow().get(&stream).cloned();
             if let Some(s) = state {
@@ -550,5 +574,32 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
                 );
             }
         }
+    }
+}
+
+/// Hands an input message to its `Attach` stream. One for a stream that
+/// has ended is dropped (it may cross the stream's end); one for another
+/// kind of stream, or that breaks the input rules, ends the connection.
+fn on_input(
+    conn: &Rc<Session>,
+    stream: u32,
+    apply: impl FnOnce(&StreamInput) -> Result<(), InputRefused>,
+) {
+    let state = conn.out.streams.borrow().get(&stream).cloned();
+    let Some(state) = state else {
+        return;
+    };
+    let Some(input) = state.input() else {
+        conn.out.fatal(
+            ErrorCode::BAD_REQUEST,
+            format!("input on stream {stream}, which is not an Attach stream"),
+        );
+        return;
+    };
+    if let Err(refused) = apply(input) {
+        conn.out.fatal(
+            ErrorCode::BAD_REQUEST,
+            format!("{refused} on stream {stream}"),
+        );
     }
 }

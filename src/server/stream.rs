@@ -1,13 +1,127 @@
 //! One stream of a connection: its credit (the `Output` bytes the client
-//! allows, granted with `Credit`), its cancellation, and the user's place
-//! it holds. Shared by the session, which grants and cancels, and the
-//! stream's request, which spends and waits.
+//! allows, granted with `Credit`), its cancellation, the user's place it
+//! holds, and, for an `Attach` stream, the input the client sent (within
+//! the credit the server gave). Shared by the session, which grants,
+//! queues and cancels, and the stream's request, which spends and waits.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 
 use tokio::sync::Notify;
 
 use super::quota::Place;
+use crate::protocol::WindowSize;
+
+/// The client's input on an `Attach` stream, on its way to the job. At
+/// most the credit the server gave waits here: a client that sends more
+/// breaks the protocol and is cut off.
+#[derive(Default)]
+pub(crate) struct StreamInput {
+    /// The offset the next `Input` must have.
+    next_offset: Cell<u64>,
+    /// Input bytes the client may still send.
+    credit: Cell<u64>,
+    queue: RefCell<VecDeque<Vec<u8>>>,
+    /// `InputEnd` came (after what is queued).
+    ended: Cell<bool>,
+    /// The latest `Resize` not yet applied.
+    resize: Cell<Option<WindowSize>>,
+    arrived: Notify,
+}
+
+/// Why the session refuses an input message: the client broke a rule.
+pub(crate) enum InputRefused {
+    AfterEnd,
+    Offset { got: u64, expected: u64 },
+    OverCredit { len: usize, credit: u64 },
+}
+
+impl std::fmt::Display for InputRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputRefused::AfterEnd => f.write_str("input after InputEnd"),
+            InputRefused::Offset { got, expected } => {
+                write!(f, "input at offset {got}, expected {expected}")
+            }
+            InputRefused::OverCredit { len, credit } => write!(
+                f,
+                "{len} bytes of input beyond the stream's input credit of {credit} bytes"
+            ),
+        }
+    }
+}
+
+impl StreamInput {
+    /// Opens the input at `offset` with `credit` bytes (when `Attached` is
+    /// sent).
+    pub fn open(&self, offset: u64, credit: u64) {
+        self.next_offset.set(offset);
+        self.credit.set(credit);
+    }
+
+    /// Takes input from the client, if it keeps the rules.
+    pub fn push(&self, offset: u64, data: Vec<u8>) -> Result<(), InputRefused> {
+        if self.ended.get() {
+            return Err(InputRefused::AfterEnd);
+        }
+        let expected = self.next_offset.get();
+        if offset != expected {
+            return Err(InputRefused::Offset {
+                got: offset,
+                expected,
+            });
+        }
+        let (len, credit) = (data.len(), self.credit.get());
+        if len as u64 > credit {
+            return Err(InputRefused::OverCredit { len, credit });
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.credit.set(credit - len as u64);
+        self.next_offset.set(expected + len as u64);
+        self.queue.borrow_mut().push_back(data);
+        self.arrived.notify_one();
+        Ok(())
+    }
+
+    /// The client's end of input.
+    pub fn end(&self) {
+        self.ended.set(true);
+        self.arrived.notify_one();
+    }
+
+    /// A new terminal size (only the latest counts).
+    pub fn resize(&self, size: WindowSize) {
+        self.resize.set(Some(size));
+        self.arrived.notify_one();
+    }
+
+    /// The next queued input.
+    pub fn pop(&self) -> Option<Vec<u8>> {
+        self.queue.borrow_mut().pop_front()
+    }
+
+    /// The size to apply, if a resize came.
+    pub fn take_resize(&self) -> Option<WindowSize> {
+        self.resize.take()
+    }
+
+    /// Whether the end came and everything before it was taken.
+    pub fn is_done(&self) -> bool {
+        self.ended.get() && self.queue.borrow().is_empty()
+    }
+
+    /// Gives the client `bytes` more credit (sent as `InputCredit`).
+    pub fn give_credit(&self, bytes: u64) {
+        self.credit.set(self.credit.get() + bytes);
+    }
+
+    /// Waits for input, its end or a resize.
+    pub async fn arrived(&self) {
+        self.arrived.notified().await
+    }
+}
 
 /// Per-stream state the connection and the stream's handler share.
 pub(crate) struct StreamState {
@@ -19,10 +133,12 @@ pub(crate) struct StreamState {
     pub(super) credit_added: Notify,
     pub(super) cancelled: Cell<bool>,
     pub(super) cancel: Notify,
+    /// An `Attach` stream's input (`None` for other requests).
+    pub(super) input: Option<StreamInput>,
 }
 
 impl StreamState {
-    pub fn new(id: u32, place: Place, credit: u64) -> StreamState {
+    pub fn new(id: u32, place: Place, credit: u64, input: bool) -> StreamState {
         StreamState {
             id,
             _place: place,
@@ -30,7 +146,13 @@ impl StreamState {
             credit_added: Notify::new(),
             cancelled: Cell::new(false),
             cancel: Notify::new(),
+            input: input.then(StreamInput::default),
         }
+    }
+
+    /// An `Attach` stream's input.
+    pub fn input(&self) -> Option<&StreamInput> {
+        self.input.as_ref()
     }
 
     /// Ends the stream: its request stops waiting for credit or anything.

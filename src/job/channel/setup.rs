@@ -10,7 +10,7 @@ use super::ARGS_VERSION;
 /// environment: the init runs as root before it drops privileges, and
 /// nothing a user chose may reach the dynamic loader or the init's own
 /// arguments. The init is executed with [`INIT_ENV`] and `jw-init
-/// jw-init/3` as its whole command line.
+/// jw-init/4` as its whole command line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Setup {
     pub uid: u32,
@@ -48,6 +48,8 @@ pub struct Setup {
     /// Of those, how many the keeper may write before jwd grants more
     /// (`ToInit::Grant`): the owner's share, when jwd caps it.
     pub granted: u64,
+    /// The job's input: /dev/null, a pipe, or a terminal of this size.
+    pub stdin: crate::protocol::Stdin,
 }
 
 /// The largest setup message (the protocol's argv and environment limit,

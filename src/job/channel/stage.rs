@@ -33,10 +33,12 @@ pub enum Stage {
     Capabilities = 26,
     Seccomp = 27,
     Dev = 28,
+    Terminal = 29,
+    Input = 30,
 }
 
 impl Stage {
-    pub(super) const ALL: [Stage; 28] = [
+    pub(super) const ALL: [Stage; 30] = [
         Stage::Fds,
         Stage::Init,
         Stage::Args,
@@ -65,6 +67,8 @@ impl Stage {
         Stage::Capabilities,
         Stage::Seccomp,
         Stage::Dev,
+        Stage::Terminal,
+        Stage::Input,
     ];
 
     pub fn from_u32(n: u32) -> Option<Stage> {
@@ -101,6 +105,8 @@ impl Stage {
             Stage::ReadOnly => "make the host's filesystem read-only for the job",
             Stage::PrivateTmp => "mount the job's private /tmp and /var/tmp",
             Stage::Dev => "make the job's /dev",
+            Stage::Terminal => "make the job's terminal (a pseudo-terminal in its own /dev/pts)",
+            Stage::Input => "make the job's input pipe",
             Stage::Home => {
                 "mount the job's work directory at /home/job (does the host have /home?)"
             }

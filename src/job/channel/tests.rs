@@ -24,6 +24,10 @@ fn sample() -> Setup {
         env: vec!["LD_PRELOAD=/tmp/x.so".into(), "A=".into()],
         output_cap: 1 << 30,
         granted: 1 << 20,
+        stdin: crate::protocol::Stdin::Terminal(crate::protocol::WindowSize {
+            rows: 50,
+            cols: 132,
+        }),
     }
 }
 
@@ -91,6 +95,10 @@ fn all_from_init() -> Vec<FromInit> {
         }),
         FromInit::Progress(progress(0, 0, 0, 0)),
         FromInit::Progress(progress(u64::MAX, 1, 1 << 40, 7)),
+        FromInit::Input(InputKind::Null),
+        FromInit::Input(InputKind::Pipe),
+        FromInit::Input(InputKind::Terminal),
+        FromInit::Input(InputKind::Closed),
     ];
     for stage in Stage::ALL {
         all.push(FromInit::Report(Report::Failed { stage, errno: 2 }));
@@ -151,6 +159,13 @@ fn the_byte_layout_is_the_one_both_builds_agree_on() {
         ToInit::Grant(513).encode(&mut control),
         [2, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0]
     );
+    assert_eq!(ToInit::CloseInput.encode(&mut control), [3, 0, 0, 0]);
+    assert_eq!(
+        ToInit::SignalAll(libc::SIGUSR1).encode(&mut control),
+        [4, 0, 0, 0, 10, 0, 0, 0]
+    );
+    let n = FromInit::Input(InputKind::Terminal).encode(&mut buf);
+    assert_eq!(buf[..n], [7, 0, 0, 0, 2, 0, 0, 0]);
 }
 
 #[test]
@@ -163,6 +178,10 @@ fn truncated_long_and_unknown_messages_are_refused() {
         }
         assert!(FromInit::decode(&buf[..n + 1]).is_err(), "{message:?} long");
     }
+    let mut bad_input = [0u8; MAX_MESSAGE];
+    let n = FromInit::Input(InputKind::Pipe).encode(&mut bad_input);
+    bad_input[4..8].copy_from_slice(&9u32.to_le_bytes());
+    assert!(FromInit::decode(&bad_input[..n]).is_err());
     for kind in [0u32, 4, 5, 99, u32::MAX] {
         let mut report = Report::ExecOk.encode();
         report[..4].copy_from_slice(&kind.to_le_bytes());
@@ -188,7 +207,9 @@ fn every_message_to_the_init_round_trips_and_others_are_refused() {
     let messages = [libc::SIGTERM, libc::SIGKILL, 0, -1, i32::MAX]
         .map(ToInit::Signal)
         .into_iter()
-        .chain([0, 1, u64::MAX].map(ToInit::Grant));
+        .chain([0, 1, u64::MAX].map(ToInit::Grant))
+        .chain([libc::SIGUSR1, 0].map(ToInit::SignalAll))
+        .chain([ToInit::CloseInput]);
     for message in messages {
         let mut buf = [0u8; CONTROL_LEN];
         let bytes = message.encode(&mut buf).to_vec();
@@ -200,8 +221,8 @@ fn every_message_to_the_init_round_trips_and_others_are_refused() {
         long.push(0);
         assert!(ToInit::decode(&long).is_err());
         let mut other = bytes;
-        other[0] = 3;
-        assert_eq!(ToInit::decode(&other), Err(BadMessage::UnknownKind(3)));
+        other[0] = 5;
+        assert_eq!(ToInit::decode(&other), Err(BadMessage::UnknownKind(5)));
     }
 }
 

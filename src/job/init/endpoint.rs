@@ -8,11 +8,13 @@
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use rustix::net::{RecvFlags, SendFlags};
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
+use super::stdio::Input;
 use super::{exit, At, Failure};
 use crate::job::channel::{
-    Report, Setup, Stage, ToInit, CHANNEL_FD, CONTROL_LEN, LISTENER_FD, MAX_SETUP,
+    FromInit, Report, Setup, Stage, ToInit, CHANNEL_FD, CONTROL_LEN, LISTENER_FD, MAX_MESSAGE,
+    MAX_SETUP,
 };
 
 /// The channel (while jwd is there) and the listening socket, owned by
@@ -26,6 +28,10 @@ pub(super) struct Endpoint {
 pub(super) enum Control {
     /// jwd asks for this signal to be forwarded to the command.
     Signal(i32),
+    /// jwd asks for this signal to be sent to every process of the job.
+    SignalAll(i32),
+    /// jwd asks for the job's input to be closed.
+    CloseInput,
     /// jwd grants the job this many output bytes in all.
     Grant(u64),
     /// Nothing (yet), or a message this build does not send.
@@ -175,6 +181,41 @@ impl Endpoint {
         }
     }
 
+    /// Tells jwd what the job's input is, with a copy of its descriptor
+    /// (SCM_RIGHTS) while it is open, without waiting: it is sent on an
+    /// empty channel (before the exec report, or first on a new
+    /// connection), so it fits.
+    pub(super) fn send_input(&mut self, input: &Input) -> Sent {
+        let Some(channel) = &self.channel else {
+            return Sent::Gone;
+        };
+        let mut message = [0u8; MAX_MESSAGE];
+        let n = FromInit::Input(input.kind()).encode(&mut message);
+        let fds = input.fd().map(|fd| [fd]);
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if let Some(fds) = &fds {
+            control.push(SendAncillaryMessage::ScmRights(fds));
+        }
+        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        let bytes = [std::io::IoSlice::new(&message[..n])];
+        loop {
+            match rustix::net::sendmsg(channel, &bytes, &mut control, flags) {
+                Ok(_) => return Sent::Done,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(
+                    rustix::io::Errno::PIPE
+                    | rustix::io::Errno::CONNRESET
+                    | rustix::io::Errno::NOTCONN,
+                ) => {
+                    self.channel = None;
+                    return Sent::Gone;
+                }
+                Err(_) => return Sent::Full,
+            }
+        }
+    }
+
     /// Takes one control message from jwd, without waiting. A closed
     /// channel is let go of.
     pub(super) fn control(&mut self) -> Control {
@@ -186,6 +227,8 @@ impl Endpoint {
             Ok((_, 0)) => Control::Closed,
             Ok((n, _)) => match ToInit::decode(&message[..n]) {
                 Ok(ToInit::Signal(sig)) => Control::Signal(sig),
+                Ok(ToInit::SignalAll(sig)) => Control::SignalAll(sig),
+                Ok(ToInit::CloseInput) => Control::CloseInput,
                 Ok(ToInit::Grant(bytes)) => Control::Grant(bytes),
                 Err(_) => Control::Nothing,
             },

@@ -12,7 +12,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::ForkResult;
 use rustix::process::{Pid, WaitOptions};
 
-use super::keeper::Writers;
+use super::stdio::Stdio;
 use super::{exit, privileges, signals, At, Failure};
 use crate::job::channel::{FromInit, Report, Setup, Stage, REPORT_LEN};
 
@@ -60,12 +60,22 @@ impl Command {
 
     /// The command's side of the fork, up to its exec: returns only the
     /// failure that stopped it.
-    fn become_command(&self, output: Writers) -> Result<Infallible, Failure> {
-        // The output pipes become fds 1 and 2 (dup2 clears close-on-exec).
-        nix::unistd::dup2_stdout(&output.stdout).at(Stage::Pipes)?;
-        nix::unistd::dup2_stderr(&output.stderr).at(Stage::Pipes)?;
+    fn become_command(&self, stdio: Stdio) -> Result<Infallible, Failure> {
+        // The input and output become fds 0, 1 and 2 (dup2 clears
+        // close-on-exec).
+        if let Some(stdin) = &stdio.stdin {
+            nix::unistd::dup2_stdin(stdin).at(Stage::Pipes)?;
+        }
+        nix::unistd::dup2_stdout(&stdio.stdout).at(Stage::Pipes)?;
+        nix::unistd::dup2_stderr(&stdio.stderr).at(Stage::Pipes)?;
         signals::restore_defaults();
         nix::unistd::setsid().at(Stage::Session)?;
+        if stdio.terminal {
+            // The new session's controlling terminal; its process group
+            // is the terminal's foreground (Ctrl-C, resizes reach it).
+            rustix::process::ioctl_tiocsctty(std::io::stdin()).at(Stage::Terminal)?;
+        }
+        drop(stdio);
         // jwd raised its own fd limit for many connections; a job starts
         // with the conventional soft limit.
         if let Ok((soft, hard)) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE) {
@@ -113,10 +123,10 @@ impl Command {
     }
 }
 
-/// Forks and executes the command with its stdout and stderr on `output`.
+/// Forks and executes the command with its fds 0, 1 and 2 from `stdio`.
 /// Returns its pid once its exec has succeeded, or where and why it
 /// failed (the command's process is then reaped).
-pub(super) fn start(command: &Command, output: Writers) -> Result<Pid, Failure> {
+pub(super) fn start(command: &Command, stdio: Stdio) -> Result<Pid, Failure> {
     let (exec_read, exec_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).at(Stage::Fork)?;
     // SAFETY: the init is single-threaded (it starts no thread, and a
@@ -126,12 +136,14 @@ pub(super) fn start(command: &Command, output: Writers) -> Result<Pid, Failure> 
     let child = match forked {
         ForkResult::Child => {
             drop(exec_read);
-            command_side(command, output, exec_write)
+            command_side(command, stdio, exec_write)
         }
         ForkResult::Parent { child } => child,
     };
     drop(exec_write);
-    drop(output);
+    // The command's ends (a terminal's slave too: it hangs up when the
+    // job's last process lets go of it) are the command's alone.
+    drop(stdio);
     let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
     let mut failure = [0u8; REPORT_LEN];
     let n = loop {
@@ -149,8 +161,8 @@ pub(super) fn start(command: &Command, output: Writers) -> Result<Pid, Failure> 
 
 /// The forked command: sets itself up and execs, or writes why not to
 /// `exec_pipe` (as the report the init forwards) and exits.
-fn command_side(command: &Command, output: Writers, exec_pipe: OwnedFd) -> ! {
-    let Err(failure) = command.become_command(output);
+fn command_side(command: &Command, stdio: Stdio, exec_pipe: OwnedFd) -> ! {
+    let Err(failure) = command.become_command(stdio);
     let report = Report::Failed {
         stage: failure.stage,
         errno: failure.errno,

@@ -20,9 +20,10 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Pid;
 
 use super::endpoint::{Control, Endpoint, Sent};
+use super::exit;
 use super::signals::{self, Signals};
-use super::{exit, At, Failure};
-use crate::job::channel::{ExitRecord, FromInit, Report, Stage, EXIT_FILE, MAX_MESSAGE};
+use super::stdio::{Input, Readers};
+use crate::job::channel::{ExitRecord, FromInit, Report, EXIT_FILE, MAX_MESSAGE};
 use crate::job::output::{Moved, Progress, Store};
 use crate::protocol::OutputStream;
 
@@ -44,24 +45,6 @@ fn monotonic_ns() -> i64 {
 /// copies (a file system without splice): small, since it is most of the
 /// keeper's memory and rarely used.
 const SCRATCH: usize = 1024;
-
-/// The read ends of the command's stdout and stderr pipes, in that order.
-pub(super) struct Readers([OwnedFd; 2]);
-
-/// The write ends, the command's fds 1 and 2 to be.
-pub(super) struct Writers {
-    pub(super) stdout: OwnedFd,
-    pub(super) stderr: OwnedFd,
-}
-
-/// The command's output pipes, close-on-exec (the command gets its ends
-/// by dup2, which clears the flag).
-pub(super) fn pipes() -> Result<(Readers, Writers), Failure> {
-    let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).at(Stage::Pipes);
-    let (out_read, stdout) = pipe()?;
-    let (err_read, stderr) = pipe()?;
-    Ok((Readers([out_read, err_read]), Writers { stdout, stderr }))
-}
 
 /// Keeps up to `moves` pieces of what is in one output pipe now (one per
 /// wake-up keeps the other pipe and the signals served; when the command
@@ -150,7 +133,7 @@ pub(super) fn run(
     channel: &mut Endpoint,
     command: Pid,
     signals: &Signals,
-    readers: Readers,
+    (readers, mut input): (Readers, Input),
     mut store: Store,
 ) -> ! {
     let mut scratch = [0u8; SCRATCH];
@@ -168,8 +151,12 @@ pub(super) fn run(
     let mut wait_until: Option<i64> = None;
     let mut pipes = readers.0.map(|fd| {
         // A pipe that stays blocking only costs the other stream its turn.
-        let _ = rustix::io::ioctl_fionbio(&fd, true);
-        Some(fd)
+        // (A terminal's master is shared with jwd, which writes to it
+        // without waiting too.)
+        if let Some(fd) = &fd {
+            let _ = rustix::io::ioctl_fionbio(fd, true);
+        }
+        fd
     });
     loop {
         let listener = channel.listener();
@@ -241,15 +228,19 @@ pub(super) fn run(
         if channel_ready {
             match channel.control() {
                 Control::Signal(sig) => signals::forward(command, sig),
+                Control::SignalAll(sig) => signals::to_all(sig),
+                Control::CloseInput => input.close(),
                 Control::Grant(bytes) => refused = !store.grant(bytes),
                 // jwd is gone: the job goes on; the next jwd connects.
                 Control::Nothing | Control::Closed => {}
             }
         }
         if listener_ready && channel.accept() {
-            // A new jwd: it says what the job may keep from now on.
+            // A new jwd: it says what the job may keep from now on, and
+            // gets the job's input.
             told.fresh = true;
             refused = false;
+            channel.send_input(&input);
         }
         if let Some(wait_status) = signal_ready.then(|| signals.handle(command)).flatten() {
             // What the command wrote before it ended is in the pipes now;

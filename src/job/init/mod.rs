@@ -21,12 +21,15 @@
 //!    (`sandbox.rs`: read-only host, private /tmp, /var/tmp and /dev/shm,
 //!    the work directory at /home/job, jwd's files hidden), mount a fresh
 //!    /proc, set the hostname, bring `lo` up;
-//! 4. fork the command, which empties its capability bounding and ambient
+//! 4. make the command's stdio (`stdio.rs`: output pipes; a pipe or a
+//!    pseudo-terminal of the job's own devpts for its input, if asked);
+//!    fork the command, which empties its capability bounding and ambient
 //!    sets, drops to the job's uid and gid, clears every other capability
 //!    set, sets no_new_privs, installs the seccomp filter and execs with the
 //!    user's environment; an exec failure comes back over a close-on-exec
 //!    pipe;
-//! 5. report "exec ok" or the exact error to jwd, then keep the job
+//! 5. hand jwd a copy of the job's input (its write end), report "exec
+//!    ok" or the exact error to jwd, then keep the job
 //!    (`keeper.rs`): write the command's stdout and stderr (two pipes that
 //!    end here) into the job's files itself, through the job directory jwd
 //!    handed over at fd 5, and tell jwd the written lengths; forward
@@ -63,6 +66,7 @@ mod mounts;
 mod namespaces;
 mod privileges;
 mod signals;
+mod stdio;
 mod uts;
 
 use std::convert::Infallible;
@@ -183,9 +187,11 @@ fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
         loopback::up()?;
     }
     let signals = signals::Signals::take_over()?;
-    let (readers, writers) = keeper::pipes()?;
-    let pid = exec::start(&command, writers)?;
-    // jwd waits for this report to answer the start: first.
+    let (input, stdio, readers) = stdio::open(&setup.stdin, setup.uid, setup.gid)?;
+    let pid = exec::start(&command, stdio)?;
+    // jwd has the job's input before it answers the start (a client may
+    // attach at once), and waits for this report: first.
+    channel.send_input(&input);
     channel.report(Report::ExecOk);
     // The command runs in the job's cgroups; the output the keeper writes
     // from now on is charged to jw's subtree (where it can be apart).
@@ -196,7 +202,7 @@ fn run(channel: &mut Endpoint) -> Result<Infallible, Failure> {
     drop(command);
     drop(setup);
     release_free_memory();
-    keeper::run(channel, pid, &signals, readers, store)
+    keeper::run(channel, pid, &signals, (readers, input), store)
 }
 
 /// Returns the heap pages set-up freed to the kernel: a keeper lives as

@@ -36,6 +36,9 @@ pub(super) fn build_view(setup: &Setup) -> Result<(), Failure> {
         sandbox::private_tmp(dir).at(Stage::PrivateTmp)?;
     }
     sandbox::private_dev().at(Stage::Dev)?;
+    if matches!(setup.stdin, crate::protocol::Stdin::Terminal(_)) {
+        sandbox::private_pts().at(Stage::Terminal)?;
+    }
     sandbox::attach_home(&home).at(Stage::Home)
 }
 

@@ -90,6 +90,14 @@ pub(super) fn forward(command: Pid, sig: i32) {
     }
 }
 
+/// Sends `sig` to every process of the job: from the PID namespace's
+/// init, kill(-1) reaches every process in it but the init itself.
+pub(super) fn to_all(sig: i32) {
+    if let Ok(sig) = Signal::try_from(sig) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), sig);
+    }
+}
+
 /// In the command, before its exec: the default disposition of every
 /// signal and an empty mask. jwd ignores SIGPIPE (Rust does) and the init
 /// blocked everything; neither is the job's.

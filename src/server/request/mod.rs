@@ -7,9 +7,11 @@
 
 use std::rc::Rc;
 
+mod attach;
 mod list;
 mod logs;
 mod remove;
+mod signal;
 mod start;
 mod status;
 mod stop;
@@ -18,7 +20,7 @@ mod wait;
 use super::outbox::Outbox;
 use super::stream::StreamState;
 use crate::job::JobError;
-use crate::protocol::{ErrorCode, ErrorInfo, Event, JobId, Request};
+use crate::protocol::{ErrorCode, ErrorInfo, Event, JobId, Request, Stdin};
 
 /// How an engine error is told to the client.
 pub(super) fn error_info(e: &JobError) -> ErrorInfo {
@@ -26,7 +28,14 @@ pub(super) fn error_info(e: &JobError) -> ErrorInfo {
         JobError::InvalidSpec(s) if s.forbidden => ErrorCode::PERMISSION_DENIED,
         JobError::InvalidSpec(_) | JobError::GraceTooLong(_) => ErrorCode::BAD_REQUEST,
         JobError::NotFound(_) => ErrorCode::NOT_FOUND,
-        JobError::StillRunning(_) | JobError::ShuttingDown => ErrorCode::FAILED_PRECONDITION,
+        JobError::BadSignal(_) => ErrorCode::BAD_REQUEST,
+        JobError::StillRunning(_)
+        | JobError::ShuttingDown
+        | JobError::Ended(_)
+        | JobError::NoInput(_)
+        | JobError::InputClosed(_)
+        | JobError::InputBusy(_)
+        | JobError::Input { .. } => ErrorCode::FAILED_PRECONDITION,
         JobError::ExecFailed(_) => ErrorCode::EXEC_FAILED,
         e if e.is_resource_exhausted() => ErrorCode::RESOURCE_EXHAUSTED,
         _ => ErrorCode::INTERNAL,
@@ -61,7 +70,7 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
     let identity = conn.identity();
     let (name, job) = action(&request);
     let outcome = match request {
-        Request::Start(req) => start::apply(&conn, &stream, &identity, req).await,
+        Request::Start(req) => start::apply(&conn, &stream, &identity, req, Stdin::Null).await,
         Request::Stop { job, grace_ms } => {
             stop::apply(&conn, &stream, &identity, job, grace_ms).await
         }
@@ -70,11 +79,12 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
         Request::Logs(req) => logs::apply(&conn, &stream, &identity, req).await,
         Request::Wait { job } => wait::apply(&conn, &stream, &identity, job).await,
         Request::Remove { job } => remove::apply(&conn, &stream, &identity, job).await,
-        Request::StartWith { .. } | Request::Attach { .. } | Request::Signal { .. } => {
-            Outcome::Failed(ErrorInfo::new(
-                ErrorCode::UNSUPPORTED,
-                "not yet built on this server",
-            ))
+        Request::StartWith { spec, stdin } => {
+            start::apply(&conn, &stream, &identity, spec, stdin).await
+        }
+        Request::Attach { job } => attach::apply(&conn, &stream, &identity, job).await,
+        Request::Signal { job, signal, all } => {
+            signal::apply(&conn, &stream, &identity, job, signal, all)
         }
     };
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());

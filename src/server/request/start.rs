@@ -1,4 +1,4 @@
-//! `Start`: the owner's turn, then the engine's start, which runs to its end
+//! `Start` (and `StartWith`, with the job's input open): the owner's turn, then the engine's start, which runs to its end
 //! once begun (a half-made job is worse than an unwanted one).
 
 use super::{error_info, Outcome};
@@ -11,6 +11,7 @@ pub(super) async fn apply(
     stream: &StreamState,
     identity: &Identity,
     req: protocol::StartRequest,
+    stdin: protocol::Stdin,
 ) -> Outcome {
     let manager = conn.shared.manager.clone();
     let owner = identity.user.clone();
@@ -25,7 +26,7 @@ pub(super) async fn apply(
         Ok(turn) => turn,
         Err(e) => return Outcome::Failed(error_info(&e)),
     };
-    let task = tokio::spawn(async move { manager.start_in_turn(turn, &owner, &req).await });
+    let task = tokio::spawn(async move { manager.start_in_turn(turn, &owner, &req, stdin).await });
     let result = tokio::select! {
         r = task => r,
         _ = stream.cancelled() => return Outcome::Cancelled,
