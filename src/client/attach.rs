@@ -4,9 +4,10 @@
 //! The server grants input credit (`Attached.credit`, then `InputCredit`
 //! as the job takes bytes); the client never sends beyond it. The bytes
 //! sent that the job has not taken yet are all the client holds, so that
-//! on a new connection ([`Attachment::resume`]) it can send again exactly
-//! those the job did not get (`Attached.input_offset` says where the job
-//! is). Memory is bounded by the credit, and at most [`MAX_AHEAD`].
+//! on a new connection to the same jwd ([`Attachment::resume`]) it can
+//! send again exactly those the job did not get (`Attached.input_offset`
+//! says where the job is). Memory is bounded by the credit, and at most
+//! [`MAX_AHEAD`].
 
 use std::collections::VecDeque;
 
@@ -94,22 +95,26 @@ impl InputWindow {
         self.taken += took;
     }
 
-    /// A new stream: the job took `offset` bytes in all; what it did not
-    /// take of the held bytes goes again from there.
-    fn restart(&mut self, offset: u64, credit: u32) -> Result<(), String> {
-        if offset < self.taken || offset > self.end() {
-            return Err(format!(
-                "the job took {offset} bytes of input, but this client holds bytes {} to {} \
-                 (another client wrote to the job's input meanwhile?)",
-                self.taken,
-                self.end()
-            ));
-        }
-        self.held.drain(..(offset - self.taken) as usize);
+    /// A new stream, whose server says it gave the job `offset` bytes.
+    /// When that count is within the held bytes, and is the same server's
+    /// (a restarted jwd counts from 0 again: 0 proves nothing once bytes
+    /// were sent), the bytes from there go again: returns 0. Otherwise no
+    /// one can tell which held bytes reached the job: they are dropped and
+    /// their number returned; new bytes follow at `offset`.
+    fn restart(&mut self, offset: u64, credit: u32) -> u64 {
+        let same_count = offset > 0 || self.end() == 0;
+        let unknown = if same_count && (self.taken..=self.end()).contains(&offset) {
+            self.held.drain(..(offset - self.taken) as usize);
+            0
+        } else {
+            let unknown = self.end() - self.taken;
+            self.held.clear();
+            unknown
+        };
         self.taken = offset;
         self.sent = offset;
         self.credit = u64::from(credit);
-        Ok(())
+        unknown
     }
 }
 
@@ -287,17 +292,19 @@ impl Attachment {
     }
 
     /// Attaches again on `client` (a new connection after this one's was
-    /// lost) and sends again the bytes the job did not get. On an error
-    /// the attachment is as before: `resume` may be tried again.
-    pub async fn resume(&mut self, client: &Client) -> Result<(), ClientError> {
+    /// lost) and sends again the bytes the job did not get, when the
+    /// server's `input_offset` says which (the same jwd); after a restart
+    /// of jwd it cannot tell, and nothing is sent again. Returns how many
+    /// bytes sent before may or may not have reached the job (0: none).
+    /// On an error the attachment is as before: `resume` may be tried again.
+    pub async fn resume(&mut self, client: &Client) -> Result<u64, ClientError> {
         let (stream, attached) = client.open_attach(self.job).await?;
-        self.window
-            .restart(attached.input_offset, attached.credit)
-            .map_err(ClientError::Unexpected)?;
+        let unknown = self.window.restart(attached.input_offset, attached.credit);
         self.stream = stream;
         self.terminal = attached.terminal;
         self.closed = None;
-        self.write(&[]).await
+        self.write(&[]).await?;
+        Ok(unknown)
     }
 }
 
@@ -391,7 +398,7 @@ mod tests {
         w.credited(2);
         // The connection is lost; the job took 5 bytes ("abcde") by the
         // time the new stream attached.
-        w.restart(5, 3).unwrap();
+        assert_eq!(w.restart(5, 3), 0);
         assert!(w.pending());
         assert_eq!(w.take(b"ij"), 0, "new bytes wait for the old ones");
         assert_eq!(w.frame(), Some((5, b"fgh".to_vec())));
@@ -403,16 +410,36 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_outside_the_held_bytes_is_refused_and_changes_nothing() {
+    fn a_count_that_proves_nothing_sends_nothing_again() {
+        // A restarted jwd counts from 0: which held bytes reached the job
+        // is unknown, and none goes again.
+        let mut w = InputWindow::new(0, 8);
+        assert_eq!(w.take(b"abcd"), 4);
+        drain(&mut w);
+        assert_eq!(w.restart(0, 8), 4);
+        assert!(!w.pending());
+        assert_eq!(w.take(b"e"), 1);
+        assert_eq!(w.frame(), Some((0, b"e".to_vec())));
+        // An offset outside the held bytes (below what the job took).
         let mut w = InputWindow::new(10, 4);
         assert_eq!(w.take(b"abcd"), 4);
         drain(&mut w);
         w.credited(2);
-        for offset in [11, 15] {
-            assert!(w.restart(offset, 4).is_err(), "{offset}");
-            assert_eq!((w.taken, w.sent, w.end()), (12, 14, 14));
-        }
-        w.restart(14, 4).unwrap();
+        assert_eq!(w.restart(3, 4), 2);
+        assert_eq!((w.taken, w.sent, w.end()), (3, 3, 3));
+        // Nothing sent yet: 0 is exact.
+        let mut w = InputWindow::new(0, 4);
+        assert_eq!(w.restart(0, 4), 0);
+    }
+
+    #[test]
+    fn the_same_count_within_the_held_bytes_is_exact() {
+        let mut w = InputWindow::new(10, 4);
+        assert_eq!(w.take(b"abcd"), 4);
+        drain(&mut w);
+        w.credited(2);
+        assert_eq!(w.restart(14, 4), 0);
         assert!(!w.pending());
+        assert_eq!(w.held.len(), 0);
     }
 }

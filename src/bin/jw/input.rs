@@ -1,8 +1,9 @@
 //! Local input to the job's input, through an `Attachment`, across lost
 //! connections: when the connection breaks, the follow (`follow.rs`)
 //! connects again; the input attaches again on the new connection and
-//! sends again the bytes the job did not get (`Attachment::resume`). The
-//! end of local input ends the job's input.
+//! sends again the bytes the job did not get, when jwd's count says which
+//! (`Attachment::resume`; after a restart of jwd it cannot, and says so).
+//! The end of local input ends the job's input.
 
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,13 @@ impl Input {
             }
             let client = self.connection.borrow_and_update().clone();
             match self.attachment.resume(&client).await {
-                Ok(()) => {
+                Ok(unknown) => {
+                    if unknown > 0 {
+                        eprintln!(
+                            "jw: up to {unknown} bytes of input sent before the connection \
+                             was lost may not have reached job {id} (jwd restarted?)"
+                        );
+                    }
                     self.controls.send_replace(Some(self.attachment.control()));
                     return true;
                 }
