@@ -28,8 +28,8 @@ pub(crate) struct Cli {
     /// Your private key.
     #[arg(long, env = "JW_KEY", global = true)]
     pub(crate) key: Option<PathBuf>,
-    /// How long `logs` and `run` try to reconnect when the connection to
-    /// jwd is lost, each time it is (0: not at all).
+    /// How long `logs`, `run` and `attach` try to reconnect when the
+    /// connection to jwd is lost, each time it is (0: not at all).
     #[arg(
         long,
         env = "JW_RECONNECT_TIMEOUT",
@@ -55,10 +55,10 @@ pub(crate) enum Command {
     /// SIGTERM, SIGHUP and SIGQUIT are always sent on to the job's
     /// command. jw runs on until the job ends.
     Run(RunArgs),
-    /// Type into a job started with -i or -t: forwards your input and
-    /// follows its output from now on; exits with the job's exit code.
+    /// Type into a job started with -i or -t, and follow its output.
     ///
-    /// Detach (leave the job running) with the --detach-keys when your
+    /// Forwards your input (its end too) and follows the job's output from
+    /// where it is now; exits with the job's exit code when it ends. Detach (leave the job running) with the --detach-keys when your
     /// input is a terminal and the job has one. SIGINT, SIGTERM, SIGHUP and
     /// SIGQUIT jw receives are sent on to the job's command.
     Attach {
@@ -188,8 +188,9 @@ pub(crate) struct JobArgs {
     pub(crate) interactive: bool,
     /// Give the job a terminal of your terminal's size (24x80 if your
     /// stdin is not one), and your TERM; its stdout and stderr are one
-    /// stream. With -i, `run` puts your terminal in raw mode and forwards
-    /// window size changes.
+    /// stream. With -i, `run` forwards your input into it, puts your
+    /// terminal in raw mode (if stdin is one) and forwards window size
+    /// changes; without -i nothing is typed into it but by `jw attach`.
     #[arg(short = 't', long)]
     pub(crate) tty: bool,
     /// The command and its arguments. Options before it are jw's; from

@@ -2,7 +2,7 @@
 //! its output followed from where it is now.
 
 use jw::client::ClientError;
-use jw::protocol::{ErrorCode, JobId};
+use jw::protocol::JobId;
 use tokio::sync::watch;
 
 use crate::args::{Cli, DetachArgs};
@@ -29,7 +29,7 @@ pub(crate) async fn attach(cli: &Cli, keys: &DetachArgs, id: JobId) -> Result<u8
                     describe_end(&info)
                 )));
             }
-            let attachment = client.attach(id).await.map_err(|e| cannot_attach(id, e))?;
+            let attachment = client.attach(id).await.map_err(cannot_attach)?;
             if attachment.terminal() && terminal::stdin_is_terminal() {
                 // The job's terminal takes the size of the one attaching.
                 attachment.resize(terminal::window_size()).await?;
@@ -51,11 +51,7 @@ pub(crate) async fn attach(cli: &Cli, keys: &DetachArgs, id: JobId) -> Result<u8
     run_session(cli, session, current).await
 }
 
-fn cannot_attach(id: JobId, e: ClientError) -> Failure {
-    let hint = if e.code() == Some(ErrorCode::FAILED_PRECONDITION) {
-        " (only a job started with -i or -t has an input, one writer at a time)"
-    } else {
-        ""
-    };
-    Failure(format!("cannot attach to job {id}: {e}{hint}"))
+/// jwd's answer already says why (no input, another writer, ...).
+fn cannot_attach(e: ClientError) -> Failure {
+    Failure(format!("cannot attach: {e}"))
 }

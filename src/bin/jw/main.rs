@@ -1,8 +1,8 @@
 //! `jw`: the jw command-line client. See README.md.
 //!
-//! Exit codes: `run` and `wait` exit with the job's code (128+N when it died
-//! of signal N); every other command exits 0 on success; 1 on any error;
-//! 2 on a usage error.
+//! Exit codes: `run`, `attach` and `wait` exit with the job's code (128+N
+//! when it died of signal N; `attach` 0 on detach); every other command
+//! exits 0 on success; 1 on any error; 2 on a usage error.
 //!
 //! This file parses the command line and dispatches; each command group
 //! lives in its own file.
