@@ -213,3 +213,65 @@ async fn signals_reach_the_command_or_every_process() {
     ));
     e.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_terminal_is_its_own_and_no_other_job_sees_it() {
+    let Some(e) = engine("input-tty-own") else {
+        return;
+    };
+    let size = Stdin::Terminal(WindowSize { rows: 24, cols: 80 });
+    // Alice's session, open while bob looks around.
+    let alice = e
+        .manager
+        .start_with(
+            "alice",
+            &start_req("sh", &["-c", "echo alice-ready; exec cat"]),
+            size,
+        )
+        .await
+        .unwrap();
+    wait_for_output(&e, alice.id, "alice-ready").await;
+    let look = "ls -a -1 /dev/pts; ls -l /dev/pts/0; echo done";
+    let bob = e
+        .manager
+        .start_with("bob", &start_req("sh", &["-c", look]), size)
+        .await
+        .unwrap();
+    let info = e.manager.get(bob.id, None).unwrap().wait().await;
+    assert_eq!(info.exit_code, Some(0), "{info:?}");
+    let out = e.read_output(bob.id, OutputStream::Stdout);
+    let names: Vec<&str> = out
+        .lines()
+        .take_while(|l| !l.starts_with("crw"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(names, [".", "..", "0", "ptmx"], "{out:?}");
+    // The slave belongs to bob's job user, not root and not alice's.
+    assert!(!out.contains(" root "), "{out:?}");
+    // A job without a terminal has no devpts at all.
+    let plain = e
+        .manager
+        .start(
+            "bob",
+            &start_req("sh", &["-c", "ls /dev/pts /dev/ptmx; exit 0"]),
+        )
+        .await
+        .unwrap();
+    e.manager.get(plain.id, None).unwrap().wait().await;
+    let err = e.read_output(plain.id, OutputStream::Stderr);
+    assert!(err.contains("No such file"), "{err:?}");
+    // Bob cannot reach alice's input nor signal her job.
+    assert!(matches!(
+        e.manager.attach(alice.id, Some("bob")),
+        Err(JobError::NotFound(_))
+    ));
+    assert!(matches!(
+        e.manager.signal(alice.id, Some("bob"), libc::SIGKILL, true),
+        Err(JobError::NotFound(_))
+    ));
+    e.manager
+        .stop(alice.id, None, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    e.assert_clean();
+}

@@ -6,11 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::raw::{self, client_config};
 use common::{certs, Jwd};
 use jw::client::{Client, ClientError};
 use jw::protocol::{
-    self, ClientMessage, ErrorCode, Event, FrameDecoder, Hello, JobState, LogsRequest,
-    OutputStream, Request, ServerMessage, StartRequest,
+    self, ClientMessage, ErrorCode, Event, FrameDecoder, JobState, LogsRequest, OutputStream,
+    Request, ServerMessage, StartRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -185,15 +186,6 @@ async fn users_see_only_their_jobs_and_admins_see_all() {
     assert!(alice.list(false).await.unwrap().is_empty());
 }
 
-fn client_config(cert: &str, key: &str) -> Arc<rustls::ClientConfig> {
-    jw::tls::client_config(
-        &certs().join("server-ca.crt"),
-        &certs().join(cert),
-        &certs().join(key),
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_certificates_and_old_tls_are_refused() {
     let Some(jwd) = Jwd::start("badcerts", &[]) else {
@@ -283,50 +275,11 @@ async fn raw_session_with(
     client: &str,
     recv_buffer: Option<u32>,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let addr: std::net::SocketAddr = jwd.addr.parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    if let Some(size) = recv_buffer {
-        socket.set_recv_buffer_size(size).unwrap();
-    }
-    let tcp = socket.connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(client_config("alice.crt", "alice.key"))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let mut hello = Vec::new();
-    protocol::encode(
-        &ClientMessage::Hello(Hello {
-            version: 1,
-            client: client.into(),
-        }),
-        &mut hello,
-    )
-    .unwrap();
-    tls.write_all(&hello).await.unwrap();
-    match read_server_message(&mut tls).await {
-        Some(ServerMessage::Welcome(_)) => {}
-        other => panic!("expected Welcome, got {other:?}"),
-    }
-    tls
+    raw::connect(jwd, "alice", 1, client, recv_buffer).await.0
 }
 
-async fn read_server_message(tls: &mut (impl AsyncReadExt + Unpin)) -> Option<ServerMessage> {
-    let mut decoder = FrameDecoder::new(protocol::MAX_FRAME);
-    let mut buf = vec![0u8; 65536];
-    loop {
-        if let Some(payload) = decoder.next_frame().unwrap() {
-            return Some(protocol::decode(payload).unwrap());
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        decoder.feed(&buf[..n]);
-    }
+async fn read_server_message(tls: &mut raw::Tls) -> Option<ServerMessage> {
+    raw::read_message(tls, &mut FrameDecoder::new(protocol::MAX_FRAME)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

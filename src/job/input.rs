@@ -172,8 +172,9 @@ impl Attachment {
     }
 
     /// Writes some of `data` (not empty) into the job's input, waiting for
-    /// room; returns how much went in. Fails once the job's input has no
-    /// reader (the job ended or closed it).
+    /// room; returns how much went in. `InputClosed` once the input has no
+    /// reader (the job ended or closed its stdin, as `head` does): nobody
+    /// will read it again, so it is closed.
     pub async fn write(&self, data: &[u8]) -> Result<usize, JobError> {
         let n = self.put(data).await?;
         self.job.input.lock().expect("input lock").written += n as u64;
@@ -192,6 +193,10 @@ impl Attachment {
             match guard.try_io(|fd| rustix::io::write(fd.get_ref(), data).map_err(Into::into)) {
                 Ok(Ok(n)) => return Ok(n),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EPIPE) => {
+                    self.job.input.lock().expect("input lock").state = InputState::Closed;
+                    return Err(JobError::InputClosed(id));
+                }
                 Ok(Err(source)) => return Err(JobError::Input { id, source }),
                 Err(_would_block) => {}
             }

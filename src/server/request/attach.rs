@@ -7,7 +7,7 @@
 //! connection) detaches and leaves the input open.
 
 use super::{error_info, Outcome};
-use crate::job::Attachment;
+use crate::job::{Attachment, JobError};
 use crate::protocol::{Attached, ErrorCode, ErrorInfo, Event, Identity, JobId, WindowSize};
 use crate::server::authz;
 use crate::server::outbox::Outbox;
@@ -61,6 +61,9 @@ pub(super) async fn apply(
                 tokio::select! {
                     w = attachment.write(&data[at..]) => match w {
                         Ok(n) => at += n,
+                        // Nobody reads the input any more (the job ended
+                        // or closed it): the end, as when the job ends.
+                        Err(JobError::InputClosed(_)) => break 'input,
                         Err(e) => return Outcome::Failed(error_info(&e)),
                     },
                     _ = input.arrived() => resize(&attachment, input.take_resize()),
@@ -102,7 +105,7 @@ pub(super) async fn apply(
             _ = job.wait() => break,
         }
     }
-    // The job ended: its input is gone.
+    // The job ended, or no longer reads its input: it is gone.
     conn.emit(
         stream,
         Event::Detached {

@@ -1,0 +1,405 @@
+//! A job's input over the wire (protocol version 2), through jwd's real
+//! binary and real TLS, as a client that breaks the rules would use it:
+//! version 1 sessions, input past the credit, at the wrong offset, on the
+//! wrong stream; one writer at a time, owners only; detach and attach
+//! again; a job that never reads holds the client at its credit.
+
+mod common;
+
+use common::raw::Raw;
+use common::Jwd;
+use jw::protocol::{
+    Attached, ClientMessage, ErrorCode, Event, JobId, LogsRequest, Request, ServerMessage,
+    StartRequest, Stdin,
+};
+
+fn req(command: &str, args: &[&str]) -> StartRequest {
+    common::start_req(command, args)
+}
+
+/// Starts `command` with its input open, on stream 1 of `raw`.
+async fn start_with_input(raw: &mut Raw, command: &str, args: &[&str]) -> JobId {
+    raw.send(&ClientMessage::Request {
+        stream: 1,
+        request: Request::StartWith {
+            spec: req(command, args),
+            stdin: Stdin::Pipe,
+        },
+    })
+    .await;
+    match raw.next().await {
+        Some(ServerMessage::Event {
+            event: Event::Started { job },
+            ..
+        }) => job,
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+/// Attaches on `stream`; the server's Attached, or the error.
+async fn attach(raw: &mut Raw, stream: u32, job: JobId) -> Result<Attached, (ErrorCode, String)> {
+    raw.send(&ClientMessage::Request {
+        stream,
+        request: Request::Attach { job },
+    })
+    .await;
+    match raw.next().await {
+        Some(ServerMessage::Event {
+            event: Event::Attached(a),
+            stream: s,
+        }) if s == stream => Ok(a),
+        Some(ServerMessage::Event {
+            event: Event::Error(e),
+            ..
+        }) => Err((e.code, e.message)),
+        other => panic!("expected Attached, got {other:?}"),
+    }
+}
+
+/// The connection ends with Fatal(bad_request); returns its message.
+async fn expect_fatal(raw: &mut Raw) -> String {
+    loop {
+        match raw.next().await {
+            Some(ServerMessage::Fatal(e)) => {
+                assert_eq!(e.code, ErrorCode::BAD_REQUEST, "{e}");
+                assert!(raw.next().await.is_none(), "the connection stays open");
+                return e.message;
+            }
+            // Replies already on their way may come first.
+            Some(ServerMessage::Event { .. }) => {}
+            other => panic!("expected Fatal, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_messages_on_a_version_1_session_are_fatal() {
+    let Some(jwd) = Jwd::start("attach-v1", &[]) else {
+        return;
+    };
+    let mut v1 = Raw::new(&jwd, "alice", 1).await;
+    assert_eq!(v1.welcome.version, 1);
+    v1.send(&ClientMessage::Request {
+        stream: 1,
+        request: Request::Attach {
+            job: JobId([7; 16]),
+        },
+    })
+    .await;
+    let message = expect_fatal(&mut v1).await;
+    assert!(message.contains("version 2"), "{message}");
+    // A version 1 client's requests still work.
+    let mut old = Raw::new(&jwd, "alice", 1).await;
+    old.send(&ClientMessage::Request {
+        stream: 1,
+        request: Request::List { all: false },
+    })
+    .await;
+    assert!(matches!(
+        old.next().await,
+        Some(ServerMessage::Event {
+            event: Event::ListEnd { count: 0 },
+            ..
+        })
+    ));
+    let v3 = Raw::new(&jwd, "alice", 3).await;
+    assert_eq!(v3.welcome.version, 2, "the highest both speak");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_past_the_credit_at_a_wrong_offset_or_on_another_stream_is_fatal() {
+    let Some(jwd) = Jwd::start("attach-rules", &[]) else {
+        return;
+    };
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let job = start_with_input(&mut raw, "sleep", &["1000"]).await;
+    let attached = attach(&mut raw, 2, job).await.unwrap();
+    assert!(!attached.terminal);
+    assert_eq!(attached.input_offset, 0);
+    let credit = attached.credit as usize;
+    raw.send(&ClientMessage::Input {
+        stream: 2,
+        offset: 0,
+        data: vec![b'x'; credit + 1],
+    })
+    .await;
+    let message = expect_fatal(&mut raw).await;
+    assert!(
+        message.contains("beyond the stream's input credit"),
+        "{message}"
+    );
+
+    // The detached job takes a new writer, at the offset the server has.
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let attached = attach(&mut raw, 1, job).await.unwrap();
+    raw.send(&ClientMessage::Input {
+        stream: 1,
+        offset: attached.input_offset + 1,
+        data: b"skipped a byte".to_vec(),
+    })
+    .await;
+    let message = expect_fatal(&mut raw).await;
+    assert!(message.contains("expected"), "{message}");
+
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    raw.send(&ClientMessage::Request {
+        stream: 1,
+        request: Request::Logs(LogsRequest {
+            job,
+            stdout: Some(0),
+            stderr: None,
+            follow: true,
+            credit: 0,
+        }),
+    })
+    .await;
+    raw.send(&ClientMessage::Input {
+        stream: 1,
+        offset: 0,
+        data: b"to a logs stream".to_vec(),
+    })
+    .await;
+    let message = expect_fatal(&mut raw).await;
+    assert!(message.contains("not an Attach stream"), "{message}");
+    jwd.client("alice").await.stop(job, 0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_writer_at_a_time_the_owner_only_and_detach_leaves_the_input_open() {
+    let Some(jwd) = Jwd::start("attach-owner", &[]) else {
+        return;
+    };
+    let mut alice = Raw::new(&jwd, "alice", 2).await;
+    let job = start_with_input(&mut alice, "cat", &[]).await;
+    let first = attach(&mut alice, 2, job).await.unwrap();
+    let (code, message) = attach(&mut alice, 3, job).await.unwrap_err();
+    assert_eq!(code, ErrorCode::FAILED_PRECONDITION, "{message}");
+    assert!(
+        message.contains("only one may write at a time"),
+        "{message}"
+    );
+    for user in ["bob", "admin"] {
+        let mut other = Raw::new(&jwd, user, 2).await;
+        let (code, message) = attach(&mut other, 1, job).await.unwrap_err();
+        assert_eq!(code, ErrorCode::NOT_FOUND, "{user}: {message}");
+    }
+    alice
+        .send(&ClientMessage::Input {
+            stream: 2,
+            offset: first.input_offset,
+            data: b"one\n".to_vec(),
+        })
+        .await;
+    // Detach: the job goes on, its input open.
+    alice.send(&ClientMessage::Cancel { stream: 2 }).await;
+    loop {
+        match alice.next().await {
+            Some(ServerMessage::Event {
+                stream: 2,
+                event: Event::Error(e),
+            }) => {
+                assert_eq!(e.code, ErrorCode::CANCELLED);
+                break;
+            }
+            Some(ServerMessage::Event {
+                stream: 2,
+                event: Event::InputCredit { .. },
+            }) => {}
+            other => panic!("expected the cancel, got {other:?}"),
+        }
+    }
+    // The same job, a new writer: it starts where the first one ended
+    // (once the server wrote what the first one sent).
+    let client = jwd.client("alice").await;
+    let mut tries = 0;
+    let second = loop {
+        match attach(&mut alice, 4, job).await {
+            Ok(a) => break a,
+            // The first writer's handler lets go as its stream ends.
+            Err((ErrorCode::FAILED_PRECONDITION, m)) if m.contains("one may write") => {
+                tries += 1;
+                assert!(tries < 1000, "the first writer never let go");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(second.input_offset, 4);
+    alice
+        .send(&ClientMessage::Input {
+            stream: 4,
+            offset: 4,
+            data: b"two\n".to_vec(),
+        })
+        .await;
+    alice.send(&ClientMessage::InputEnd { stream: 4 }).await;
+    loop {
+        match alice.next().await {
+            Some(ServerMessage::Event {
+                stream: 4,
+                event: Event::Detached { input_offset },
+            }) => {
+                assert_eq!(input_offset, 8);
+                break;
+            }
+            Some(ServerMessage::Event {
+                stream: 4,
+                event: Event::InputCredit { .. },
+            }) => {}
+            other => panic!("expected Detached, got {other:?}"),
+        }
+    }
+    let end = client.wait(job).await.unwrap();
+    assert_eq!(end.exit_code, Some(0), "cat read EOF: {end:?}");
+    assert_eq!(end.output.stdout_bytes, 8);
+    // Closed input is not attached again.
+    let (code, message) = attach(&mut alice, 5, job).await.unwrap_err();
+    assert_eq!(code, ErrorCode::FAILED_PRECONDITION, "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_never_reads_holds_the_writer_at_its_credit() {
+    let Some(jwd) = Jwd::start("attach-credit", &[]) else {
+        return;
+    };
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let job = start_with_input(&mut raw, "sleep", &["1000"]).await;
+    let attached = attach(&mut raw, 2, job).await.unwrap();
+    let before = jwd.rss_anon();
+    // All of the credit, in the largest pieces allowed.
+    let mut offset = 0u64;
+    let mut left = attached.credit as usize;
+    while left > 0 {
+        let n = left.min(64 * 1024);
+        raw.send(&ClientMessage::Input {
+            stream: 2,
+            offset,
+            data: vec![b'y'; n],
+        })
+        .await;
+        offset += n as u64;
+        left -= n;
+    }
+    // The job reads nothing: a pipe's worth goes in and its credit comes
+    // back, no more; a Status on the same connection is answered
+    // meanwhile. (The pipe's capacity is the kernel's; the rest of the
+    // credit waits in jwd.)
+    raw.send(&ClientMessage::Request {
+        stream: 3,
+        request: Request::Status { job },
+    })
+    .await;
+    let mut returned = 0u64;
+    loop {
+        match raw.next().await {
+            Some(ServerMessage::Event {
+                stream: 3,
+                event: Event::Status(info),
+            }) => {
+                assert!(info.state.is_active());
+                break;
+            }
+            Some(ServerMessage::Event {
+                stream: 2,
+                event: Event::InputCredit { bytes },
+            }) => returned += u64::from(bytes),
+            other => panic!("expected the status, got {other:?}"),
+        }
+    }
+    assert!(
+        returned < u64::from(attached.credit),
+        "all {returned} bytes of credit came back from a job that reads nothing"
+    );
+    let growth = jwd.rss_anon().saturating_sub(before);
+    println!("jwd RssAnon growth holding one writer's credit: {growth} bytes");
+    assert!(
+        growth < 8 << 20,
+        "jwd grew {growth} bytes for {} bytes of credit",
+        attached.credit
+    );
+    // Stopping the job ends the writer.
+    jwd.client("alice").await.stop(job, 0).await.unwrap();
+    loop {
+        match raw.next().await {
+            Some(ServerMessage::Event {
+                stream: 2,
+                event: Event::Detached { .. },
+            }) => break,
+            Some(ServerMessage::Event {
+                stream: 2,
+                event: Event::InputCredit { .. },
+            }) => {}
+            other => panic!("expected Detached, got {other:?}"),
+        }
+    }
+}
+
+/// Waits until the job's stdout (read with a Logs request) holds `text`.
+async fn wait_for_output(client: &jw::client::Client, job: JobId, text: &str) {
+    let mut stream = client
+        .logs(LogsRequest {
+            job,
+            stdout: Some(0),
+            stderr: None,
+            follow: true,
+            credit: 1 << 20,
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while !String::from_utf8_lossy(&out).contains(text) {
+        match stream.next().await.unwrap() {
+            Some(Event::Output(c)) => out.extend_from_slice(&c.data),
+            other => panic!("{text:?} never came: {other:?} after {out:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_input_outlives_jwd_and_is_attached_again_after_a_restart() {
+    let Some((mut jwd, data)) = Jwd::start_kept("attach-restart", &[]) else {
+        return;
+    };
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let script = "read a; echo got-$a; read b; echo got-$b";
+    let job = start_with_input(&mut raw, "sh", &["-c", script]).await;
+    attach(&mut raw, 2, job).await.unwrap();
+    raw.send(&ClientMessage::Input {
+        stream: 2,
+        offset: 0,
+        data: b"one\n".to_vec(),
+    })
+    .await;
+    wait_for_output(&jwd.client("alice").await, job, "got-one").await;
+    jwd.kill9();
+    drop(raw);
+    let again = Jwd::start_with(&jwd.data_dir, &jwd.cgroup_name, &[]);
+    let mut raw = Raw::new(&again, "alice", 2).await;
+    // The keeper hands the restarted jwd the job's input as it reconnects.
+    let mut stream = 1;
+    let attached = loop {
+        match attach(&mut raw, stream, job).await {
+            Ok(a) => break a,
+            Err((ErrorCode::FAILED_PRECONDITION, m)) if m.contains("taking it over") => {
+                assert!(stream < 600, "the input never came back: {m}");
+                stream += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(attached.input_offset, 0, "counted by the new jwd");
+    raw.send(&ClientMessage::Input {
+        stream,
+        offset: 0,
+        data: b"two\n".to_vec(),
+    })
+    .await;
+    raw.send(&ClientMessage::InputEnd { stream }).await;
+    let client = again.client("alice").await;
+    let end = client.wait(job).await.unwrap();
+    assert_eq!(end.exit_code, Some(0), "{end:?}");
+    wait_for_output(&client, job, "got-one\ngot-two\n").await;
+    drop(again);
+    drop(data);
+}
