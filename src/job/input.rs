@@ -38,8 +38,10 @@ pub(super) enum InputState {
         /// A writer is attached.
         attached: bool,
     },
-    /// The end of input was given, or the job has ended.
+    /// The end of input was given, or nobody reads it any more.
     Closed,
+    /// The job has ended.
+    Ended,
 }
 
 /// A job's input and the bytes written to it through this jwd.
@@ -72,7 +74,7 @@ impl JobInput {
 
     /// The job has ended: its input goes.
     pub(super) fn end(&mut self) {
-        self.state = InputState::Closed;
+        self.state = InputState::Ended;
     }
 }
 
@@ -104,6 +106,7 @@ impl Manager {
                 (fd.clone(), *terminal)
             }
             InputState::Closed => return Err(JobError::InputClosed(id)),
+            InputState::Ended => return Err(JobError::Ended(id)),
             InputState::Unknown | InputState::Null => return Err(JobError::NoInput(id)),
         };
         drop(input);

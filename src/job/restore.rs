@@ -246,7 +246,7 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
                 state: if live {
                     InputState::Unknown
                 } else {
-                    InputState::Closed
+                    InputState::Ended
                 },
                 written: 0,
             }),

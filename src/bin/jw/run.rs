@@ -3,8 +3,8 @@
 //! signals it receives (Ctrl-C stops a plain `jw run` job), and with -i
 //! runs an interactive session (`session.rs`).
 
-use jw::client::Client;
-use jw::protocol::{EnvVar, JobId, Limits, Network, StartRequest, Stdin};
+use jw::client::{Attachment, Client};
+use jw::protocol::{EnvVar, ErrorCode, JobId, Limits, Network, StartRequest, Stdin};
 use tokio::sync::watch;
 
 use crate::args::{grace_ms, Cli, JobArgs, RunArgs};
@@ -43,12 +43,7 @@ pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> Result<u8, Failure> {
             let client = connect(cli).await?;
             let id = start_job(&client, req, stdin_mode(job)).await?;
             let attachment = if interactive {
-                Some(client.attach(id).await.map_err(|e| {
-                    Failure(format!(
-                        "job {id} started, but jw cannot write to its input: {e}; it runs \
-                         on: `jw attach {id}` to type into it, `jw stop {id}` to stop it"
-                    ))
-                })?)
+                attach_started(&client, id).await?
             } else {
                 None
             };
@@ -71,6 +66,27 @@ pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> Result<u8, Failure> {
     };
     let (current, _) = watch::channel(client);
     run_session(cli, session, current).await
+}
+
+/// Attaches to the input of a job this `jw run` just started. A job that
+/// has already ended, or closed its input, takes no input: its output is
+/// followed all the same (as a shell pipeline's reader that exits early).
+async fn attach_started(client: &Client, id: JobId) -> Result<Option<Attachment>, Failure> {
+    let refused = match client.attach(id).await {
+        Ok(attachment) => return Ok(Some(attachment)),
+        Err(e) if e.code() == Some(ErrorCode::FAILED_PRECONDITION) => e,
+        Err(e) => {
+            return Err(Failure(format!(
+                "job {id} started, but jw cannot write to its input: {e}; it runs \
+                 on: `jw attach {id}` to type into it, `jw stop {id}` to stop it"
+            )))
+        }
+    };
+    let info = client.status(id).await?;
+    if info.state.is_active() {
+        eprintln!("jw: job {id} takes no more input ({refused}); following its output");
+    }
+    Ok(None)
 }
 
 /// The job's input from -i and -t: `None` (no input) for neither.
