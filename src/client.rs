@@ -3,7 +3,12 @@
 //! One connection carries many streams: a background task reads frames and
 //! routes each event to its stream's channel; requests are written under a
 //! lock. The client grants `Output` credit as the caller consumes chunks,
-//! so its memory is bounded by the credit it chose.
+//! so its memory is bounded by the credit it chose. A job's input is
+//! written through an [`Attachment`] (`attach.rs`).
+
+mod attach;
+
+pub use attach::{AttachControl, Attachment, MAX_AHEAD, MAX_INPUT_FRAME};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +24,8 @@ use tokio_rustls::client::TlsStream;
 
 use crate::protocol::{
     self, ClientMessage, ErrorCode, ErrorInfo, Event, FrameDecoder, Hello, JobId, JobInfo,
-    LogsRequest, Request, ServerMessage, StartRequest, Welcome, MAX_FRAME, PROTOCOL_VERSION,
+    LogsRequest, Request, ServerMessage, StartRequest, Stdin, Welcome, MAX_FRAME,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::tls::{self, TlsError};
 
@@ -70,6 +76,13 @@ pub enum ClientError {
     Protocol(#[from] protocol::ProtocolError),
     #[error("unexpected reply from the server: {0}")]
     Unexpected(String),
+    /// The server speaks an older protocol than the request needs.
+    #[error("jwd speaks protocol {server}; -i/-t/attach/kill need a jwd that speaks {needed} (upgrade jwd)")]
+    OldServer { server: u32, needed: u32 },
+    /// The job's input was closed (the job ended, or its input was ended)
+    /// while writing to it.
+    #[error("the job's input is closed (the job ended, or its input was ended) after {input_offset} bytes")]
+    InputClosed { input_offset: u64 },
 }
 
 impl ClientError {
@@ -233,7 +246,11 @@ impl Client {
                 }
                 other => other,
             })? {
-            ServerMessage::Welcome(w) if w.version <= PROTOCOL_VERSION => w,
+            ServerMessage::Welcome(w)
+                if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&w.version) =>
+            {
+                w
+            }
             ServerMessage::Welcome(w) => {
                 return Err(ClientError::Unexpected(format!(
                     "the server chose protocol version {}",
@@ -268,8 +285,16 @@ impl Client {
         w.flush().await.map_err(|_| ClientError::Closed)
     }
 
-    /// Opens a stream with `request`.
+    /// Opens a stream with `request`; refused here, unsent, when the
+    /// server speaks a protocol older than the request.
     pub async fn open(&self, request: Request) -> Result<Stream, ClientError> {
+        let needed = request.min_version();
+        if needed > self.inner.welcome.version {
+            return Err(ClientError::OldServer {
+                server: self.inner.welcome.version,
+                needed,
+            });
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let id = {
             let mut streams = self.inner.streams.lock().expect("streams lock");
@@ -316,6 +341,24 @@ impl Client {
     pub async fn start(&self, req: StartRequest) -> Result<JobId, ClientError> {
         match self.one(Request::Start(req)).await? {
             Event::Started { job } => Ok(job),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Starts a job with its input open (protocol version 2): a pipe or a
+    /// terminal, written through [`Client::attach`].
+    pub async fn start_with(&self, spec: StartRequest, stdin: Stdin) -> Result<JobId, ClientError> {
+        match self.one(Request::StartWith { spec, stdin }).await? {
+            Event::Started { job } => Ok(job),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends `signal` (1 to 31) to the job's command, or with `all` to
+    /// every process of the job (protocol version 2); the job's status.
+    pub async fn signal(&self, job: JobId, signal: i32, all: bool) -> Result<JobInfo, ClientError> {
+        match self.one(Request::Signal { job, signal, all }).await? {
+            Event::Status(info) => Ok(info),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -380,7 +423,30 @@ impl Stream {
         if self.done {
             return Ok(None);
         }
-        match self.rx.recv().await {
+        let got = self.rx.recv().await;
+        self.receive(got)
+    }
+
+    /// The next event if one has arrived already, `None` if none has: as
+    /// [`Stream::next`] otherwise.
+    pub(crate) fn next_ready(&mut self) -> Option<Result<Option<Event>, ClientError>> {
+        if self.done {
+            return Some(Ok(None));
+        }
+        match self.rx.try_recv() {
+            Ok(got) => Some(self.receive(Some(got))),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(self.receive(None)),
+        }
+    }
+
+    /// An event taken from the channel (`None`: the channel closed), as
+    /// `next` returns it.
+    fn receive(
+        &mut self,
+        got: Option<Result<Event, ClientError>>,
+    ) -> Result<Option<Event>, ClientError> {
+        match got {
             Some(Ok(Event::Error(e))) => {
                 self.done = true;
                 Err(ClientError::Server(e))
@@ -410,6 +476,17 @@ impl Stream {
                 bytes,
             })
             .await
+    }
+
+    /// Whether the stream is still open on this side (no terminal event
+    /// arrived, the connection is up).
+    fn is_open(client: &Client, id: u32) -> bool {
+        client
+            .inner
+            .streams
+            .lock()
+            .map(|s| s.map.contains_key(&id))
+            .unwrap_or(false)
     }
 
     /// Asks the server to end the stream.

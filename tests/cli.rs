@@ -405,3 +405,64 @@ fn list_and_status_escape_what_the_user_chose() {
         assert!(shown.contains("/bin/true 'two words' "), "{shown:?}");
     }
 }
+
+/// jw with no server and no certificate settings: only its command line
+/// counts.
+fn jw_alone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jw"))
+        .args(args)
+        .env_remove("JW_ADDR")
+        .env_remove("JW_CA")
+        .env_remove("JW_CERT")
+        .env_remove("JW_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("jw runs")
+}
+
+#[test]
+fn options_before_the_command_are_jws_and_usage_errors_exit_2() {
+    let id = "6f1c2a9e-3b4d-4f0a-8c11-5e7d2093b401";
+    let usage: &[(&[&str], &str)] = &[
+        (&["run", "--memroy", "1G", "--", "true"], "--memroy"),
+        (&["run", "-x", "true"], "-x"),
+        (&["run", "-it"], "<CMD>"),
+        (&["start", "-it", "--bogus", "--", "sh"], "--bogus"),
+        (&["kill", "-s", "USR3", id], "invalid signal"),
+        (&["kill", "-s", "32", id], "invalid signal"),
+        (&["kill", "not-an-id"], "invalid job id"),
+        (
+            &["attach", "--detach-keys", "ctrl-1", id],
+            "invalid detach key",
+        ),
+        (
+            &["run", "--detach-keys", "ab", "--", "sh"],
+            "invalid detach key",
+        ),
+    ];
+    for (args, needle) in usage {
+        let out = jw_alone(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in: {err}"
+        );
+    }
+    // Parsed: jw goes on to connect, and says which setting it lacks.
+    let parsed: &[&[&str]] = &[
+        &["run", "-it", "--", "sh"],
+        &["run", "echo", "-n", "hi"],
+        &["run", "-i", "-t", "--detach-keys", "ctrl-x,q", "--", "sh"],
+        &["start", "-t", "sh"],
+        &["attach", id],
+        &["kill", "-s", "usr1", "--all", id],
+        &["kill", id],
+    ];
+    for args in parsed {
+        let out = jw_alone(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("no --ca given"), "{args:?}: {err}");
+    }
+}

@@ -133,8 +133,9 @@ pub(crate) struct StreamState {
     pub(super) credit_added: Notify,
     pub(super) cancelled: Cell<bool>,
     pub(super) cancel: Notify,
-    /// An `Attach` stream's input (`None` for other requests).
-    pub(super) input: Option<StreamInput>,
+    /// An `Attach` stream's input (`None` for other requests: boxed, so
+    /// they do not carry its room).
+    pub(super) input: Option<Box<StreamInput>>,
 }
 
 impl StreamState {
@@ -146,13 +147,13 @@ impl StreamState {
             credit_added: Notify::new(),
             cancelled: Cell::new(false),
             cancel: Notify::new(),
-            input: input.then(StreamInput::default),
+            input: input.then(Box::default),
         }
     }
 
     /// An `Attach` stream's input.
     pub fn input(&self) -> Option<&StreamInput> {
-        self.input.as_ref()
+        self.input.as_deref()
     }
 
     /// Ends the stream: its request stops waiting for credit or anything.

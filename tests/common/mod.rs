@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod pty;
 pub mod raw;
 
 use std::time::Duration;
@@ -192,6 +193,16 @@ pub struct Jwd {
     _data: Option<tempfile::TempDir>,
 }
 
+/// A process's anonymous resident memory in bytes (`None`: it is gone).
+pub fn rss_anon_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
 impl Jwd {
     /// Starts jwd (root only) with extra flags.
     pub fn start(test: &str, extra: &[&str]) -> Option<Jwd> {
@@ -304,13 +315,7 @@ impl Jwd {
 
     /// jwd's anonymous memory (RssAnon), in bytes.
     pub fn rss_anon(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("RssAnon:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("RssAnon in /proc/PID/status")
-            * 1024
+        rss_anon_of(self.pid()).expect("RssAnon in /proc/PID/status")
     }
 
     /// The job cgroup directories of this jwd (`<its cgroup>/<name>/*`,

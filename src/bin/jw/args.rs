@@ -8,7 +8,9 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use jw::protocol::JobId;
 use jw::units::{parse_bytes, parse_duration};
 
+use crate::detach::{parse_detach_keys, DetachKeys};
 use crate::failure::Failure;
+use crate::signame::parse_signal;
 
 /// Run commands on a jw server, in their own cgroups and namespaces.
 #[derive(Parser)]
@@ -26,8 +28,8 @@ pub(crate) struct Cli {
     /// Your private key.
     #[arg(long, env = "JW_KEY", global = true)]
     pub(crate) key: Option<PathBuf>,
-    /// How long `logs` and `run` try to reconnect when the connection to
-    /// jwd is lost, each time it is (0: not at all).
+    /// How long `logs`, `run` and `attach` try to reconnect when the
+    /// connection to jwd is lost, each time it is (0: not at all).
     #[arg(
         long,
         env = "JW_RECONNECT_TIMEOUT",
@@ -45,7 +47,35 @@ pub(crate) enum Command {
     /// Start a job and print its id.
     Start(JobArgs),
     /// Start a job, stream its output, exit with its exit code.
-    Run(JobArgs),
+    ///
+    /// Signals: without -i/-t, Ctrl-C (SIGINT) stops the job with --grace
+    /// and a second one kills it at once. With -i or -t, a SIGINT jw
+    /// receives is sent to the job's command instead; in a raw terminal
+    /// (-it) Ctrl-C is a byte typed into the job's terminal, as with ssh.
+    /// SIGTERM, SIGHUP and SIGQUIT are always sent on to the job's
+    /// command. jw runs on until the job ends.
+    Run(RunArgs),
+    /// Type into a job started with -i or -t, and follow its output.
+    ///
+    /// Forwards your input (its end too) and follows the job's output from
+    /// where it is now; exits with the job's exit code when it ends. Detach (leave the job running) with the --detach-keys when your
+    /// input is a terminal and the job has one. SIGINT, SIGTERM, SIGHUP and
+    /// SIGQUIT jw receives are sent on to the job's command.
+    Attach {
+        #[command(flatten)]
+        keys: DetachArgs,
+        id: JobId,
+    },
+    /// Send a signal to a job's command (or, with --all, every process of the job).
+    Kill {
+        /// The signal: a name (TERM, SIGTERM, term) or a number from 1 to 31.
+        #[arg(short = 's', long = "signal", default_value = "TERM", value_parser = parse_signal)]
+        signal: i32,
+        /// Every process of the job, not only its command.
+        #[arg(long)]
+        all: bool,
+        id: JobId,
+    },
     /// Print a job's output from byte 0 (or --from).
     Logs {
         /// Follow the output until the job ends.
@@ -149,17 +179,46 @@ pub(crate) struct JobArgs {
     /// Network: none (own namespace with lo) or host.
     #[arg(long, default_value = "none", value_parser = ["none", "host"])]
     pub(crate) net: String,
-    /// Grace period when Ctrl-C stops a `jw run` job.
+    /// Grace period when Ctrl-C stops a `jw run` job (without -i/-t).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) grace: Duration,
-    /// The command and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// Keep the job's stdin open: `run` forwards yours to it (its end
+    /// too); after `start`, `jw attach` writes to it.
+    #[arg(short = 'i', long)]
+    pub(crate) interactive: bool,
+    /// Give the job a terminal of your terminal's size (24x80 if your
+    /// stdin is not one), and your TERM; its stdout and stderr are one
+    /// stream. With -i, `run` forwards your input into it, puts your
+    /// terminal in raw mode (if stdin is one) and forwards window size
+    /// changes; without -i nothing is typed into it but by `jw attach`.
+    #[arg(short = 't', long)]
+    pub(crate) tty: bool,
+    /// The command and its arguments. Options before it are jw's; from
+    /// the command on, every argument is the command's.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,
+}
+
+#[derive(ClapArgs)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) job: JobArgs,
+    #[command(flatten)]
+    pub(crate) keys: DetachArgs,
+}
+
+#[derive(ClapArgs)]
+pub(crate) struct DetachArgs {
+    /// The keys that detach from the job, leaving it running, when your
+    /// stdin is a terminal in raw mode: comma-separated `ctrl-X` or single
+    /// characters; empty: none.
+    #[arg(
+        long = "detach-keys",
+        value_name = "KEYS",
+        default_value = "ctrl-p,ctrl-q",
+        value_parser = parse_detach_keys
+    )]
+    pub(crate) detach_keys: DetachKeys,
 }
 
 /// A `--grace` period in milliseconds, as the protocol carries it.
@@ -178,5 +237,52 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["jw", "run"].iter().chain(args))?;
+        match cli.command {
+            Command::Run(args) => Ok(args),
+            _ => unreachable!("parsed jw run"),
+        }
+    }
+
+    #[test]
+    fn options_before_the_command_are_jws() {
+        let it = run_args(&["-it", "--", "sh"]).unwrap();
+        assert!(it.job.interactive && it.job.tty);
+        assert_eq!(it.job.command, ["sh"]);
+        let split = run_args(&["-i", "-t", "sh", "-c", "exit 3"]).unwrap();
+        assert!(split.job.interactive && split.job.tty);
+        assert_eq!(split.job.command, ["sh", "-c", "exit 3"]);
+        // From the command on, arguments that look like options are its own.
+        let echo = run_args(&["echo", "-n", "hi", "--memory", "1G", "-i"]).unwrap();
+        assert_eq!(
+            echo.job.command,
+            ["echo", "-n", "hi", "--memory", "1G", "-i"]
+        );
+        assert!(!echo.job.interactive);
+        assert_eq!(echo.job.memory, None);
+        let dashed = run_args(&["--", "-it"]).unwrap();
+        assert_eq!(dashed.job.command, ["-it"]);
+    }
+
+    #[test]
+    fn an_unknown_option_before_the_command_is_a_usage_error() {
+        for args in [&["--memroy", "1G", "--", "true"][..], &["-x", "true"]] {
+            let Err(e) = run_args(args) else {
+                panic!("{args:?} parsed");
+            };
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
+        }
+        let Err(e) = run_args(&["-it"]) else {
+            panic!("-it alone parsed");
+        };
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 }

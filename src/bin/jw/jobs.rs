@@ -1,5 +1,5 @@
-//! `jw status`, `list`, `stop`, `wait` and `rm`: one request each about
-//! jobs that exist, and their answer printed.
+//! `jw status`, `list`, `stop`, `kill`, `wait` and `rm`: one request each
+//! about jobs that exist, and their answer printed.
 
 use std::time::Duration;
 
@@ -42,6 +42,13 @@ pub(crate) async fn stop(cli: &Cli, grace: Duration, id: JobId) -> Result<u8, Fa
     let client = connect(cli).await?;
     let info = client.stop(id, grace_ms(grace)?).await?;
     eprintln!("{}: {}", info.id, describe_end(&info));
+    Ok(0)
+}
+
+/// `jw kill`: sends the signal; prints nothing.
+pub(crate) async fn kill(cli: &Cli, signal: i32, all: bool, id: JobId) -> Result<u8, Failure> {
+    let client = connect(cli).await?;
+    client.signal(id, signal, all).await?;
     Ok(0)
 }
 

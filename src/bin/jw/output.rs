@@ -97,7 +97,7 @@ pub(crate) async fn copy_output(
                     if e.kind() == std::io::ErrorKind::BrokenPipe {
                         // `jw logs ID | head`: the reader has what it wanted.
                         let _ = stream.cancel().await;
-                        std::process::exit(0);
+                        crate::terminal::exit(0);
                     }
                     return Err(Interrupted::Failed(Failure(format!(
                         "cannot write output: {e}"

@@ -1,34 +1,100 @@
 //! `jw start` and `jw run`: a job request from the flags; `run` follows the
-//! job's output to its end, across lost connections, and stops the job on
-//! Ctrl-C.
-
-use std::time::Duration;
+//! job's output to its end, across lost connections, passing on the
+//! signals it receives (Ctrl-C stops a plain `jw run` job), and with -i
+//! runs an interactive session (`session.rs`).
 
 use jw::client::Client;
-use jw::protocol::{EnvVar, JobId, Limits, Network, StartRequest};
+use jw::protocol::{EnvVar, JobId, Limits, Network, StartRequest, Stdin};
 use tokio::sync::watch;
 
-use crate::args::{grace_ms, Cli, JobArgs};
+use crate::args::{grace_ms, Cli, JobArgs, RunArgs};
 use crate::connect::connect;
 use crate::failure::Failure;
 use crate::follow::{follow, Follow};
 use crate::output::Offsets;
+use crate::relay::{Interrupt, Signals};
+use crate::session::{run_session, Session};
+use crate::terminal;
 
 /// `jw start`: prints the new job's id.
 pub(crate) async fn start(cli: &Cli, args: &JobArgs) -> Result<u8, Failure> {
     let req = start_request(args)?;
     let client = connect(cli).await?;
-    let id = client.start(req).await?;
+    let id = start_job(&client, req, stdin_mode(args)).await?;
     println!("{id}");
     Ok(0)
 }
 
 /// `jw run`: starts the job and exits with its exit code.
-pub(crate) async fn run(cli: &Cli, args: &JobArgs) -> Result<u8, Failure> {
-    let req = start_request(args)?;
-    let client = connect(cli).await?;
-    let id = client.start(req).await?;
-    run_job(cli, client, id, args.grace).await
+pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> Result<u8, Failure> {
+    let job = &args.job;
+    let req = start_request(job)?;
+    let interrupt = if job.interactive || job.tty {
+        Interrupt::Forward
+    } else {
+        Interrupt::Stop {
+            grace_ms: grace_ms(job.grace)?,
+        }
+    };
+    let mut signals = Signals::catch()?;
+    let interactive = job.interactive;
+    let (client, id, attachment) = signals
+        .unless_interrupted(async {
+            let client = connect(cli).await?;
+            let id = start_job(&client, req, stdin_mode(job)).await?;
+            let attachment = if interactive {
+                Some(client.attach(id).await.map_err(|e| {
+                    Failure(format!(
+                        "job {id} started, but jw cannot write to its input: {e}; it runs \
+                         on: `jw attach {id}` to type into it, `jw stop {id}` to stop it"
+                    ))
+                })?)
+            } else {
+                None
+            };
+            Ok::<_, Failure>((client, id, attachment))
+        })
+        .await?;
+    let from = Offsets {
+        stdout: Some(0),
+        stderr: Some(0),
+    };
+    let Some(attachment) = attachment else {
+        return follow_job(cli, client, id, from, signals, interrupt).await;
+    };
+    let session = Session {
+        id,
+        attachment,
+        from,
+        keys: args.keys.detach_keys.clone(),
+        signals,
+    };
+    let (current, _) = watch::channel(client);
+    run_session(cli, session, current).await
+}
+
+/// The job's input from -i and -t: `None` (no input) for neither.
+fn stdin_mode(args: &JobArgs) -> Option<Stdin> {
+    if args.tty {
+        Some(Stdin::Terminal(terminal::window_size()))
+    } else if args.interactive {
+        Some(Stdin::Pipe)
+    } else {
+        None
+    }
+}
+
+/// Starts the job: with `Start` when it has no input (any jwd), with
+/// `StartWith` otherwise (a jwd that speaks protocol 2).
+async fn start_job(
+    client: &Client,
+    req: StartRequest,
+    stdin: Option<Stdin>,
+) -> Result<JobId, Failure> {
+    Ok(match stdin {
+        None => client.start(req).await?,
+        Some(stdin) => client.start_with(req, stdin).await?,
+    })
 }
 
 fn start_request(args: &JobArgs) -> Result<StartRequest, Failure> {
@@ -55,6 +121,7 @@ fn start_request(args: &JobArgs) -> Result<StartRequest, Failure> {
                 .ok_or_else(|| Failure(format!("invalid -e {kv:?}: use NAME=VALUE")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let env = with_term(env, args.tty, std::env::var("TERM").ok());
     let (command, rest) = args.command.split_first().expect("clap requires a command");
     Ok(StartRequest {
         command: command.clone(),
@@ -77,35 +144,40 @@ fn start_request(args: &JobArgs) -> Result<StartRequest, Failure> {
     })
 }
 
-/// `jw run`: follow both outputs, on a new connection whenever the one in
-/// use is lost (the job is never started again); Ctrl-C stops the job with
-/// its grace period, a second Ctrl-C kills it at once.
-async fn run_job(cli: &Cli, client: Client, id: JobId, grace: Duration) -> Result<u8, Failure> {
-    let grace = grace_ms(grace)?;
-    let (current, connection) = watch::channel(client);
-    let interrupts = tokio::spawn(async move {
-        let mut count = 0;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            count += 1;
-            let (what, ms) = if count == 1 {
-                ("stopping", grace)
-            } else {
-                ("killing", 0)
-            };
-            eprintln!("jw: {what} job {id}");
-            tokio::spawn(stop(connection.clone(), id, ms));
+/// A job with a terminal gets the caller's TERM, unless -e gave one.
+fn with_term(mut env: Vec<EnvVar>, tty: bool, term: Option<String>) -> Vec<EnvVar> {
+    match term {
+        Some(value) if tty && !value.is_empty() && !env.iter().any(|v| v.name == "TERM") => {
+            env.push(EnvVar {
+                name: "TERM".into(),
+                value,
+            });
+            env
         }
-    });
+        _ => env,
+    }
+}
+
+/// `jw run` without -i: follow both outputs, on a new connection whenever
+/// the one in use is lost (the job is never started again), passing on the
+/// signals caught.
+async fn follow_job(
+    cli: &Cli,
+    client: Client,
+    id: JobId,
+    from: Offsets,
+    signals: Signals,
+    interrupt: Interrupt,
+) -> Result<u8, Failure> {
+    let (current, connection) = watch::channel(client);
+    let relay = signals.relay(id, connection, interrupt);
     let what = Follow {
         id,
-        offsets: Offsets {
-            stdout: Some(0),
-            stderr: Some(0),
-        },
+        offsets: from,
         follow: true,
     };
     let result = follow(cli, what, &current).await;
-    interrupts.abort();
+    relay.abort();
     let info = result?;
     if info.oom_killed {
         eprintln!("jw: job {id} was killed: out of memory (its --memory limit)");
@@ -113,23 +185,28 @@ async fn run_job(cli: &Cli, client: Client, id: JobId, grace: Duration) -> Resul
     Ok(info.shell_code())
 }
 
-/// Stops the job through the current connection; if that one is lost, on
-/// the next one, until the follow ends.
-async fn stop(mut connection: watch::Receiver<Client>, id: JobId, grace_ms: u32) {
-    loop {
-        let client = connection.borrow_and_update().clone();
-        match client.stop(id, grace_ms).await {
-            Ok(_) => return,
-            Err(e) if e.is_connection_lost() => {
-                if connection.changed().await.is_err() {
-                    eprintln!("jw: cannot stop job {id}: {e}; stop it with `jw stop {id}`");
-                    return;
-                }
-            }
-            Err(e) => {
-                eprintln!("jw: cannot stop job {id}: {e}");
-                return;
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(name: &str, value: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: value.into(),
         }
+    }
+
+    #[test]
+    fn a_terminal_gets_the_callers_term_unless_given() {
+        let term = || Some("xterm-256color".to_string());
+        assert_eq!(
+            with_term(vec![], true, term()),
+            [var("TERM", "xterm-256color")]
+        );
+        let given = vec![var("TERM", "vt100")];
+        assert_eq!(with_term(given.clone(), true, term()), given);
+        assert!(with_term(vec![], false, term()).is_empty());
+        assert!(with_term(vec![], true, None).is_empty());
+        assert!(with_term(vec![], true, Some(String::new())).is_empty());
     }
 }

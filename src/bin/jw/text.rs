@@ -4,12 +4,17 @@
 use jw::protocol::{JobInfo, JobState};
 use jw::text::{printable, shell_word};
 
+use crate::signame::signal_name;
+
 /// How the job ended (or its state), with OOM, stop and error notes.
 pub(crate) fn describe_end(info: &JobInfo) -> String {
     let mut s = match (info.state, info.exit_code, info.signal) {
         (JobState::Exited, Some(code), _) => format!("exited with code {code}"),
         (JobState::Exited, None, Some(sig)) => {
-            format!("killed by signal {sig} ({})", signal_name(sig))
+            format!(
+                "killed by signal {sig} ({})",
+                signal_name(sig).unwrap_or("?")
+            )
         }
         (state, _, _) => state.as_str().to_string(),
     };
@@ -23,12 +28,6 @@ pub(crate) fn describe_end(info: &JobInfo) -> String {
         s.push_str(&format!(": {}", printable(e)));
     }
     s
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str())
-        .unwrap_or("?")
 }
 
 /// Milliseconds since the epoch as RFC 3339 (the number if out of range).
@@ -79,7 +78,7 @@ pub(crate) fn command_text(info: &JobInfo) -> String {
 pub(crate) fn exit_text(info: &JobInfo) -> String {
     match (info.exit_code, info.signal) {
         (Some(c), _) => c.to_string(),
-        (None, Some(s)) => signal_name(s).to_string(),
+        (None, Some(s)) => signal_name(s).unwrap_or("?").to_string(),
         _ => "-".into(),
     }
 }

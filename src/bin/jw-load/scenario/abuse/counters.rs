@@ -18,6 +18,8 @@ pub(crate) fn error_key(e: &ClientError) -> String {
         ClientError::Closed => "closed".into(),
         ClientError::Protocol(_) => "protocol".into(),
         ClientError::Unexpected(_) => "unexpected".into(),
+        ClientError::OldServer { .. } => "old server".into(),
+        ClientError::InputClosed { .. } => "input closed".into(),
     }
 }
 

@@ -1,0 +1,172 @@
+//! Signals jw receives while it follows a job, passed on to the job through
+//! the current connection (a new one after a reconnect): SIGINT, SIGTERM,
+//! SIGHUP and SIGQUIT as `Signal` requests (or, for plain `jw run`, SIGINT
+//! as a stop), SIGWINCH as `Resize` of the job's terminal. Catching them
+//! also keeps them from ending jw with the terminal left raw.
+
+use std::future::Future;
+
+use jw::client::{AttachControl, Client, ClientError};
+use jw::protocol::{ErrorCode, JobId};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::failure::Failure;
+use crate::signame::signal_name;
+use crate::terminal;
+
+/// What a SIGINT jw receives does to the job.
+#[derive(Clone, Copy)]
+pub(crate) enum Interrupt {
+    /// Stops it with this grace period; a second one kills it at once.
+    Stop { grace_ms: u32 },
+    /// Sends it SIGINT, like the other signals.
+    Forward,
+}
+
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, caught from `catch` on.
+pub(crate) struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+    quit: Signal,
+}
+
+fn caught(kind: SignalKind) -> Result<Signal, Failure> {
+    signal(kind).map_err(|e| Failure(format!("cannot catch signals: {e}")))
+}
+
+impl Signals {
+    /// Catches the four from now on (before the job starts, so none is
+    /// missed nor ends jw).
+    pub(crate) fn catch() -> Result<Signals, Failure> {
+        Ok(Signals {
+            interrupt: caught(SignalKind::interrupt())?,
+            terminate: caught(SignalKind::terminate())?,
+            hangup: caught(SignalKind::hangup())?,
+            quit: caught(SignalKind::quit())?,
+        })
+    }
+
+    /// The number of the next signal caught.
+    async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => libc::SIGINT,
+            _ = self.terminate.recv() => libc::SIGTERM,
+            _ = self.hangup.recv() => libc::SIGHUP,
+            _ = self.quit.recv() => libc::SIGQUIT,
+        }
+    }
+
+    /// Runs `work` (connecting, starting, attaching: before there is a job
+    /// to pass signals on to) unless a signal comes first: then jw ends as
+    /// the signal would have ended it, with 128 + its number.
+    pub(crate) async fn unless_interrupted<T>(&mut self, work: impl Future<Output = T>) -> T {
+        tokio::select! {
+            out = work => out,
+            number = self.next() => terminal::exit(128 + number),
+        }
+    }
+
+    /// Passes the signals on to job `id` until the task is aborted.
+    pub(crate) fn relay(
+        mut self,
+        id: JobId,
+        connection: watch::Receiver<Client>,
+        interrupt: Interrupt,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut interrupts = 0;
+            loop {
+                let number = self.next().await;
+                match interrupt {
+                    Interrupt::Stop { grace_ms } if number == libc::SIGINT => {
+                        interrupts += 1;
+                        let (what, ms) = if interrupts == 1 {
+                            ("stopping", grace_ms)
+                        } else {
+                            ("killing", 0)
+                        };
+                        eprintln!("jw: {what} job {id}");
+                        tokio::spawn(stop(connection.clone(), id, ms));
+                    }
+                    _ => {
+                        tokio::spawn(forward(connection.clone(), id, number));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// `op` on the current connection; on the next one if that one is lost,
+/// until the follow that replaces connections ends.
+async fn on_current<T, F, Fut>(
+    mut connection: watch::Receiver<Client>,
+    op: F,
+) -> Result<T, ClientError>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    loop {
+        let client = connection.borrow_and_update().clone();
+        match op(client).await {
+            Err(e) if e.is_connection_lost() => {
+                if connection.changed().await.is_err() {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Stops the job (`jw run`'s Ctrl-C).
+async fn stop(connection: watch::Receiver<Client>, id: JobId, grace_ms: u32) {
+    match on_current(connection, |c| async move { c.stop(id, grace_ms).await }).await {
+        Ok(_) => {}
+        Err(e) if e.is_connection_lost() => {
+            eprintln!("jw: cannot stop job {id}: {e}; stop it with `jw stop {id}`")
+        }
+        Err(e) => eprintln!("jw: cannot stop job {id}: {e}"),
+    }
+}
+
+/// Sends signal `number` to the job's command; a job that already ended
+/// needs nothing.
+async fn forward(connection: watch::Receiver<Client>, id: JobId, number: i32) {
+    let sent = on_current(
+        connection,
+        |c| async move { c.signal(id, number, false).await },
+    )
+    .await;
+    match sent {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(ErrorCode::FAILED_PRECONDITION) => {}
+        Err(e) => eprintln!(
+            "jw: cannot send {} to job {id}: {e}; send it with `jw kill -s {number} {id}`",
+            signal_name(number).unwrap_or("the signal")
+        ),
+    }
+}
+
+/// Catches SIGWINCH from now on and sends the terminal's new size to the
+/// attachment in `control` (the latest one after a reconnect), until the
+/// task is aborted.
+pub(crate) fn relay_window_changes(
+    mut control: watch::Receiver<Option<AttachControl>>,
+) -> Result<JoinHandle<()>, Failure> {
+    let mut changes = caught(SignalKind::window_change())?;
+    Ok(tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let current = control.borrow_and_update().clone();
+            if let Some(control) = current {
+                // A lost connection is the input's to resume; the next
+                // change goes to the new attachment.
+                let _ = control.resize(terminal::window_size()).await;
+            }
+        }
+    }))
+}
