@@ -161,6 +161,27 @@ pub(crate) enum Scenario {
         #[arg(long, default_value = "64M", value_parser = jw::units::parse_bytes)]
         abuser_output: u64,
     },
+    /// Keystroke round trip: CMD runs in a fresh local pseudo-terminal
+    /// (24x80, its controlling terminal); once it echoes a probe byte, N
+    /// keys are typed one at a time, each timed until the terminal shows it
+    /// again. E.g. `pty -- cat`, `pty -- jw run -it -- cat`,
+    /// `pty -- ssh -tt HOST cat`.
+    Pty {
+        /// Timed round trips (with --warmup at most 3500: one terminal line).
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Untimed round trips first.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Probe only once CMD has turned the terminal's echo off (as
+        /// `jw run -t` and `ssh -tt` do); else a probe can come back from
+        /// the local echo before CMD is ready.
+        #[arg(long)]
+        raw: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Inside a job: write N timestamped lines, one every interval.
     #[command(hide = true)]
     Emit {

@@ -12,6 +12,7 @@ mod clients;
 mod digest;
 mod jobs;
 mod keepers;
+mod pty_child;
 mod report;
 mod restart_jwd;
 mod retry;
@@ -28,6 +29,7 @@ use args::{Cli, Scenario};
 use scenario::abuse::{abuse, AbusePlan};
 use scenario::fanout::fanout;
 use scenario::follow_latency::{emit, follow_latency};
+use scenario::pty::{pty, PtyPlan};
 use scenario::restart::restart;
 use scenario::scale::scale;
 use scenario::soak::soak;
@@ -155,6 +157,22 @@ async fn run(cli: Cli) -> Result<(), String> {
                 output: (*abuser_output).max(1),
             };
             abuse(&opts, &abuser, &plan, cli.server_pid).await?
+        }
+        Scenario::Pty {
+            count,
+            warmup,
+            raw,
+            command,
+        } => {
+            let plan = PtyPlan {
+                count: *count,
+                warmup: *warmup,
+                raw: *raw,
+                command: command.clone(),
+            };
+            tokio::task::spawn_blocking(move || pty(&plan))
+                .await
+                .map_err(|e| format!("the pty scenario failed: {e}"))??
         }
         Scenario::Emit { .. } => unreachable!("handled in main"),
     };

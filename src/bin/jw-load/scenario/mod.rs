@@ -4,6 +4,7 @@
 pub(crate) mod abuse;
 pub(crate) mod fanout;
 pub(crate) mod follow_latency;
+pub(crate) mod pty;
 pub(crate) mod restart;
 pub(crate) mod scale;
 pub(crate) mod soak;
