@@ -159,11 +159,34 @@ impl Endpoint {
 
     /// Sends one message without waiting.
     pub(super) fn send_now(&mut self, message: &[u8]) -> Sent {
+        self.send_with(message, None)
+    }
+
+    /// Tells jwd what the job's input is, with a copy of its descriptor
+    /// (SCM_RIGHTS) while it is open, without waiting: it is sent on an
+    /// empty channel (before the exec report, or first on a new
+    /// connection), so it fits.
+    pub(super) fn send_input(&mut self, input: &Input) -> Sent {
+        let mut message = [0u8; MAX_MESSAGE];
+        let n = FromInit::Input(input.kind()).encode(&mut message);
+        self.send_with(&message[..n], input.fd())
+    }
+
+    /// Sends one message, and `fd` with it if given, without waiting.
+    fn send_with(&mut self, message: &[u8], fd: Option<BorrowedFd<'_>>) -> Sent {
         let Some(channel) = &self.channel else {
             return Sent::Gone;
         };
+        let fds = fd.map(|fd| [fd]);
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if let Some(fds) = &fds {
+            control.push(SendAncillaryMessage::ScmRights(fds));
+        }
+        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        let bytes = [std::io::IoSlice::new(message)];
         loop {
-            match rustix::net::send(channel, message, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+            match rustix::net::sendmsg(channel, &bytes, &mut control, flags) {
                 Ok(_) => return Sent::Done,
                 Err(rustix::io::Errno::INTR) => {}
                 // jwd has gone: its end is closed.
@@ -176,41 +199,6 @@ impl Endpoint {
                     return Sent::Gone;
                 }
                 // Full, or short of buffers for now: sent later.
-                Err(_) => return Sent::Full,
-            }
-        }
-    }
-
-    /// Tells jwd what the job's input is, with a copy of its descriptor
-    /// (SCM_RIGHTS) while it is open, without waiting: it is sent on an
-    /// empty channel (before the exec report, or first on a new
-    /// connection), so it fits.
-    pub(super) fn send_input(&mut self, input: &Input) -> Sent {
-        let Some(channel) = &self.channel else {
-            return Sent::Gone;
-        };
-        let mut message = [0u8; MAX_MESSAGE];
-        let n = FromInit::Input(input.kind()).encode(&mut message);
-        let fds = input.fd().map(|fd| [fd]);
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if let Some(fds) = &fds {
-            control.push(SendAncillaryMessage::ScmRights(fds));
-        }
-        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
-        let bytes = [std::io::IoSlice::new(&message[..n])];
-        loop {
-            match rustix::net::sendmsg(channel, &bytes, &mut control, flags) {
-                Ok(_) => return Sent::Done,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(
-                    rustix::io::Errno::PIPE
-                    | rustix::io::Errno::CONNRESET
-                    | rustix::io::Errno::NOTCONN,
-                ) => {
-                    self.channel = None;
-                    return Sent::Gone;
-                }
                 Err(_) => return Sent::Full,
             }
         }
