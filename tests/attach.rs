@@ -19,11 +19,16 @@ fn req(command: &str, args: &[&str]) -> StartRequest {
 
 /// Starts `command` with its input open, on stream 1 of `raw`.
 async fn start_with_input(raw: &mut Raw, command: &str, args: &[&str]) -> JobId {
+    start_with(raw, command, args, Stdin::Pipe).await
+}
+
+/// Starts `command` with `stdin`, on stream 1 of `raw`.
+async fn start_with(raw: &mut Raw, command: &str, args: &[&str], stdin: Stdin) -> JobId {
     raw.send(&ClientMessage::Request {
         stream: 1,
         request: Request::StartWith {
             spec: req(command, args),
-            stdin: Stdin::Pipe,
+            stdin,
         },
     })
     .await;
@@ -402,4 +407,158 @@ async fn the_input_outlives_jwd_and_is_attached_again_after_a_restart() {
     wait_for_output(&client, job, "got-one\ngot-two\n").await;
     drop(again);
     drop(data);
+}
+
+/// Sends `bytes` of input on `stream` from `offset`, in the largest pieces.
+async fn send_input(raw: &mut Raw, stream: u32, mut offset: u64, bytes: usize) {
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(64 * 1024);
+        raw.send(&ClientMessage::Input {
+            stream,
+            offset,
+            data: vec![b'z'; n],
+        })
+        .await;
+        offset += n as u64;
+        left -= n;
+    }
+}
+
+/// Reads `raw` until `stream` ends; its last event.
+async fn stream_end(raw: &mut Raw, stream: u32) -> Event {
+    loop {
+        match raw.next().await {
+            Some(ServerMessage::Event { stream: s, event }) if s == stream => {
+                if event.is_terminal() {
+                    return event;
+                }
+            }
+            Some(ServerMessage::Event { .. }) => {}
+            other => panic!("stream {stream} never ended: {other:?}"),
+        }
+    }
+}
+
+/// Attaches on `stream` once the writer before has let go (its handler
+/// ends a moment after its stream).
+async fn attach_when_free(raw: &mut Raw, stream: u32, job: JobId) -> Attached {
+    for _ in 0..1000 {
+        match attach(raw, stream, job).await {
+            Ok(attached) => return attached,
+            // The id is free again once the error ended the stream.
+            Err((ErrorCode::FAILED_PRECONDITION, m)) if m.contains("one may write") => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    panic!("the writer before never let go");
+}
+
+/// A terminal that reads nothing and echoes nothing: a writer fills it.
+fn deaf_terminal() -> (&'static str, [&'static str; 2], Stdin) {
+    (
+        "sh",
+        ["-c", "stty raw -echo; exec sleep 1000"],
+        Stdin::Terminal(jw::protocol::WindowSize { rows: 24, cols: 80 }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_job_that_ends_with_input_waiting_ends_its_writer_and_stalls_nobody() {
+    let Some(jwd) = Jwd::start("attach-tty-end", &[]) else {
+        return;
+    };
+    let (command, args, stdin) = deaf_terminal();
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let job = start_with(&mut raw, command, &args, stdin).await;
+    let attached = attach(&mut raw, 2, job).await.unwrap();
+    // More than the terminal holds: the writer waits for room.
+    send_input(&mut raw, 2, 0, attached.credit as usize).await;
+    let bob = jwd.client("bob").await;
+    bob.list(false).await.unwrap();
+    let alice = jwd.client("alice").await;
+    alice.stop(job, 0).await.unwrap();
+    // The writer ends with the job, and the server serves everyone.
+    assert!(matches!(
+        stream_end(&mut raw, 2).await,
+        Event::Detached { .. }
+    ));
+    for _ in 0..4 {
+        bob.list(false).await.unwrap();
+    }
+    raw.send(&ClientMessage::Request {
+        stream: 5,
+        request: Request::Status { job },
+    })
+    .await;
+    assert!(matches!(stream_end(&mut raw, 5).await, Event::Status(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_of_input_that_cannot_go_in_still_lets_the_writer_go() {
+    let Some(jwd) = Jwd::start("attach-tty-full", &[]) else {
+        return;
+    };
+    let (command, args, stdin) = deaf_terminal();
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let job = start_with(&mut raw, command, &args, stdin).await;
+    let attached = attach(&mut raw, 2, job).await.unwrap();
+    send_input(&mut raw, 2, 0, attached.credit as usize).await;
+    raw.send(&ClientMessage::Cancel { stream: 2 }).await;
+    assert!(matches!(stream_end(&mut raw, 2).await, Event::Error(_)));
+    // A second writer whose end of input (the terminal's EOF character)
+    // has no room: it can still detach, and a third one attach.
+    attach_when_free(&mut raw, 3, job).await;
+    raw.send(&ClientMessage::InputEnd { stream: 3 }).await;
+    raw.send(&ClientMessage::Cancel { stream: 3 }).await;
+    assert!(matches!(stream_end(&mut raw, 3).await, Event::Error(_)));
+    let third = 4;
+    attach_when_free(&mut raw, third, job).await;
+    jwd.client("alice").await.stop(job, 0).await.unwrap();
+    assert!(matches!(
+        stream_end(&mut raw, third).await,
+        Event::Detached { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_in_one_byte_frames_holds_no_more_than_the_credit() {
+    let Some(jwd) = Jwd::start("attach-tiny", &[]) else {
+        return;
+    };
+    let mut raw = Raw::new(&jwd, "alice", 2).await;
+    let job = start_with_input(&mut raw, "sleep", &["1000"]).await;
+    let attached = attach(&mut raw, 2, job).await.unwrap();
+    let before = jwd.rss_anon();
+    let mut frames = Vec::new();
+    for offset in 0..u64::from(attached.credit) {
+        jw::protocol::encode(
+            &ClientMessage::Input {
+                stream: 2,
+                offset,
+                data: vec![b'q'],
+            },
+            &mut frames,
+        )
+        .unwrap();
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut raw.tls, &frames)
+        .await
+        .unwrap();
+    // Answered after every frame before it was taken.
+    raw.send(&ClientMessage::Request {
+        stream: 3,
+        request: Request::Status { job },
+    })
+    .await;
+    assert!(matches!(stream_end(&mut raw, 3).await, Event::Status(_)));
+    let growth = jwd.rss_anon().saturating_sub(before);
+    println!(
+        "jwd RssAnon growth for {} one-byte frames: {growth} bytes",
+        attached.credit
+    );
+    assert!(growth < 4 << 20, "jwd grew {growth} bytes");
+    jwd.client("alice").await.stop(job, 0).await.unwrap();
 }

@@ -275,3 +275,25 @@ async fn a_jobs_terminal_is_its_own_and_no_other_job_sees_it() {
         .unwrap();
     e.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_outlives_its_jobs_closed_descriptors_and_its_pool_is_capped() {
+    let Some(e) = engine("input-tty-hold") else {
+        return;
+    };
+    let size = Stdin::Terminal(WindowSize { rows: 24, cols: 80 });
+    // The job closes every descriptor of its terminal, then opens it
+    // again: what it writes then is kept (the keeper holds the terminal).
+    let script = "grep -o 'devpts.*max=[0-9]*' /proc/self/mountinfo | grep -o 'max=[0-9]*'; \
+                  echo before; exec 0<&- 1>&- 2>&-; sleep 0.1; echo later > /dev/tty";
+    let started = e
+        .manager
+        .start_with("alice", &start_req("sh", &["-c", script]), size)
+        .await
+        .unwrap();
+    let info = e.manager.get(started.id, None).unwrap().wait().await;
+    assert_eq!(info.exit_code, Some(0), "{info:?}");
+    let out = e.read_output(started.id, OutputStream::Stdout);
+    assert_eq!(out, "max=16\r\nbefore\r\nlater\r\n");
+    e.assert_clean();
+}

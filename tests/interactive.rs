@@ -88,6 +88,15 @@ fn piped_input_reaches_the_job_with_its_end_and_exit_code() {
         b"7\n",
     );
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    // A last line without its newline still ends: the terminal's end of
+    // file is typed twice after a partial line.
+    let out = jw_with_input(&jwd, &["run", "-it", "--", "cat"], b"abc");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).ends_with("abc"),
+        "{:?}",
+        text(&out.stdout)
+    );
     // Without -i the job's input is empty, whatever jw's is.
     let out = jw_with_input(&jwd, &["run", "--", "cat"], b"not sent\n");
     assert_eq!(out.status.code(), Some(0));

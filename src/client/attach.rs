@@ -96,14 +96,16 @@ impl InputWindow {
     }
 
     /// A new stream, whose server says it gave the job `offset` bytes.
-    /// When that count is within the held bytes, and is the same server's
-    /// (a restarted jwd counts from 0 again: 0 proves nothing once bytes
-    /// were sent), the bytes from there go again: returns 0. Otherwise no
-    /// one can tell which held bytes reached the job: they are dropped and
-    /// their number returned; new bytes follow at `offset`.
-    fn restart(&mut self, offset: u64, credit: u32) -> u64 {
-        let same_count = offset > 0 || self.end() == 0;
-        let unknown = if same_count && (self.taken..=self.end()).contains(&offset) {
+    /// When that count is exact for this writer (`exact`: the server says
+    /// this writer was the last to attach through it, so nobody else wrote
+    /// in between and it counted every byte this one sent) and within the
+    /// held bytes, the bytes from there go again: returns 0. Otherwise no
+    /// one can tell which held bytes reached the job (a restarted jwd
+    /// counts from 0, another writer came in between): they are dropped
+    /// and their number returned; new bytes follow at `offset`.
+    fn restart(&mut self, offset: u64, credit: u32, exact: bool) -> u64 {
+        let nothing_held = self.end() == self.taken;
+        let unknown = if (exact || nothing_held) && (self.taken..=self.end()).contains(&offset) {
             self.held.drain(..(offset - self.taken) as usize);
             0
         } else {
@@ -123,6 +125,8 @@ pub struct Attachment {
     stream: Stream,
     job: JobId,
     terminal: bool,
+    /// This writer's number, as the server gave it.
+    writer: u64,
     window: InputWindow,
     /// The job's input closed: `Detached` arrived with this offset.
     closed: Option<u64>,
@@ -145,6 +149,7 @@ impl Client {
             stream,
             job,
             terminal: attached.terminal,
+            writer: attached.writer,
             window: InputWindow::new(attached.input_offset, attached.credit),
             closed: None,
         })
@@ -293,13 +298,19 @@ impl Attachment {
 
     /// Attaches again on `client` (a new connection after this one's was
     /// lost) and sends again the bytes the job did not get, when the
-    /// server's `input_offset` says which (the same jwd); after a restart
-    /// of jwd it cannot tell, and nothing is sent again. Returns how many
+    /// server's `input_offset` says which (the same jwd, and no other
+    /// writer in between: `Attached.previous_writer` is this one); after a
+    /// restart of jwd, or another writer, it cannot tell, and nothing is
+    /// sent again. Returns how many
     /// bytes sent before may or may not have reached the job (0: none).
     /// On an error the attachment is as before: `resume` may be tried again.
     pub async fn resume(&mut self, client: &Client) -> Result<u64, ClientError> {
         let (stream, attached) = client.open_attach(self.job).await?;
-        let unknown = self.window.restart(attached.input_offset, attached.credit);
+        let exact = attached.previous_writer == self.writer;
+        let unknown = self
+            .window
+            .restart(attached.input_offset, attached.credit, exact);
+        self.writer = attached.writer;
         self.stream = stream;
         self.terminal = attached.terminal;
         self.closed = None;
@@ -398,7 +409,7 @@ mod tests {
         w.credited(2);
         // The connection is lost; the job took 5 bytes ("abcde") by the
         // time the new stream attached.
-        assert_eq!(w.restart(5, 3), 0);
+        assert_eq!(w.restart(5, 3, true), 0);
         assert!(w.pending());
         assert_eq!(w.take(b"ij"), 0, "new bytes wait for the old ones");
         assert_eq!(w.frame(), Some((5, b"fgh".to_vec())));
@@ -411,12 +422,13 @@ mod tests {
 
     #[test]
     fn a_count_that_proves_nothing_sends_nothing_again() {
-        // A restarted jwd counts from 0: which held bytes reached the job
-        // is unknown, and none goes again.
+        // A restarted jwd counts from 0, and another writer may have come
+        // in between: which held bytes reached the job is unknown, and
+        // none goes again.
         let mut w = InputWindow::new(0, 8);
         assert_eq!(w.take(b"abcd"), 4);
         drain(&mut w);
-        assert_eq!(w.restart(0, 8), 4);
+        assert_eq!(w.restart(0, 8, false), 4);
         assert!(!w.pending());
         assert_eq!(w.take(b"e"), 1);
         assert_eq!(w.frame(), Some((0, b"e".to_vec())));
@@ -425,11 +437,17 @@ mod tests {
         assert_eq!(w.take(b"abcd"), 4);
         drain(&mut w);
         w.credited(2);
-        assert_eq!(w.restart(3, 4), 2);
+        assert_eq!(w.restart(3, 4, true), 2);
         assert_eq!((w.taken, w.sent, w.end()), (3, 3, 3));
-        // Nothing sent yet: 0 is exact.
+        // Another writer wrote 2 bytes in between: the same numbers as a
+        // count of this writer's bytes would be a lie.
+        let mut w = InputWindow::new(10, 4);
+        assert_eq!(w.take(b"abcd"), 4);
+        drain(&mut w);
+        assert_eq!(w.restart(12, 4, false), 4);
+        // Nothing held: nothing to lose.
         let mut w = InputWindow::new(0, 4);
-        assert_eq!(w.restart(0, 4), 0);
+        assert_eq!(w.restart(0, 4, false), 0);
     }
 
     #[test]
@@ -438,7 +456,7 @@ mod tests {
         assert_eq!(w.take(b"abcd"), 4);
         drain(&mut w);
         w.credited(2);
-        assert_eq!(w.restart(14, 4), 0);
+        assert_eq!(w.restart(14, 4, true), 0);
         assert!(!w.pending());
         assert_eq!(w.held.len(), 0);
     }

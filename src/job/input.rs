@@ -13,6 +13,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+use rustix::termios::{SpecialCodeIndex, Termios};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -49,6 +50,10 @@ pub(super) enum InputState {
 pub(super) struct JobInput {
     pub(super) state: InputState,
     pub(super) written: u64,
+    /// The last byte written (a terminal's end of input depends on it).
+    pub(super) last: Option<u8>,
+    /// The writer that attached last through this jwd (0: none yet).
+    pub(super) last_writer: u64,
 }
 
 impl JobInput {
@@ -84,6 +89,18 @@ pub struct Attachment {
     job: Arc<Job>,
     fd: AsyncFd<Arc<OwnedFd>>,
     terminal: bool,
+    /// This writer's number (random, never 0), and the one that attached
+    /// before it through this jwd (0: none).
+    writer: u64,
+    previous_writer: u64,
+}
+
+/// A writer's number: random, so that no writer of another jwd (before a
+/// restart) has it; never 0.
+fn writer_number() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty());
+    u64::from_le_bytes(bytes).max(1)
 }
 
 impl Manager {
@@ -95,6 +112,7 @@ impl Manager {
             return Err(JobError::Ended(id));
         }
         let mut input = job.input.lock().expect("input lock");
+        let writer = writer_number();
         let (fd, terminal) = match &mut input.state {
             InputState::Open { attached: true, .. } => return Err(JobError::InputBusy(id)),
             InputState::Open {
@@ -109,6 +127,7 @@ impl Manager {
             InputState::Ended => return Err(JobError::Ended(id)),
             InputState::Unknown | InputState::Null => return Err(JobError::NoInput(id)),
         };
+        let previous_writer = std::mem::replace(&mut input.last_writer, writer);
         drop(input);
         let detach = |e| {
             if let InputState::Open { attached, .. } =
@@ -127,6 +146,8 @@ impl Manager {
             job: job.clone(),
             fd,
             terminal,
+            writer,
+            previous_writer,
         })
     }
 
@@ -174,13 +195,29 @@ impl Attachment {
         self.job.input.lock().expect("input lock").written
     }
 
+    /// This writer's number.
+    pub fn writer(&self) -> u64 {
+        self.writer
+    }
+
+    /// The number of the writer attached before this one through this jwd
+    /// (0: none): a client that finds its own knows nobody else wrote in
+    /// between, so `offset` counts only its bytes.
+    pub fn previous_writer(&self) -> u64 {
+        self.previous_writer
+    }
+
     /// Writes some of `data` (not empty) into the job's input, waiting for
     /// room; returns how much went in. `InputClosed` once the input has no
     /// reader (the job ended or closed its stdin, as `head` does): nobody
     /// will read it again, so it is closed.
     pub async fn write(&self, data: &[u8]) -> Result<usize, JobError> {
         let n = self.put(data).await?;
-        self.job.input.lock().expect("input lock").written += n as u64;
+        let mut input = self.job.input.lock().expect("input lock");
+        input.written += n as u64;
+        if n > 0 {
+            input.last = Some(data[n - 1]);
+        }
         Ok(n)
     }
 
@@ -193,14 +230,23 @@ impl Attachment {
                 .writable()
                 .await
                 .map_err(|source| JobError::Input { id, source })?;
+            // A hung-up descriptor (nothing holds the other side: the
+            // job's processes are gone) stays "ready" for good while
+            // writes would block: without this, a loop that never waits.
+            let hung_up = guard.ready().is_write_closed();
             match guard.try_io(|fd| rustix::io::write(fd.get_ref(), data).map_err(Into::into)) {
                 Ok(Ok(n)) => return Ok(n),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EPIPE) => {
+                Ok(Err(e)) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::EIO)) => {
                     self.job.input.lock().expect("input lock").state = InputState::Closed;
                     return Err(JobError::InputClosed(id));
                 }
                 Ok(Err(source)) => return Err(JobError::Input { id, source }),
+                Err(_would_block) if hung_up => {
+                    self.job.input.lock().expect("input lock").state = InputState::Closed;
+                    return Err(JobError::InputClosed(id));
+                }
+                // Readiness was cleared: the next wait is for room.
                 Err(_would_block) => {}
             }
         }
@@ -238,11 +284,17 @@ impl Attachment {
     pub async fn close(self) -> Result<u64, JobError> {
         let id = self.job.id;
         if self.terminal {
-            let eof = rustix::termios::tcgetattr(self.fd.get_ref())
-                .map(|t| t.special_codes[rustix::termios::SpecialCodeIndex::VEOF])
-                .unwrap_or(4);
-            // Typed, not written: the job's input bytes do not count it.
-            while self.put(&[eof]).await? == 0 {}
+            let last = self.job.input.lock().expect("input lock").last;
+            let termios =
+                rustix::termios::tcgetattr(self.fd.get_ref()).map_err(|e| JobError::Input {
+                    id,
+                    source: e.into(),
+                })?;
+            // Typed, not written: the job's input bytes do not count them.
+            for _ in 0..eof_presses(&termios, last) {
+                let eof = termios.special_codes[SpecialCodeIndex::VEOF];
+                while self.put(&[eof]).await? == 0 {}
+            }
             return Ok(self.offset());
         }
         let control = self.job.control.lock().expect("control lock").clone();
@@ -260,6 +312,30 @@ impl Attachment {
     }
 }
 
+/// How many times the end-of-file character must be typed for a program
+/// reading the terminal to see the end of its input: once at the start of
+/// a line; after a partial line, once to hand the line over and once more
+/// for the end (in canonical mode the first only ends the read). None if
+/// the job turned the character off.
+fn eof_presses(termios: &Termios, last: Option<u8>) -> usize {
+    use rustix::termios::InputModes;
+    let c = &termios.special_codes;
+    let eof = c[SpecialCodeIndex::VEOF];
+    if eof == 0 {
+        return 0;
+    }
+    let line_end = |b: u8| {
+        b == b'\n'
+            || b == eof
+            || (b == b'\r' && termios.input_modes.contains(InputModes::ICRNL))
+            || (b != 0 && (b == c[SpecialCodeIndex::VEOL] || b == c[SpecialCodeIndex::VEOL2]))
+    };
+    match last {
+        Some(b) if !line_end(b) => 2,
+        _ => 1,
+    }
+}
+
 impl Drop for Attachment {
     fn drop(&mut self) {
         if let InputState::Open { attached, .. } =
@@ -267,5 +343,35 @@ impl Drop for Attachment {
         {
             *attached = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings a new terminal has (as the kernel gives them).
+    fn cooked() -> Termios {
+        let (_master, slave) = {
+            let flags = rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY;
+            let master = rustix::pty::openpt(flags).unwrap();
+            rustix::pty::unlockpt(&master).unwrap();
+            let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags).unwrap();
+            (master, slave)
+        };
+        rustix::termios::tcgetattr(&slave).unwrap()
+    }
+
+    #[test]
+    fn the_end_of_input_is_typed_twice_after_a_partial_line() {
+        let t = cooked();
+        assert_eq!(eof_presses(&t, None), 1);
+        assert_eq!(eof_presses(&t, Some(b'\n')), 1);
+        assert_eq!(eof_presses(&t, Some(b'\r')), 1, "ICRNL: Enter ends a line");
+        assert_eq!(eof_presses(&t, Some(4)), 1);
+        assert_eq!(eof_presses(&t, Some(b'c')), 2);
+        let mut off = t.clone();
+        off.special_codes[SpecialCodeIndex::VEOF] = 0;
+        assert_eq!(eof_presses(&off, Some(b'c')), 0, "turned off by the job");
     }
 }

@@ -248,7 +248,7 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
                 } else {
                     InputState::Ended
                 },
-                written: 0,
+                ..JobInput::default()
             }),
             dir,
             home,

@@ -295,18 +295,24 @@ pub fn private_dev() -> Step {
     nix::unistd::mkdir(c"/dev/shm", Mode::from_bits_truncate(0o1777)).map_err(nix_errno)
 }
 
+/// The most pseudo-terminals a job may have at once: every devpts
+/// instance but the host's shares the kernel's pool (kernel.pty.max less
+/// pty.reserve), and one job must not take every other tenant's.
+pub const JOB_PTYS: u32 = 16;
+
 /// The job's own terminals: a new devpts instance at `/dev/pts` (only
 /// this job's pseudo-terminals are in it, never the host's or another
-/// job's) and `/dev/ptmx` to open them. Made only for a job with a
-/// terminal.
+/// job's; at most [`JOB_PTYS`]) and `/dev/ptmx` to open them. Made only
+/// for a job with a terminal.
 pub fn private_pts() -> Step {
+    const _: () = assert!(JOB_PTYS == 16, "the mount options say max=16");
     nix::unistd::mkdir(c"/dev/pts", Mode::from_bits_truncate(0o755)).map_err(nix_errno)?;
     mount(
         Some(c"jw-devpts"),
         c"/dev/pts",
         Some(c"devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some(c"newinstance,ptmxmode=0666,mode=0620"),
+        Some(c"newinstance,ptmxmode=0666,mode=0620,max=16"),
     )?;
     nix::unistd::symlinkat(c"pts/ptmx", nix::fcntl::AT_FDCWD, c"/dev/ptmx").map_err(nix_errno)
 }

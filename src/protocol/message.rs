@@ -385,6 +385,13 @@ pub struct Attached {
     pub input_offset: u64,
     /// Input bytes the client may send before an `InputCredit`.
     pub credit: u32,
+    /// This writer's number (random, never 0).
+    pub writer: u64,
+    /// The writer that attached before this one through this server (0:
+    /// none since it has had the job). A client attaching again after a
+    /// lost connection that finds its own number here knows nobody else
+    /// wrote in between: `input_offset` counts only its bytes.
+    pub previous_writer: u64,
 }
 
 /// Bytes a job wrote to one of its outputs.

@@ -229,13 +229,23 @@ fn event() -> impl Strategy<Value = Event> {
         job_info().prop_map(Event::End),
         Just(Event::Removed),
         error_info().prop_map(Event::Error),
-        (any::<bool>(), any::<u64>(), any::<u32>()).prop_map(|(terminal, input_offset, credit)| {
-            Event::Attached(Attached {
-                terminal,
-                input_offset,
-                credit,
-            })
-        }),
+        (
+            any::<bool>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<(u64, u64)>()
+        )
+            .prop_map(
+                |(terminal, input_offset, credit, (writer, previous_writer))| {
+                    Event::Attached(Attached {
+                        terminal,
+                        input_offset,
+                        credit,
+                        writer,
+                        previous_writer,
+                    })
+                }
+            ),
         any::<u32>().prop_map(|bytes| Event::InputCredit { bytes }),
         any::<u64>().prop_map(|input_offset| Event::Detached { input_offset }),
     ]
@@ -662,6 +672,8 @@ fn vector_messages() -> Vec<(&'static str, Vec<u8>)> {
                     terminal: true,
                     input_offset: 0,
                     credit: 262_144,
+                    writer: 0x1234,
+                    previous_writer: 0,
                 }),
             }),
         ),

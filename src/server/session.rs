@@ -554,14 +554,10 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
             offset,
             data,
         } => on_input(conn, stream, |input| input.push(offset, data)),
-        ClientMessage::InputEnd { stream } => on_input(conn, stream, |input| {
-            input.end();
-            Ok(())
-        }),
-        ClientMessage::Resize { stream, size } => on_input(conn, stream, |input| {
-            input.resize(size);
-            Ok(())
-        }),
+        ClientMessage::InputEnd { stream } => on_input(conn, stream, |input| input.end()),
+        ClientMessage::Resize { stream, size } => {
+            on_input(conn, stream, |input| input.resize(size))
+        }
         ClientMessage::Cancel { stream } => {
             let state = conn.out.streams.borrow().get(&stream).cloned();
             if let Some(s) = state {

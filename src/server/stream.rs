@@ -13,15 +13,18 @@ use super::quota::Place;
 use crate::protocol::WindowSize;
 
 /// The client's input on an `Attach` stream, on its way to the job. At
-/// most the credit the server gave waits here: a client that sends more
-/// breaks the protocol and is cut off.
+/// most the credit the server gave waits here, in one ring of bytes
+/// (however many frames brought them): a client that sends more breaks
+/// the protocol and is cut off.
 #[derive(Default)]
 pub(crate) struct StreamInput {
+    /// `Attached` was sent: input may come.
+    open: Cell<bool>,
     /// The offset the next `Input` must have.
     next_offset: Cell<u64>,
     /// Input bytes the client may still send.
     credit: Cell<u64>,
-    queue: RefCell<VecDeque<Vec<u8>>>,
+    queue: RefCell<VecDeque<u8>>,
     /// `InputEnd` came (after what is queued).
     ended: Cell<bool>,
     /// The latest `Resize` not yet applied.
@@ -31,6 +34,7 @@ pub(crate) struct StreamInput {
 
 /// Why the session refuses an input message: the client broke a rule.
 pub(crate) enum InputRefused {
+    BeforeAttached,
     AfterEnd,
     Offset { got: u64, expected: u64 },
     OverCredit { len: usize, credit: u64 },
@@ -39,6 +43,7 @@ pub(crate) enum InputRefused {
 impl std::fmt::Display for InputRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            InputRefused::BeforeAttached => f.write_str("input before Attached"),
             InputRefused::AfterEnd => f.write_str("input after InputEnd"),
             InputRefused::Offset { got, expected } => {
                 write!(f, "input at offset {got}, expected {expected}")
@@ -57,13 +62,23 @@ impl StreamInput {
     pub fn open(&self, offset: u64, credit: u64) {
         self.next_offset.set(offset);
         self.credit.set(credit);
+        self.open.set(true);
+    }
+
+    /// Whether input may come now (`Attached` was sent, `InputEnd` not).
+    fn accepting(&self) -> Result<(), InputRefused> {
+        if !self.open.get() {
+            return Err(InputRefused::BeforeAttached);
+        }
+        if self.ended.get() {
+            return Err(InputRefused::AfterEnd);
+        }
+        Ok(())
     }
 
     /// Takes input from the client, if it keeps the rules.
     pub fn push(&self, offset: u64, data: Vec<u8>) -> Result<(), InputRefused> {
-        if self.ended.get() {
-            return Err(InputRefused::AfterEnd);
-        }
+        self.accepting()?;
         let expected = self.next_offset.get();
         if offset != expected {
             return Err(InputRefused::Offset {
@@ -80,26 +95,37 @@ impl StreamInput {
         }
         self.credit.set(credit - len as u64);
         self.next_offset.set(expected + len as u64);
-        self.queue.borrow_mut().push_back(data);
+        self.queue.borrow_mut().extend(&data);
         self.arrived.notify_one();
         Ok(())
     }
 
     /// The client's end of input.
-    pub fn end(&self) {
+    pub fn end(&self) -> Result<(), InputRefused> {
+        self.accepting()?;
         self.ended.set(true);
         self.arrived.notify_one();
+        Ok(())
     }
 
     /// A new terminal size (only the latest counts).
-    pub fn resize(&self, size: WindowSize) {
+    pub fn resize(&self, size: WindowSize) -> Result<(), InputRefused> {
+        if !self.open.get() {
+            return Err(InputRefused::BeforeAttached);
+        }
         self.resize.set(Some(size));
         self.arrived.notify_one();
+        Ok(())
     }
 
-    /// The next queued input.
-    pub fn pop(&self) -> Option<Vec<u8>> {
-        self.queue.borrow_mut().pop_front()
+    /// Up to `max` bytes of the queued input, oldest first.
+    pub fn pop(&self, max: usize) -> Option<Vec<u8>> {
+        let mut queue = self.queue.borrow_mut();
+        if queue.is_empty() {
+            return None;
+        }
+        let n = queue.len().min(max);
+        Some(queue.drain(..n).collect())
     }
 
     /// The size to apply, if a resize came.

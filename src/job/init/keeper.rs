@@ -23,7 +23,7 @@ use super::endpoint::{Control, Endpoint, Sent};
 use super::exit;
 use super::signals::{self, Signals};
 use super::stdio::{Input, Readers};
-use crate::job::channel::{ExitRecord, FromInit, Report, EXIT_FILE, MAX_MESSAGE};
+use crate::job::channel::{ExitRecord, FromInit, InputKind, Report, EXIT_FILE, MAX_MESSAGE};
 use crate::job::output::{Moved, Progress, Store};
 use crate::protocol::OutputStream;
 
@@ -45,6 +45,10 @@ fn monotonic_ns() -> i64 {
 /// copies (a file system without splice): small, since it is most of the
 /// keeper's memory and rarely used.
 const SCRATCH: usize = 1024;
+/// The keeper's buffer for a terminal's output, which cannot be spliced:
+/// larger, so a chatty terminal costs fewer reads (allocated only for a
+/// job with a terminal).
+const TERMINAL_READ: usize = 16 * 1024;
 
 /// Keeps up to `moves` pieces of what is in one output pipe now (one per
 /// wake-up keeps the other pipe and the signals served; when the command
@@ -54,7 +58,7 @@ fn keep_pipe(
     store: &mut Store,
     pipe: &OwnedFd,
     stream: OutputStream,
-    scratch: &mut [u8; SCRATCH],
+    scratch: &mut [u8],
     moves: usize,
 ) -> bool {
     for _ in 0..moves {
@@ -136,7 +140,12 @@ pub(super) fn run(
     (readers, mut input): (Readers, Input),
     mut store: Store,
 ) -> ! {
-    let mut scratch = [0u8; SCRATCH];
+    let mut small = [0u8; SCRATCH];
+    let mut wide = (input.kind() == InputKind::Terminal).then(|| vec![0u8; TERMINAL_READ]);
+    let scratch: &mut [u8] = match &mut wide {
+        Some(wide) => wide,
+        None => &mut small,
+    };
     let mut told = Told {
         last: Progress::default(),
         fresh: false,
@@ -218,7 +227,7 @@ pub(super) fn run(
         let (signal_ready, listener_ready) = (ready(0), ready(1));
         for (i, stream) in STREAMS.into_iter().enumerate() {
             let open = match (&pipes[i], pipe_ready[i]) {
-                (Some(pipe), true) => keep_pipe(&mut store, pipe, stream, &mut scratch, 1),
+                (Some(pipe), true) => keep_pipe(&mut store, pipe, stream, scratch, 1),
                 _ => true,
             };
             if !open {
@@ -248,7 +257,7 @@ pub(super) fn run(
             // rather than wait for EOF.
             for (pipe, stream) in pipes.iter().zip(STREAMS) {
                 if let Some(pipe) = pipe {
-                    keep_pipe(&mut store, pipe, stream, &mut scratch, 256);
+                    keep_pipe(&mut store, pipe, stream, scratch, 256);
                 }
             }
             write_exit_record(&store, wait_status);

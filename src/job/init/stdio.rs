@@ -25,6 +25,12 @@ pub(super) struct Input {
     kind: InputKind,
     /// The pipe's write end or the terminal's master, while open.
     fd: Option<OwnedFd>,
+    /// A terminal's slave, held for the job's life (never its controlling
+    /// terminal): the terminal never hangs up while the job lives, so
+    /// what a job writes after it closed and reopened its terminal
+    /// (`/dev/tty`) is kept, and jwd's writes wait for room rather than
+    /// meet a terminal nobody holds.
+    _slave: Option<OwnedFd>,
 }
 
 /// The command's side: what becomes its fds 0, 1 and 2.
@@ -66,6 +72,7 @@ pub(super) fn null() -> Input {
     Input {
         kind: InputKind::Null,
         fd: None,
+        _slave: None,
     }
 }
 
@@ -78,6 +85,7 @@ pub(super) fn pipe() -> Result<(Input, OwnedFd), Failure> {
         Input {
             kind: InputKind::Pipe,
             fd: Some(write),
+            _slave: None,
         },
         read,
     ))
@@ -113,6 +121,7 @@ pub(super) fn terminal(
         Input {
             kind: InputKind::Terminal,
             fd: Some(master),
+            _slave: Some(slave.try_clone().at(Stage::Terminal)?),
         },
         slave,
     ))

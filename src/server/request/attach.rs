@@ -16,6 +16,8 @@ use crate::server::stream::StreamState;
 /// The input a client may send ahead of what the job has taken, in bytes:
 /// what one attached stream can hold in jwd's memory.
 pub(crate) const INPUT_WINDOW: u32 = 256 * 1024;
+/// Input taken off the stream's queue for one write into the job.
+const WRITE_MAX: usize = 64 * 1024;
 
 pub(super) async fn apply(
     conn: &Outbox,
@@ -45,13 +47,15 @@ pub(super) async fn apply(
             terminal: attachment.terminal(),
             input_offset: attachment.offset(),
             credit: INPUT_WINDOW,
+            writer: attachment.writer(),
+            previous_writer: attachment.previous_writer(),
         }),
     );
     // Taken by the job, not yet given back to the client.
     let mut taken: u64 = 0;
     'input: loop {
         resize(&attachment, input.take_resize());
-        if let Some(data) = input.pop() {
+        if let Some(data) = input.pop(WRITE_MAX) {
             let mut at = 0;
             while at < data.len() {
                 // `write` returns right after the bytes went in, so it can
@@ -91,7 +95,17 @@ pub(super) async fn apply(
             continue;
         }
         if input.is_done() {
-            return match attachment.close().await {
+            // A terminal's end of input waits for room like any byte: a
+            // job that reads nothing holds it until the client goes or
+            // the job ends.
+            let offset = attachment.offset();
+            let closed = tokio::select! {
+                c = attachment.close() => c,
+                _ = stream.cancelled() => return Outcome::Cancelled,
+                // The job ended: its input with it.
+                _ = job.wait() => Ok(offset),
+            };
+            return match closed {
                 Ok(input_offset) => {
                     conn.emit(stream, Event::Detached { input_offset });
                     Outcome::Ok(None)
