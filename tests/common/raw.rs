@@ -63,12 +63,21 @@ pub async fn connect(
 /// The next whole message, or `None` once the connection closed (or
 /// nothing came for 10 s). Frames read past the message stay in `decoder`.
 pub async fn read_message(tls: &mut Tls, decoder: &mut FrameDecoder) -> Option<ServerMessage> {
+    read_message_within(tls, decoder, Duration::from_secs(10)).await
+}
+
+/// `read_message`, waiting up to `quiet` for the next bytes.
+pub async fn read_message_within(
+    tls: &mut Tls,
+    decoder: &mut FrameDecoder,
+    quiet: Duration,
+) -> Option<ServerMessage> {
     let mut buf = vec![0u8; 65536];
     loop {
         if let Some(payload) = decoder.next_frame().unwrap() {
             return Some(protocol::decode(payload).unwrap());
         }
-        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+        let n = tokio::time::timeout(quiet, tls.read(&mut buf))
             .await
             .ok()?
             .ok()?;
@@ -106,5 +115,11 @@ impl Raw {
     /// The next message (`None`: the connection closed).
     pub async fn next(&mut self) -> Option<ServerMessage> {
         read_message(&mut self.tls, &mut self.decoder).await
+    }
+
+    /// The next message, waiting up to `quiet` for it (a server working
+    /// through a flood answers late on a slow machine).
+    pub async fn next_within(&mut self, quiet: Duration) -> Option<ServerMessage> {
+        read_message_within(&mut self.tls, &mut self.decoder, quiet).await
     }
 }
