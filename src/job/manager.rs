@@ -24,7 +24,6 @@ use super::registry::{Job, Registry};
 use super::restore::{load_jobs, prepare_data_dir};
 use super::spawn;
 use super::spec::SpecPolicy;
-use super::start::open_init_program;
 use super::uids::{Identities, UidPool};
 use crate::protocol::{JobId, JobInfo, OutputStream};
 
@@ -348,4 +347,36 @@ impl Manager {
         }
         removed
     }
+}
+
+/// Opens the init program O_PATH after checking it is an executable file.
+pub(super) fn open_init_program(
+    configured: Option<&std::path::Path>,
+) -> Result<std::os::fd::OwnedFd, JobError> {
+    let path = match configured {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|source| JobError::InitProgram {
+                path: "jw-init".into(),
+                source,
+            })?
+            .with_file_name("jw-init"),
+    };
+    let fail = |source: std::io::Error| JobError::InitProgram {
+        path: path.clone(),
+        source,
+    };
+    let meta = std::fs::metadata(&path).map_err(fail)?;
+    if !meta.is_file() || nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not an executable file",
+        )));
+    }
+    rustix::fs::open(
+        &path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| fail(e.into()))
 }

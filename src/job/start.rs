@@ -3,7 +3,7 @@
 //! clone of its init (`spawn.rs`); then the init's exec report, and the job
 //! is registered and handed to its supervisor.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -495,36 +495,6 @@ pub(super) fn new_job_id() -> Result<JobId, JobError> {
         }
     }
     Ok(JobId::from_random(bytes))
-}
-
-/// Opens the init program O_PATH after checking it is an executable file.
-pub(super) fn open_init_program(configured: Option<&std::path::Path>) -> Result<OwnedFd, JobError> {
-    let path = match configured {
-        Some(p) => p.to_path_buf(),
-        None => std::env::current_exe()
-            .map_err(|source| JobError::InitProgram {
-                path: "jw-init".into(),
-                source,
-            })?
-            .with_file_name("jw-init"),
-    };
-    let fail = |source: std::io::Error| JobError::InitProgram {
-        path: path.clone(),
-        source,
-    };
-    let meta = std::fs::metadata(&path).map_err(fail)?;
-    if !meta.is_file() || nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() {
-        return Err(fail(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "not an executable file",
-        )));
-    }
-    rustix::fs::open(
-        &path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| fail(e.into()))
 }
 
 /// What the user sees when the command could not be executed.

@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::input::{Attached, Stdin, WindowSize};
+use super::job_id::JobId;
 use super::MAX_CHUNK;
 
 /// The highest protocol version this code speaks. Sent in `Hello` and
@@ -19,66 +21,6 @@ use super::MAX_CHUNK;
 pub const PROTOCOL_VERSION: u32 = 2;
 /// The lowest protocol version this code still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
-
-/// A job's identity: 128 random bits, shown as a UUID (version 4).
-///
-/// Unguessable on purpose: a job id is not a capability (authorization still
-/// applies), but it must not leak how many jobs exist or let one user probe
-/// for another's.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct JobId(pub [u8; 16]);
-
-impl JobId {
-    /// Builds an id from 16 random bytes, setting the UUID v4 version and
-    /// variant bits so the text form is a well-formed UUID.
-    pub fn from_random(mut bytes: [u8; 16]) -> Self {
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        JobId(bytes)
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JobId({self})")
-    }
-}
-
-/// Why a job id given as text was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid job id {0:?}: expected 32 hex digits, optionally as a UUID with dashes")]
-pub struct ParseJobIdError(pub String);
-
-impl std::str::FromStr for JobId {
-    type Err = ParseJobIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseJobIdError(s.to_string());
-        let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
-        if hex.len() != 32 {
-            return Err(err());
-        }
-        let mut out = [0u8; 16];
-        for (i, pair) in hex.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16).ok_or_else(err)?;
-            let lo = (pair[1] as char).to_digit(16).ok_or_else(err)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
-        Ok(JobId(out))
-    }
-}
 
 /// Every message a client sends. The first one on a connection is `Hello`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,26 +162,6 @@ impl Request {
     }
 }
 
-/// A job's input (version 2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Stdin {
-    /// `/dev/null`, as with `Start`.
-    #[default]
-    Null,
-    /// A pipe the job's owner writes into with `Attach`.
-    Pipe,
-    /// A pseudo-terminal of this size: the job's stdin, stdout and stderr
-    /// (its output is one stream, stdout), its controlling terminal.
-    Terminal(WindowSize),
-}
-
-/// A terminal's size in character cells (version 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowSize {
-    pub rows: u16,
-    pub cols: u16,
-}
-
 /// What to run, and within what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartRequest {
@@ -373,25 +295,6 @@ impl Event {
             Event::Output(_) | Event::ListItem(_) | Event::Attached(_) | Event::InputCredit { .. }
         )
     }
-}
-
-/// The answer that opens an `Attach` stream (version 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attached {
-    /// The job's input is a terminal (`Resize` applies).
-    pub terminal: bool,
-    /// Bytes of input the job was given before this stream: the `offset`
-    /// of the stream's first `Input`.
-    pub input_offset: u64,
-    /// Input bytes the client may send before an `InputCredit`.
-    pub credit: u32,
-    /// This writer's number (random, never 0).
-    pub writer: u64,
-    /// The writer that attached before this one through this server (0:
-    /// none since it has had the job). A client attaching again after a
-    /// lost connection that finds its own number here knows nobody else
-    /// wrote in between: `input_offset` counts only its bytes.
-    pub previous_writer: u64,
 }
 
 /// Bytes a job wrote to one of its outputs.
@@ -667,28 +570,6 @@ mod tests {
         assert_eq!(shell_code(None, Some(9)), 137);
         assert_eq!(shell_code(Some(300), None), 255);
         assert_eq!(shell_code(None, None), 1);
-    }
-
-    #[test]
-    fn job_id_text_round_trips_as_uuid_v4() {
-        let id = JobId::from_random([0xab; 16]);
-        let text = id.to_string();
-        assert_eq!(text, "abababab-abab-4bab-abab-abababababab");
-        assert_eq!(text.parse::<JobId>().unwrap(), id);
-        let plain: String = text.chars().filter(|&c| c != '-').collect();
-        assert_eq!(plain.parse::<JobId>().unwrap(), id);
-    }
-
-    #[test]
-    fn bad_job_ids_are_rejected() {
-        for bad in [
-            "",
-            "xyz",
-            "abababab-abab-4bab-abab-ababababab",
-            "g".repeat(32).as_str(),
-        ] {
-            assert!(bad.parse::<JobId>().is_err(), "{bad:?}");
-        }
     }
 
     #[test]

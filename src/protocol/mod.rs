@@ -5,9 +5,13 @@
 //! any input; the fuzz target in `fuzz/` holds it to that.
 
 pub mod frame;
+pub mod input;
+pub mod job_id;
 pub mod message;
 
 pub use frame::{parse_frame, write_frame, FrameDecoder, HEADER_LEN};
+pub use input::*;
+pub use job_id::*;
 pub use message::*;
 
 use serde::{Deserialize, Serialize};

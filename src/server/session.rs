@@ -573,9 +573,8 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
     }
 }
 
-/// Hands an input message to its `Attach` stream. One for a stream that
-/// has ended is dropped (it may cross the stream's end); one for another
-/// kind of stream, or that breaks the input rules, ends the connection.
+/// Hands an input message to its `Attach` stream: dropped if the stream ended (they may cross);
+/// the connection's end if the stream is another kind or the message breaks the input rules.
 fn on_input(
     conn: &Rc<Session>,
     stream: u32,
