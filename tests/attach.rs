@@ -457,12 +457,17 @@ async fn attach_when_free(raw: &mut Raw, stream: u32, job: JobId) -> Attached {
 }
 
 /// A terminal that reads nothing and echoes nothing: a writer fills it.
-fn deaf_terminal() -> (&'static str, [&'static str; 2], Stdin) {
-    (
-        "sh",
-        ["-c", "stty raw -echo; exec sleep 1000"],
-        Stdin::Terminal(jw::protocol::WindowSize { rows: 24, cols: 80 }),
-    )
+/// Starts one as alice on a new session, attaches on stream 2 and sends
+/// all the credit: more than the terminal holds, so the writer waits for
+/// room.
+async fn filled_deaf_terminal(jwd: &Jwd) -> (Raw, JobId) {
+    let mut raw = Raw::new(jwd, "alice", 2).await;
+    let terminal = Stdin::Terminal(jw::protocol::WindowSize { rows: 24, cols: 80 });
+    let args = ["-c", "stty raw -echo; exec sleep 1000"];
+    let job = start_with(&mut raw, "sh", &args, terminal).await;
+    let attached = attach(&mut raw, 2, job).await.unwrap();
+    send_input(&mut raw, 2, 0, attached.credit as usize).await;
+    (raw, job)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,12 +475,7 @@ async fn a_terminal_job_that_ends_with_input_waiting_ends_its_writer_and_stalls_
     let Some(jwd) = Jwd::start("attach-tty-end", &[]) else {
         return;
     };
-    let (command, args, stdin) = deaf_terminal();
-    let mut raw = Raw::new(&jwd, "alice", 2).await;
-    let job = start_with(&mut raw, command, &args, stdin).await;
-    let attached = attach(&mut raw, 2, job).await.unwrap();
-    // More than the terminal holds: the writer waits for room.
-    send_input(&mut raw, 2, 0, attached.credit as usize).await;
+    let (mut raw, job) = filled_deaf_terminal(&jwd).await;
     let bob = jwd.client("bob").await;
     bob.list(false).await.unwrap();
     let alice = jwd.client("alice").await;
@@ -501,11 +501,7 @@ async fn an_end_of_input_that_cannot_go_in_still_lets_the_writer_go() {
     let Some(jwd) = Jwd::start("attach-tty-full", &[]) else {
         return;
     };
-    let (command, args, stdin) = deaf_terminal();
-    let mut raw = Raw::new(&jwd, "alice", 2).await;
-    let job = start_with(&mut raw, command, &args, stdin).await;
-    let attached = attach(&mut raw, 2, job).await.unwrap();
-    send_input(&mut raw, 2, 0, attached.credit as usize).await;
+    let (mut raw, job) = filled_deaf_terminal(&jwd).await;
     raw.send(&ClientMessage::Cancel { stream: 2 }).await;
     assert!(matches!(stream_end(&mut raw, 2).await, Event::Error(_)));
     // A second writer whose end of input (the terminal's EOF character)
