@@ -229,7 +229,7 @@ impl Client {
             .map_err(|e| rejected_or(addr, e))?;
         write.flush().await.map_err(|e| rejected_or(addr, e))?;
         let mut decoder = FrameDecoder::new(MAX_FRAME);
-        let welcome = match read_message(&mut read, &mut decoder)
+        let welcome = match read_message(&mut read, &mut decoder, PROTOCOL_VERSION)
             .await
             .map_err(|e| match e {
                 ClientError::Closed => ClientError::Rejected {
@@ -505,13 +505,16 @@ impl Drop for Stream {
     }
 }
 
+/// Reads one message, in the form of protocol `version` (the Welcome is
+/// the same in every version).
 async fn read_message(
     read: &mut ReadHalf<TlsStream<TcpStream>>,
     decoder: &mut FrameDecoder,
+    version: u32,
 ) -> Result<ServerMessage, ClientError> {
     loop {
         if let Some(payload) = decoder.next_frame()? {
-            return Ok(protocol::decode(payload)?);
+            return Ok(protocol::decode_for(version, payload)?);
         }
         // Straight into the decoder's buffer: no zeroed buffer per message
         // and no copy from one buffer to the other.
@@ -535,8 +538,11 @@ async fn route(
     mut decoder: FrameDecoder,
     inner: std::sync::Weak<Inner>,
 ) {
+    let Some(version) = inner.upgrade().map(|i| i.welcome.version) else {
+        return;
+    };
     let end = loop {
-        let msg = match read_message(&mut read, &mut decoder).await {
+        let msg = match read_message(&mut read, &mut decoder, version).await {
             Ok(m) => m,
             Err(ClientError::Closed) => break ClientError::Closed,
             Err(ClientError::Handshake { reason, .. }) if reason.contains("alert") => {

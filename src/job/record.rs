@@ -23,10 +23,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::JobInfo;
+use crate::protocol::{JobInfo, JobInfoV2};
 
 pub const STATUS_FILE: &str = "status";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 /// Most bytes a record may take: one page, so its write is never split.
 const MAX_RECORD: usize = 4096;
 
@@ -34,6 +34,13 @@ const MAX_RECORD: usize = 4096;
 struct Record {
     version: u32,
     info: JobInfo,
+}
+
+/// Versions 1 and 2: the `JobInfo` of protocol versions 1 and 2.
+#[derive(Deserialize)]
+struct RecordV2 {
+    version: u32,
+    info: JobInfoV2,
 }
 
 fn invalid(what: impl Into<String>) -> std::io::Error {
@@ -89,8 +96,8 @@ pub fn read(dir: &Path) -> std::io::Result<JobInfo> {
 
 fn decode(bytes: &[u8]) -> std::io::Result<JobInfo> {
     // Version 1 (jw before the length prefix): the whole file is postcard.
-    if let Ok(Record { version: 1, info }) = postcard::from_bytes::<Record>(bytes) {
-        return Ok(info);
+    if let Ok(RecordV2 { version: 1, info }) = postcard::from_bytes::<RecordV2>(bytes) {
+        return Ok(info.into());
     }
     let len = bytes
         .get(..4)
@@ -99,6 +106,9 @@ fn decode(bytes: &[u8]) -> std::io::Result<JobInfo> {
     let body = bytes
         .get(4..4 + len)
         .ok_or_else(|| invalid("status record shorter than its length"))?;
+    if let Ok(RecordV2 { version: 2, info }) = postcard::from_bytes::<RecordV2>(body) {
+        return Ok(info.into());
+    }
     let record: Record = postcard::from_bytes(body).map_err(|e| invalid(e.to_string()))?;
     if record.version != FORMAT_VERSION {
         return Err(invalid(format!(
@@ -112,7 +122,7 @@ fn decode(bytes: &[u8]) -> std::io::Result<JobInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{JobId, JobState};
+    use crate::protocol::{JobId, JobState, Limits};
 
     fn info(args: Vec<String>) -> JobInfo {
         JobInfo {
@@ -130,6 +140,10 @@ mod tests {
             usage: Default::default(),
             output: Default::default(),
             error: None,
+            name: None,
+            limits: Limits::default(),
+            timeout_ms: None,
+            timed_out: false,
         }
     }
 

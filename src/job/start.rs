@@ -27,7 +27,7 @@ use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
 use super::spec::JobSpec;
 use super::supervise::{reap_pid, remove_cgroups, supervise, Keeper, Running};
 use super::uids::JobIds;
-use crate::protocol::{JobId, JobInfo, JobState, Network, StartRequest, Stdin, Usage};
+use crate::protocol::{JobId, JobInfo, JobState, Limits, Network, StartRequest, Stdin, Usage};
 
 /// How long a start waits for the init's report that the command was
 /// executed (or not).
@@ -413,6 +413,13 @@ pub(super) fn clone_init(
         usage: Usage::default(),
         output: Default::default(),
         error: None,
+        name: None,
+        limits: Limits {
+            output_bytes: Some(spec.output_cap),
+            ..spec.limits
+        },
+        timeout_ms: None,
+        timed_out: false,
     };
     // Before the clone: a jwd that dies from here on finds the job and
     // marks it lost. No fsync (see record.rs).

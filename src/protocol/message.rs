@@ -17,8 +17,10 @@ use super::MAX_CHUNK;
 
 /// The highest protocol version this code speaks. Sent in `Hello` and
 /// `Welcome`. Version 2 added a job's input, terminal and signals
-/// ([`ClientMessage::min_version`], [`Request::min_version`]).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// ([`ClientMessage::min_version`], [`Request::min_version`]); version 3
+/// names, timeouts, tied jobs, tail/since/timestamps, id prefixes and a
+/// longer `JobInfo` (`legacy.rs` writes the older one for older peers).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The lowest protocol version this code still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
@@ -150,12 +152,27 @@ pub enum Request {
     /// Version 2. `Start` with the job's input open: a pipe or a terminal.
     /// Answer: `Started`.
     StartWith { spec: StartRequest, stdin: Stdin },
+    /// Version 3. `StartWith` with options: a name, a timeout, a tie to
+    /// its clients. Answer: `Started`.
+    StartJob {
+        spec: StartRequest,
+        stdin: Stdin,
+        options: StartOptions,
+    },
+    /// Version 3. `Logs` that may start at the last lines or at a time,
+    /// send each run's capture time, and hold a tied job. Answer: as `Logs`
+    /// (with `OutputTime` events when asked).
+    Read(ReadRequest),
+    /// Version 3. The job a name or an id prefix (at least 4 hex digits)
+    /// means, among the jobs the caller may see. Answer: `Resolved`.
+    Resolve { name: String },
 }
 
 impl Request {
     /// The first protocol version that defines this request.
     pub fn min_version(&self) -> u32 {
         match self {
+            Request::StartJob { .. } | Request::Read(_) | Request::Resolve { .. } => 3,
             Request::Attach { .. } | Request::Signal { .. } | Request::StartWith { .. } => 2,
             _ => 1,
         }
@@ -228,6 +245,44 @@ pub struct LogsRequest {
     pub credit: u32,
 }
 
+/// Version 3: how a job started with `StartJob` lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartOptions {
+    /// A name unique among the owner's jobs (until removed): 1 to 64 of
+    /// `A-Z a-z 0-9 _ . -`, starting with a letter or digit.
+    pub name: Option<String>,
+    /// Stop the job (with `grace_ms`) this long after it started; it ends
+    /// `timed_out`. The server may cap it (`--max-timeout`).
+    pub timeout_ms: Option<u64>,
+    /// Tie the job to its readers: once no `Read` with `hold` has been
+    /// open on it for `tie_ms`, the server stops it (with `grace_ms`).
+    /// Counted from the start too: a client gone before its first `Read`
+    /// does not leave the job behind. `None`: the job lives on its own.
+    pub tie_ms: Option<u32>,
+    /// The grace of those stops: SIGTERM, then after this, SIGKILL to
+    /// every process. `None`: the server's default.
+    pub grace_ms: Option<u32>,
+}
+
+/// Version 3: a `Logs` request and where to begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRequest {
+    /// As `Logs`: which outputs, from which offsets, follow, credit.
+    pub logs: LogsRequest,
+    /// Begin at the start of the last `tail_lines` lines of the chosen
+    /// outputs taken together, in capture order (a last line without a
+    /// newline counts). Overrides the offsets.
+    pub tail_lines: Option<u64>,
+    /// Begin at the first output captured at or after this Unix time in
+    /// microseconds. Overrides the offsets; with `tail_lines`, the later
+    /// of the two beginnings wins.
+    pub since_us: Option<u64>,
+    /// Send an `OutputTime` before the output of each capture run.
+    pub timestamps: bool,
+    /// While this stream is open it holds a tied job (`StartOptions::tie_ms`).
+    pub hold: bool,
+}
+
 /// Which of a job's two outputs a chunk belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OutputStream {
@@ -284,15 +339,30 @@ pub enum Event {
     /// input is closed), or because the job ended. `input_offset`: the
     /// bytes of input the job was given in all.
     Detached { input_offset: u64 },
+    /// Version 3. On a `Read` with `timestamps`, before the `Output` it
+    /// dates: the bytes of `stream` from `offset` on were captured at
+    /// `time_us` (Unix microseconds), up to the next `OutputTime` of that
+    /// stream. Not terminal.
+    OutputTime {
+        stream: OutputStream,
+        offset: u64,
+        time_us: u64,
+    },
+    /// Version 3. The answer to `Resolve`.
+    Resolved { job: JobId },
 }
 
 impl Event {
     /// Whether the event ends its stream: every event but `Output`,
-    /// `ListItem`, `Attached` and `InputCredit`.
+    /// `ListItem`, `Attached`, `InputCredit` and `OutputTime`.
     pub fn is_terminal(&self) -> bool {
         !matches!(
             self,
-            Event::Output(_) | Event::ListItem(_) | Event::Attached(_) | Event::InputCredit { .. }
+            Event::Output(_)
+                | Event::ListItem(_)
+                | Event::Attached(_)
+                | Event::InputCredit { .. }
+                | Event::OutputTime { .. }
         )
     }
 }
@@ -395,6 +465,15 @@ pub struct JobInfo {
     pub output: OutputInfo,
     /// Why it failed or was lost, in words.
     pub error: Option<String>,
+    /// Version 3 (older sessions get the fields above only): its name.
+    pub name: Option<String>,
+    /// Version 3. The limits it runs with, the server's defaults filled in
+    /// (`None`: unlimited).
+    pub limits: Limits,
+    /// Version 3. Its timeout, if it has one.
+    pub timeout_ms: Option<u64>,
+    /// Version 3. The server stopped it at its timeout.
+    pub timed_out: bool,
 }
 
 impl JobInfo {
@@ -476,8 +555,15 @@ impl ErrorCode {
     pub const EXEC_FAILED: ErrorCode = ErrorCode(9);
     /// A bug or an unexpected system failure on the server.
     pub const INTERNAL: ErrorCode = ErrorCode(10);
+    /// Version 3. The command does not exist (a shell's 127); `EXEC_FAILED`
+    /// stays for one that exists but cannot be executed (126).
+    pub const COMMAND_NOT_FOUND: ErrorCode = ErrorCode(11);
+    /// Version 3. The name is taken (by another of the owner's jobs).
+    pub const ALREADY_EXISTS: ErrorCode = ErrorCode(12);
+    /// Version 3. An id prefix matches more than one job; the message lists them.
+    pub const AMBIGUOUS: ErrorCode = ErrorCode(13);
 
-    const NAMES: [(ErrorCode, &'static str); 10] = [
+    const NAMES: [(ErrorCode, &'static str); 13] = [
         (Self::BAD_REQUEST, "bad_request"),
         (Self::UNAUTHENTICATED, "unauthenticated"),
         (Self::PERMISSION_DENIED, "permission_denied"),
@@ -488,6 +574,9 @@ impl ErrorCode {
         (Self::CANCELLED, "cancelled"),
         (Self::EXEC_FAILED, "exec_failed"),
         (Self::INTERNAL, "internal"),
+        (Self::COMMAND_NOT_FOUND, "command_not_found"),
+        (Self::ALREADY_EXISTS, "already_exists"),
+        (Self::AMBIGUOUS, "ambiguous"),
     ];
 
     /// The snake_case name of a known code, `None` for a code from a newer peer.
@@ -556,6 +645,10 @@ mod tests {
             usage: Usage::default(),
             output: OutputInfo::default(),
             error: None,
+            name: None,
+            limits: Limits::default(),
+            timeout_ms: None,
+            timed_out: false,
         };
         assert!(!Event::ListItem(info.clone()).is_terminal());
         assert!(Event::ListEnd { count: 0 }.is_terminal());
@@ -576,6 +669,6 @@ mod tests {
     fn unknown_error_codes_display() {
         assert_eq!(ErrorCode::NOT_FOUND.to_string(), "not_found");
         assert_eq!(ErrorCode(999).to_string(), "unknown_999");
-        assert_eq!(ErrorCode::known().count(), 10);
+        assert_eq!(ErrorCode::known().count(), 13);
     }
 }

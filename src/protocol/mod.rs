@@ -7,11 +7,13 @@
 pub mod frame;
 pub mod input;
 pub mod job_id;
+pub mod legacy;
 pub mod message;
 
 pub use frame::{parse_frame, write_frame, FrameDecoder, HEADER_LEN};
 pub use input::*;
 pub use job_id::*;
+pub use legacy::{decode_for, encode_for, JobInfoV2};
 pub use message::*;
 
 use serde::{Deserialize, Serialize};

@@ -58,6 +58,9 @@ pub(crate) struct Outbox {
     pub(super) streams: RefCell<HashMap<u32, Rc<StreamState>>>,
     pub(super) identity: RefCell<Option<Identity>>,
     pub(super) last_activity: Cell<Instant>,
+    /// The protocol version agreed in Hello/Welcome: what every frame is
+    /// encoded for.
+    pub version: Cell<u32>,
 }
 
 impl Outbox {
@@ -75,6 +78,7 @@ impl Outbox {
             streams: RefCell::new(HashMap::new()),
             identity: RefCell::new(None),
             last_activity: Cell::new(Instant::now()),
+            version: Cell::new(protocol::MIN_PROTOCOL_VERSION),
         }
     }
 
@@ -122,7 +126,7 @@ impl Outbox {
             stream: stream.id,
             event,
         };
-        if let Err(e) = protocol::encode(&msg, &mut frame) {
+        if let Err(e) = protocol::encode_for(self.version.get(), &msg, &mut frame) {
             tracing::error!(peer = %self.peer, error = %e, "cannot encode a reply");
             self.emit(
                 stream,
@@ -145,7 +149,7 @@ impl Outbox {
 
     pub(super) fn send_message(&self, msg: &ServerMessage) {
         let mut frame = Vec::new();
-        match protocol::encode(msg, &mut frame) {
+        match protocol::encode_for(self.version.get(), msg, &mut frame) {
             Ok(()) => self.enqueue(frame, None, None),
             Err(e) => {
                 // Only a JobInfo with absurdly long strings could get here;
@@ -160,7 +164,7 @@ impl Outbox {
                             "the reply was too large to send",
                         )),
                     };
-                    if protocol::encode(&err, &mut frame).is_ok() {
+                    if protocol::encode_for(self.version.get(), &err, &mut frame).is_ok() {
                         self.enqueue(frame, None, None);
                     }
                 }

@@ -73,8 +73,6 @@ pub(crate) struct Session {
     /// Counted in the server's handshakes in progress (until Hello).
     handshaking: Cell<bool>,
     welcomed: Cell<bool>,
-    /// The protocol version agreed in Hello/Welcome.
-    version: Cell<u32>,
     /// When the write in flight began (`None`: none in flight), for the
     /// write timeout.
     write_began: Cell<Option<Instant>>,
@@ -111,7 +109,6 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         place: RefCell::new(None),
         handshaking: Cell::new(true),
         welcomed: Cell::new(false),
-        version: Cell::new(MIN_PROTOCOL_VERSION),
         write_began: Cell::new(None),
     });
     let writer = uring::spawn(write_loop(conn.clone()));
@@ -451,7 +448,7 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
         *conn.place.borrow_mut() = Some(place);
         conn.handshake_over();
         let version = hello.version.min(PROTOCOL_VERSION);
-        conn.version.set(version);
+        conn.out.version.set(version);
         tracing::info!(peer = %conn.out.peer, user = ?identity.user, groups = ?identity.groups, admin = identity.admin, client = ?hello.client, "session opened");
         *conn.out.identity.borrow_mut() = Some(identity.clone());
         conn.welcomed.set(true);
@@ -467,13 +464,13 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
         }));
         return;
     }
-    if msg.min_version() > conn.version.get() {
+    if msg.min_version() > conn.out.version.get() {
         conn.out.fatal(
             ErrorCode::BAD_REQUEST,
             format!(
                 "a message of protocol version {} on a session of version {}",
                 msg.min_version(),
-                conn.version.get()
+                conn.out.version.get()
             ),
         );
         return;

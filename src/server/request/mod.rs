@@ -55,6 +55,9 @@ fn action(request: &Request) -> (&'static str, Option<JobId>) {
         Request::StartWith { .. } => ("start", None),
         Request::Attach { job } => ("attach", Some(*job)),
         Request::Signal { job, .. } => ("signal", Some(*job)),
+        Request::StartJob { .. } => ("start", None),
+        Request::Read(r) => ("logs", Some(r.logs.job)),
+        Request::Resolve { .. } => ("resolve", None),
     }
 }
 
@@ -86,6 +89,9 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
         Request::Signal { job, signal, all } => {
             signal::apply(&conn, &stream, &identity, job, signal, all)
         }
+        Request::StartJob { .. } | Request::Read(_) | Request::Resolve { .. } => Outcome::Failed(
+            ErrorInfo::new(ErrorCode::UNSUPPORTED, "version 3 in progress"),
+        ),
     };
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
     match outcome {
