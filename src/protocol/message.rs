@@ -153,12 +153,8 @@ pub enum Request {
     /// Answer: `Started`.
     StartWith { spec: StartRequest, stdin: Stdin },
     /// Version 3. `StartWith` with options: a name, a timeout, a tie to
-    /// its clients. Answer: `Started`.
-    StartJob {
-        spec: StartRequest,
-        stdin: Stdin,
-        options: StartOptions,
-    },
+    /// its readers. Answer: `Started`. (Boxed: the wire is the same.)
+    StartJob(Box<StartJob>),
     /// Version 3. `Logs` that may start at the last lines or at a time,
     /// send each run's capture time, and hold a tied job. Answer: as `Logs`
     /// (with `OutputTime` events when asked).
@@ -172,7 +168,7 @@ impl Request {
     /// The first protocol version that defines this request.
     pub fn min_version(&self) -> u32 {
         match self {
-            Request::StartJob { .. } | Request::Read(_) | Request::Resolve { .. } => 3,
+            Request::StartJob(_) | Request::Read(_) | Request::Resolve { .. } => 3,
             Request::Attach { .. } | Request::Signal { .. } | Request::StartWith { .. } => 2,
             _ => 1,
         }
@@ -243,6 +239,14 @@ pub struct LogsRequest {
     /// Initial credit: `Output` data bytes the server may send before the
     /// client grants more with `Credit`.
     pub credit: u32,
+}
+
+/// Version 3: a start with the job's input and options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartJob {
+    pub spec: StartRequest,
+    pub stdin: Stdin,
+    pub options: StartOptions,
 }
 
 /// Version 3: how a job started with `StartJob` lives.

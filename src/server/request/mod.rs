@@ -55,7 +55,7 @@ fn action(request: &Request) -> (&'static str, Option<JobId>) {
         Request::StartWith { .. } => ("start", None),
         Request::Attach { job } => ("attach", Some(*job)),
         Request::Signal { job, .. } => ("signal", Some(*job)),
-        Request::StartJob { .. } => ("start", None),
+        Request::StartJob(_) => ("start", None),
         Request::Read(r) => ("logs", Some(r.logs.job)),
         Request::Resolve { .. } => ("resolve", None),
     }
@@ -89,7 +89,7 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
         Request::Signal { job, signal, all } => {
             signal::apply(&conn, &stream, &identity, job, signal, all)
         }
-        Request::StartJob { .. } | Request::Read(_) | Request::Resolve { .. } => Outcome::Failed(
+        Request::StartJob(_) | Request::Read(_) | Request::Resolve { .. } => Outcome::Failed(
             ErrorInfo::new(ErrorCode::UNSUPPORTED, "version 3 in progress"),
         ),
     };
