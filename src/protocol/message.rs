@@ -68,6 +68,9 @@ impl ClientMessage {
 }
 
 /// Every message a server sends.
+// Welcome and Fatal are rare, an Event with a JobInfo common; boxing it
+// would cost an allocation per status for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerMessage {
     /// The answer to `Hello`: the version both will use and who the server
