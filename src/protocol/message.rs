@@ -158,10 +158,13 @@ pub enum Request {
     /// Version 3. `StartWith` with options: a name, a timeout, a tie to
     /// its readers. Answer: `Started`. (Boxed: the wire is the same.)
     StartJob(Box<StartJob>),
-    /// Version 3. `Logs` that may start at the last lines or at a time,
-    /// send each run's capture time, and hold a tied job. Answer: as `Logs`
-    /// (with `OutputTime` events when asked).
+    /// Version 3. `Logs` that may begin at the last lines or at a time,
+    /// and date each run of output. Answer: as `Logs` (with `OutputTime`
+    /// events when asked).
     Read(ReadRequest),
+    /// Version 3. `Wait`, and while the stream is open, hold a tied job
+    /// (`StartOptions::tie_ms`). Answer: `End`.
+    Hold { job: JobId },
     /// Version 3. The job a name or an id prefix (at least 4 hex digits)
     /// means, among the jobs the caller may see. Answer: `Resolved`.
     Resolve { name: String },
@@ -171,7 +174,10 @@ impl Request {
     /// The first protocol version that defines this request.
     pub fn min_version(&self) -> u32 {
         match self {
-            Request::StartJob(_) | Request::Read(_) | Request::Resolve { .. } => 3,
+            Request::StartJob(_)
+            | Request::Read(_)
+            | Request::Hold { .. }
+            | Request::Resolve { .. } => 3,
             Request::Attach { .. } | Request::Signal { .. } | Request::StartWith { .. } => 2,
             _ => 1,
         }
@@ -261,17 +267,17 @@ pub struct StartOptions {
     /// Stop the job (with `grace_ms`) this long after it started; it ends
     /// `timed_out`. The server may cap it (`--max-timeout`).
     pub timeout_ms: Option<u64>,
-    /// Tie the job to its readers: once no `Read` with `hold` has been
-    /// open on it for `tie_ms`, the server stops it (with `grace_ms`).
-    /// Counted from the start too: a client gone before its first `Read`
-    /// does not leave the job behind. `None`: the job lives on its own.
+    /// Tie the job to its clients: once no `Hold` has been open on it for
+    /// `tie_ms`, the server stops it (with `grace_ms`). Counted from the
+    /// start too: a client gone before its first `Hold` does not leave the
+    /// job behind. `None`: the job lives on its own.
     pub tie_ms: Option<u32>,
     /// The grace of those stops: SIGTERM, then after this, SIGKILL to
     /// every process. `None`: the server's default.
     pub grace_ms: Option<u32>,
 }
 
-/// Version 3: a `Logs` request and where to begin.
+/// Version 3: a `Logs` request, where to begin, and whether to date it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRequest {
     /// As `Logs`: which outputs, from which offsets, follow, credit.
@@ -286,8 +292,6 @@ pub struct ReadRequest {
     pub since_us: Option<u64>,
     /// Send an `OutputTime` before the output of each capture run.
     pub timestamps: bool,
-    /// While this stream is open it holds a tied job (`StartOptions::tie_ms`).
-    pub hold: bool,
 }
 
 /// Which of a job's two outputs a chunk belongs to.

@@ -58,6 +58,7 @@ fn action(request: &Request) -> (&'static str, Option<JobId>) {
         Request::StartJob(_) => ("start", None),
         Request::Read(r) => ("logs", Some(r.logs.job)),
         Request::Resolve { .. } => ("resolve", None),
+        Request::Hold { job } => ("hold", Some(*job)),
     }
 }
 
