@@ -90,9 +90,13 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
         Request::Signal { job, signal, all } => {
             signal::apply(&conn, &stream, &identity, job, signal, all)
         }
-        Request::StartJob(_) | Request::Read(_) | Request::Resolve { .. } => Outcome::Failed(
-            ErrorInfo::new(ErrorCode::UNSUPPORTED, "version 3 in progress"),
-        ),
+        Request::StartJob(_)
+        | Request::Read(_)
+        | Request::Hold { .. }
+        | Request::Resolve { .. } => Outcome::Failed(ErrorInfo::new(
+            ErrorCode::UNSUPPORTED,
+            "version 3 in progress",
+        )),
     };
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
     match outcome {
