@@ -6,7 +6,11 @@
 //! - `index`: the capture order across the two, as little-endian u32
 //!   records (bit 31: the stream, 0 stdout / 1 stderr; bits 0-30: a run
 //!   length). Consecutive reads from the same stream extend the last record
-//!   in place, so a job that writes only stdout has a one-record index.
+//!   in place, so a job that writes only stdout has a one-record index;
+//!   a run that goes on past `times::TIME_STEP_US` gets a new record;
+//! - `times`: when each run of the index began, and where (`times.rs`),
+//!   for `--since`, `--timestamps`, and to begin reading anywhere without
+//!   walking the index from its start.
 //!
 //! The writer is the job's keeper (its init), not jwd (`store.rs`): it
 //! `pwrite`s into the page cache and tells jwd the committed lengths in a
@@ -29,22 +33,36 @@
 //! bytes are read and dropped (and counted), so a job never blocks because
 //! of its output.
 //!
-//! Files: `store.rs` the keeper's writer, `user.rs` the per-user output
-//! cap and the grants that share it, `reader.rs` where a reader is,
-//! `serve.rs` how its bytes are fetched; here the job's `Output` (paths,
-//! progress, the shared mappings).
+//! Order: the keeper polls both pipes at once and reads whichever is
+//! ready as soon as it is, so the index holds the order in which it
+//! captured the bytes. Two pipes carry no order between them: writes to
+//! stdout and stderr closer together than the keeper's wake-up may come
+//! out stream by stream (as with docker). `2>&1` in the command, or a
+//! terminal, keeps the exact order (one stream).
+//!
+//! Files: `store.rs` the keeper's writer, `times.rs` the time index,
+//! `user.rs` the per-user output cap and the grants that share it,
+//! `reader.rs` where a reader is, `seek.rs` where it begins (the last
+//! lines, a time), `serve.rs` how its bytes are fetched; here the job's
+//! `Output` (paths, progress, the shared mappings).
 
 mod reader;
+mod seek;
 mod serve;
 mod store;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_seek;
+mod times;
 mod user;
 
 use reader::IndexCursor;
 pub use reader::{OutputReader, Span};
+pub use seek::Begin;
 pub use serve::{MappedSpan, Serve};
 pub use store::{Moved, Store, MOVE_MAX};
+pub use times::{RunTime, TIMES_FILE};
 pub use user::{Grant, UserOutput};
 
 use std::fs::File;
@@ -268,6 +286,8 @@ impl Output {
         Ok(OutputReader {
             dir: self.dir.clone(),
             index: None,
+            times: None,
+            timestamps: false,
             want: [stdout, stderr],
             rx,
             limit,

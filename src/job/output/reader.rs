@@ -1,6 +1,6 @@
 //! One reader of a job's output: spans (stream, offset, length) in the
-//! capture order, from any offset, live; it sleeps on the writer's progress
-//! when caught up.
+//! capture order, from any offset or place (`seek.rs`), live, dated when
+//! asked; it sleeps on the writer's progress when caught up.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use tokio::sync::watch;
 
+use super::times::TIME_RECORD;
 use super::*;
 use crate::protocol::OutputStream;
 
@@ -18,6 +19,10 @@ pub struct Span {
     /// Offset within that stream.
     pub offset: u64,
     pub len: u64,
+    /// For a reader asked for times: the time the run that holds the span
+    /// began, on the first span of each run (`None` on the others, and
+    /// for a run without a known time).
+    pub time_us: Option<u64>,
 }
 
 /// Where a "both streams" reader is in the index.
@@ -27,6 +32,8 @@ pub(super) struct IndexCursor {
     pub(super) at: u64,
     /// Stream offsets at the start of the current record.
     pub(super) base: [u64; 2],
+    /// The current record's time was given with a span.
+    pub(super) dated: bool,
 }
 
 /// One reader of a job's output: where it is, not the bytes (`Serve`
@@ -35,6 +42,10 @@ pub(super) struct IndexCursor {
 pub struct OutputReader {
     pub(super) dir: PathBuf,
     pub(super) index: Option<File>,
+    pub(super) times: Option<File>,
+    /// Spans carry their run's time (the index is walked even for one
+    /// stream).
+    pub(super) timestamps: bool,
     /// Next offset per selected stream.
     pub(super) want: [Option<u64>; 2],
     pub(super) rx: watch::Receiver<Progress>,
@@ -90,15 +101,46 @@ impl OutputReader {
         std::future::pending::<()>().await
     }
 
-    /// Closes the reader's index file; it is opened again when needed.
+    /// Closes the reader's index files; they are opened again when needed.
     pub fn release(&mut self) {
         self.index = None;
+        self.times = None;
+    }
+
+    /// Dates spans from now on (`Span::time_us`).
+    pub fn timestamps(&mut self) {
+        self.timestamps = true;
+    }
+
+    /// What the reader reads up to: its snapshot, or the writer's latest.
+    pub fn progress(&self) -> Progress {
+        self.limit.unwrap_or_else(|| *self.rx.borrow())
+    }
+
+    /// Which streams the reader reads.
+    pub fn selected(&self) -> [bool; 2] {
+        self.want.map(|w| w.is_some())
+    }
+
+    /// Moves the reader to `begin` (before its first span).
+    pub fn begin_at(&mut self, begin: &super::Begin) {
+        for s in 0..2 {
+            if self.want[s].is_some() {
+                self.want[s] = Some(begin.offsets[s]);
+            }
+        }
+        self.cursor = IndexCursor {
+            at: begin.at,
+            base: begin.base,
+            dated: false,
+        };
     }
 
     pub(super) fn try_span(&mut self, p: &Progress, max: u64) -> std::io::Result<Option<Span>> {
         let max = max.max(1);
         match self.want {
             [Some(_), Some(_)] => self.try_span_both(p, max),
+            _ if self.timestamps => self.try_span_both(p, max),
             _ => {
                 for s in 0..2 {
                     if let Some(next) = self.want[s] {
@@ -109,6 +151,7 @@ impl OutputReader {
                                 stream: OutputStream::ALL[s],
                                 offset: next,
                                 len,
+                                time_us: None,
                             }));
                         }
                     }
@@ -119,7 +162,7 @@ impl OutputReader {
     }
 
     /// Walks the index in capture order, skipping what lies before the
-    /// requested offsets.
+    /// requested offsets (and the records of a stream not read).
     pub(super) fn try_span_both(
         &mut self,
         p: &Progress,
@@ -143,15 +186,17 @@ impl OutputReader {
                 // The last record may be extended by the writer after the
                 // progress we hold: trust it only up to the committed length.
                 let end = (start + u64::from(rec & !STDERR_BIT)).min(p.lens[s]);
-                let next = self.want[s].expect("both selected");
+                let next = self.want[s].unwrap_or(u64::MAX);
                 if next < end {
                     let from = next.max(start);
                     let len = (end - from).min(max);
                     self.want[s] = Some(from + len);
+                    let time_us = self.run_time()?;
                     return Ok(Some(Span {
                         stream: OutputStream::ALL[s],
                         offset: from,
                         len,
+                        time_us,
                     }));
                 }
                 if end < start + u64::from(rec & !STDERR_BIT) {
@@ -165,7 +210,33 @@ impl OutputReader {
                 }
                 self.cursor.base[s] = end;
                 self.cursor.at += RECORD;
+                self.cursor.dated = false;
             }
+        }
+    }
+
+    /// The time of the current record, once per record, for a reader that
+    /// dates its spans. Read in place like the index (24 bytes just
+    /// written, in the page cache); a record without a time (see
+    /// `times.rs`) gives `None`.
+    fn run_time(&mut self) -> std::io::Result<Option<u64>> {
+        if !self.timestamps || self.cursor.dated {
+            return Ok(None);
+        }
+        self.cursor.dated = true;
+        if self.times.is_none() {
+            match File::open(self.dir.join(TIMES_FILE)) {
+                Ok(f) => self.times = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let times = self.times.as_ref().expect("opened above");
+        let mut rec = [0u8; TIME_RECORD as usize];
+        match times.read_exact_at(&mut rec, self.cursor.at / RECORD * TIME_RECORD) {
+            Ok(()) => Ok(Some(RunTime::decode(&rec).time_us)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }

@@ -38,8 +38,8 @@ impl MappedSpan {
 
 /// One reader's serving state.
 pub struct Serve {
-    output: Arc<Output>,
-    reader: OutputReader,
+    pub(super) output: Arc<Output>,
+    pub(super) reader: OutputReader,
     maps: [Option<Arc<Mmap>>; 2],
     files: [Option<uring::File>; 2],
     /// Whether the mappings and files were let go (the reader was idle).
@@ -66,6 +66,16 @@ impl Serve {
             released: true,
             always_read: false,
         })
+    }
+
+    /// Begins at `begin` (`seek.rs`), before the first span.
+    pub fn begin(&mut self, begin: &super::Begin) {
+        self.reader.begin_at(begin);
+    }
+
+    /// Dates the spans: `Span::time_us` on the first of each run.
+    pub fn timestamps(&mut self) {
+        self.reader.timestamps();
     }
 
     /// Reads every span with io_uring, never from the mapping.

@@ -2,8 +2,8 @@
 //! `init/keeper.rs`) moves what the command writes from its pipes into the
 //! spill files with splice(2) (no copy through the keeper's memory, and no
 //! buffer: a keeper lives as long as its job, thousands at once) and
-//! records the order index, within the job's cap, the grant jwd gave it,
-//! and the disk. A file system without splice gets a read and a `pwrite`
+//! records the order index and its times (`times.rs`), within the job's
+//! cap, the grant jwd gave it, and the disk. A file system without splice gets a read and a `pwrite`
 //! through a small buffer instead. It runs in the keeper, not in jwd:
 //! output lands on disk whether jwd is there or not.
 
@@ -11,6 +11,7 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 
+use super::times::{now_us, RunTime, TIMES_FILE, TIME_RECORD, TIME_STEP_US};
 use super::{Progress, INDEX_FILE, MAX_RUN, RECORD, STDERR_BIT, STDERR_FILE, STDOUT_FILE};
 use crate::protocol::OutputStream;
 
@@ -22,8 +23,9 @@ pub struct Store {
     /// Opened (created) at the first byte of each.
     files: [Option<File>; 2],
     index: Option<File>,
-    /// The last index record: (its stream, its offset in the index, its run).
-    last: Option<(usize, u64, u64)>,
+    times: Option<File>,
+    /// The last index record.
+    last: Option<Run>,
     written: Progress,
     /// The job's own cap (`--max-output`).
     cap: u64,
@@ -32,6 +34,20 @@ pub struct Store {
     disk_failed: bool,
     /// Read and `pwrite` instead of splice (the file system refused it).
     copy: bool,
+    /// A run's bytes this long after its time begin a new run.
+    time_step_us: u64,
+}
+
+/// The last record of the order index, which grows while the same stream
+/// is read.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    stream: usize,
+    /// Its offset in the index.
+    at: u64,
+    len: u64,
+    /// When it began (Unix microseconds): also the latest time recorded.
+    time_us: u64,
 }
 
 /// What one move from a pipe found.
@@ -68,13 +84,22 @@ impl Store {
             dir,
             files: [None, None],
             index: None,
+            times: None,
             last: None,
             written: Progress::default(),
             cap,
             granted,
             disk_failed: false,
             copy: false,
+            time_step_us: TIME_STEP_US,
         }
+    }
+
+    /// Runs never split by time (tests that count index records, on a
+    /// machine that may pause between two writes).
+    #[cfg(test)]
+    pub fn no_time_steps(&mut self) {
+        self.time_step_us = u64::MAX;
     }
 
     /// Uses the read-and-`pwrite` path from now on, as on a file system
@@ -246,24 +271,52 @@ impl Store {
         self.written.dropped += (bytes.len() - keep) as u64;
     }
 
-    /// Records a run of `len` bytes of stream `s` in the index.
+    /// Records a run of `len` bytes of stream `s` in the index: the last
+    /// record grows, or a new one begins with its time (written first, so
+    /// that every index record has one).
     fn index_run(&mut self, s: usize, len: u64) -> std::io::Result<()> {
         let bit = if s == 1 { STDERR_BIT } else { 0 };
-        let index = match &self.index {
-            Some(f) => f,
-            None => self.index.insert(create(&self.dir, INDEX_FILE)?),
-        };
+        // The clock read costs no system call (vDSO); a stepped-back clock
+        // is held at the last time.
+        let now = now_us();
+        if self.index.is_none() {
+            self.index = Some(create(&self.dir, INDEX_FILE)?);
+        }
         match self.last {
-            Some((ls, at, run)) if ls == s && run + len <= MAX_RUN => {
-                let rec = (run + len) as u32 | bit;
-                index.write_all_at(&rec.to_le_bytes(), at)?;
-                self.last = Some((s, at, run + len));
+            Some(run)
+                if run.stream == s
+                    && run.len + len <= MAX_RUN
+                    && now < run.time_us.saturating_add(self.time_step_us) =>
+            {
+                let rec = (run.len + len) as u32 | bit;
+                let index = self.index.as_ref().expect("opened above");
+                index.write_all_at(&rec.to_le_bytes(), run.at)?;
+                self.last = Some(Run {
+                    len: run.len + len,
+                    ..run
+                });
             }
             _ => {
                 let at = self.written.index_len;
+                let time_us = now.max(self.last.map_or(0, |r| r.time_us));
+                let time = RunTime {
+                    time_us,
+                    base: self.written.lens,
+                };
+                let times = match &self.times {
+                    Some(f) => f,
+                    None => self.times.insert(create(&self.dir, TIMES_FILE)?),
+                };
+                times.write_all_at(&time.encode(), at / RECORD * TIME_RECORD)?;
                 let rec = len as u32 | bit;
+                let index = self.index.as_ref().expect("opened above");
                 index.write_all_at(&rec.to_le_bytes(), at)?;
-                self.last = Some((s, at, len));
+                self.last = Some(Run {
+                    stream: s,
+                    at,
+                    len,
+                    time_us,
+                });
                 self.written.index_len += RECORD;
             }
         }

@@ -3,32 +3,33 @@
 use super::*;
 use std::os::fd::AsFd;
 
-type Chunks = Vec<(OutputStream, u64, Vec<u8>)>;
+pub(super) type Chunks = Vec<(OutputStream, u64, Vec<u8>)>;
 
 /// The keeper's writer and jwd's view of the same output, kept in step as
 /// the keeper's progress messages keep them.
 #[derive(Clone)]
-struct Writer {
-    store: Arc<Mutex<Store>>,
-    output: Arc<Output>,
+pub(super) struct Writer {
+    pub(super) store: Arc<Mutex<Store>>,
+    pub(super) output: Arc<Output>,
 }
 
 impl Writer {
-    fn append(&self, which: OutputStream, bytes: &[u8]) {
+    pub(super) fn append(&self, which: OutputStream, bytes: &[u8]) {
         let mut store = self.store.lock().unwrap();
         store.append(which, bytes);
         self.output.publish(store.progress());
     }
 
-    fn close(&self) {
+    pub(super) fn close(&self) {
         self.output.close();
     }
 }
 
 /// A new job's output in `dir`, kept up to `cap` bytes.
-fn create(dir: &Path, cap: u64) -> (Arc<Output>, Writer) {
+pub(super) fn create(dir: &Path, cap: u64) -> (Arc<Output>, Writer) {
     let output = Output::live(dir);
-    let store = Store::new(Store::open_dir(dir).unwrap(), cap, u64::MAX);
+    let mut store = Store::new(Store::open_dir(dir).unwrap(), cap, u64::MAX);
+    store.no_time_steps();
     let writer = Writer {
         store: Arc::new(Mutex::new(store)),
         output: output.clone(),
@@ -38,7 +39,7 @@ fn create(dir: &Path, cap: u64) -> (Arc<Output>, Writer) {
 
 /// Everything `serve` yields in spans of at most `max` bytes, as jwd sends
 /// it; and how many spans came from the mapping.
-async fn serve_all(serve: &mut Serve, max: u64) -> (Chunks, usize) {
+pub(super) async fn serve_all(serve: &mut Serve, max: u64) -> (Chunks, usize) {
     let (mut chunks, mut mapped) = (Vec::new(), 0);
     while let Some(span) = serve.next_span(max).await.unwrap() {
         let (read, map) = serve.fill(&span, Vec::new()).await.unwrap();
@@ -72,7 +73,7 @@ fn drain(output: &Arc<Output>, stdout: Option<u64>, stderr: Option<u64>) -> Chun
     })
 }
 
-fn concat(chunks: &[(OutputStream, u64, Vec<u8>)], which: OutputStream) -> Vec<u8> {
+pub(super) fn concat(chunks: &[(OutputStream, u64, Vec<u8>)], which: OutputStream) -> Vec<u8> {
     chunks
         .iter()
         .filter(|c| c.0 == which)
