@@ -76,7 +76,8 @@ pub(crate) enum Command {
         all: bool,
         id: JobId,
     },
-    /// Print a job's output from byte 0 (or --from).
+    /// Print a job's output: all of it, from --from, its last lines
+    /// (--tail) or since a time (--since), dated with --timestamps.
     Logs {
         /// Follow the output until the job ends.
         #[arg(short, long)]
@@ -88,8 +89,20 @@ pub(crate) enum Command {
         #[arg(long)]
         stderr: bool,
         /// Start at this byte offset (of each selected stream).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, conflicts_with_all = ["tail", "since"])]
         from: u64,
+        /// Begin at the last N lines (of the selected streams together, in
+        /// the order captured).
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<u64>,
+        /// Begin at the output captured since a time: a duration ago (10m,
+        /// 2h, 90s) or an RFC 3339 time (2026-12-02T10:00:00Z). With
+        /// --tail, the later of the two. Times are exact to 10 ms.
+        #[arg(long, value_name = "DURATION|TIME", value_parser = crate::rfc3339::parse_since)]
+        since: Option<crate::rfc3339::Since>,
+        /// Begin each line with the time it was captured (RFC 3339, UTC).
+        #[arg(short, long)]
+        timestamps: bool,
         id: JobId,
     },
     /// Show a job's status.

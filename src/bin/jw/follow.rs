@@ -3,17 +3,21 @@
 //! 100 ms to 2 s, for at most `--reconnect-timeout` per outage) and asks
 //! for each output from the first byte it has not written out, so the user
 //! sees every byte once. Error replies from jwd are never retried.
+//!
+//! `jw logs --tail/--since/--timestamps` ask with protocol 3's `Read`: the
+//! first request begins where asked, the next ones (after a lost
+//! connection) from the offsets reached.
 
 use std::time::{Duration, Instant};
 
 use jw::client::{Client, ClientError};
-use jw::protocol::{JobId, JobInfo, LogsRequest};
+use jw::protocol::{JobId, JobInfo, LogsRequest, ReadRequest, Request};
 use tokio::sync::watch;
 
 use crate::args::Cli;
 use crate::connect::connect_options;
 use crate::failure::Failure;
-use crate::output::{copy_output, Interrupted, Offsets, INITIAL_CREDIT};
+use crate::output::{copy_output, Dates, Interrupted, Offsets, INITIAL_CREDIT};
 
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(2);
@@ -25,6 +29,21 @@ pub(crate) struct Follow {
     pub(crate) follow: bool,
 }
 
+/// Where a `jw logs` read begins (protocol 3), and whether it is dated.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Seek {
+    pub(crate) tail_lines: Option<u64>,
+    pub(crate) since_us: Option<u64>,
+    pub(crate) timestamps: bool,
+}
+
+impl Seek {
+    /// Whether this needs `Read` (protocol 3) rather than `Logs`.
+    pub(crate) fn needs_read(&self) -> bool {
+        self.tail_lines.is_some() || self.since_us.is_some() || self.timestamps
+    }
+}
+
 /// Reads the job's output to its `End` on the connection in `current`,
 /// replacing it with a new one each time it is lost; returns the status
 /// carried by `End`.
@@ -33,11 +52,24 @@ pub(crate) async fn follow(
     what: Follow,
     current: &watch::Sender<Client>,
 ) -> Result<JobInfo, Failure> {
+    follow_from(cli, what, Seek::default(), current).await
+}
+
+/// `follow`, beginning where `seek` says.
+pub(crate) async fn follow_from(
+    cli: &Cli,
+    what: Follow,
+    mut seek: Seek,
+    current: &watch::Sender<Client>,
+) -> Result<JobInfo, Failure> {
     let Follow {
         id,
         mut offsets,
         follow,
     } = what;
+    let mut dates = seek.timestamps.then(Dates::default);
+    let mut placed = seek.tail_lines.is_some() || seek.since_us.is_some();
+    let first = offsets;
     // When the current outage began: reset once a stream makes progress.
     let mut outage: Option<Instant> = None;
     loop {
@@ -49,8 +81,20 @@ pub(crate) async fn follow(
             follow,
             credit: INITIAL_CREDIT,
         };
-        let result = match client.logs(request).await {
-            Ok(stream) => copy_output(stream, &mut offsets).await,
+        let opened = if seek.needs_read() {
+            client
+                .open(Request::Read(ReadRequest {
+                    logs: request,
+                    tail_lines: seek.tail_lines,
+                    since_us: seek.since_us,
+                    timestamps: seek.timestamps,
+                }))
+                .await
+        } else {
+            client.logs(request).await
+        };
+        let result = match opened {
+            Ok(stream) => copy_output(stream, &mut offsets, dates.as_mut()).await,
             Err(e) => Err(Interrupted::from_client(e, false)),
         };
         drop(client);
@@ -66,6 +110,24 @@ pub(crate) async fn follow(
         outage = Some(began);
         let hint = resume_hint(id, follow, offsets);
         let client = reconnect(cli, id, error, began, &hint).await?;
+        if placed && offsets != first {
+            // Something was written out: read on from there. A stream
+            // that had nothing yet reads on from its length now (its place
+            // at the tail or time is not known here).
+            seek.tail_lines = None;
+            seek.since_us = None;
+            placed = false;
+            if offsets.stdout == first.stdout || offsets.stderr == first.stderr {
+                if let Ok(info) = client.status(id).await {
+                    if offsets.stdout == first.stdout && first.stdout.is_some() {
+                        offsets.stdout = Some(info.output.stdout_bytes);
+                    }
+                    if offsets.stderr == first.stderr && first.stderr.is_some() {
+                        offsets.stderr = Some(info.output.stderr_bytes);
+                    }
+                }
+            }
+        }
         current.send_replace(client);
     }
 }

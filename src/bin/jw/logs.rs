@@ -1,5 +1,7 @@
-//! `jw logs`: a job's output from an offset, followed to the job's end with
-//! `-f`; read on from where it stopped if the connection to jwd is lost.
+//! `jw logs`: a job's output from an offset, its last lines (`--tail`) or
+//! a time (`--since`), each line dated with `--timestamps`, followed to the
+//! job's end with `-f`; read on from where it stopped if the connection to
+//! jwd is lost.
 
 use jw::protocol::JobId;
 use tokio::sync::watch;
@@ -7,21 +9,47 @@ use tokio::sync::watch;
 use crate::args::Cli;
 use crate::connect::connect;
 use crate::failure::Failure;
-use crate::follow::{follow, Follow};
+use crate::follow::{follow_from, Follow, Seek};
 use crate::output::Offsets;
+use crate::rfc3339::Since;
 
-/// `jw logs`: the selected streams from `from`, followed to the job's end
-/// with `follow`.
-pub(crate) async fn logs(
-    cli: &Cli,
-    follow_job: bool,
-    stdout: bool,
-    stderr: bool,
-    from: u64,
-    id: JobId,
-) -> Result<u8, Failure> {
+/// What `jw logs` reads.
+pub(crate) struct LogsArgs {
+    pub(crate) follow: bool,
+    pub(crate) stdout: bool,
+    pub(crate) stderr: bool,
+    pub(crate) from: u64,
+    pub(crate) tail: Option<u64>,
+    pub(crate) since: Option<Since>,
+    pub(crate) timestamps: bool,
+}
+
+/// The protocol version `Read` needs.
+const READ_VERSION: u32 = 3;
+
+/// `jw logs`: the selected streams from `from`, the last `tail` lines or
+/// `since` a time, followed to the job's end with `follow`.
+pub(crate) async fn logs(cli: &Cli, args: LogsArgs, id: JobId) -> Result<u8, Failure> {
     let client = connect(cli).await?;
-    let (out, err) = match (stdout, stderr) {
+    let seek = Seek {
+        tail_lines: args.tail,
+        since_us: args.since.map(Since::unix_us),
+        timestamps: args.timestamps,
+    };
+    let version = client.welcome().version;
+    if seek.needs_read() && version < READ_VERSION {
+        let flag = match (args.tail, args.since) {
+            (Some(_), _) => "--tail",
+            (_, Some(_)) => "--since",
+            _ => "--timestamps",
+        };
+        return Err(Failure(format!(
+            "jwd speaks protocol {version}; {flag} needs {READ_VERSION} \
+             (upgrade jwd, or read by byte offset with --from)"
+        )));
+    }
+    let from = args.from;
+    let (out, err) = match (args.stdout, args.stderr) {
         (true, _) => (Some(from), None),
         (_, true) => (None, Some(from)),
         _ => (Some(from), Some(from)),
@@ -32,9 +60,9 @@ pub(crate) async fn logs(
             stdout: out,
             stderr: err,
         },
-        follow: follow_job,
+        follow: args.follow,
     };
     let (current, _) = watch::channel(client);
-    follow(cli, what, &current).await?;
+    follow_from(cli, what, seek, &current).await?;
     Ok(0)
 }

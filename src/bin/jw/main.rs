@@ -23,6 +23,7 @@ mod logs;
 mod output;
 mod print;
 mod relay;
+mod rfc3339;
 mod run;
 mod session;
 mod signame;
@@ -72,8 +73,22 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             stdout,
             stderr,
             from,
+            tail,
+            since,
+            timestamps,
             id,
-        } => logs::logs(&cli, *follow, *stdout, *stderr, *from, *id).await,
+        } => {
+            let args = logs::LogsArgs {
+                follow: *follow,
+                stdout: *stdout,
+                stderr: *stderr,
+                from: *from,
+                tail: *tail,
+                since: *since,
+                timestamps: *timestamps,
+            };
+            logs::logs(&cli, args, *id).await
+        }
         Command::Status { json, id } => jobs::status(&cli, *json, *id).await,
         Command::List { all, json } => jobs::list(&cli, *all, *json).await,
         Command::Stop { grace, id } => jobs::stop(&cli, *grace, *id).await,

@@ -1,6 +1,9 @@
 //! The copy of a logs stream to stdout/stderr (`jw logs`, `jw run`): each
 //! byte of a job's output is written out once, however often it arrives,
-//! and credit goes back to jwd as chunks are written out.
+//! in the order jwd sends it (stdout is flushed at each chunk, stderr is
+//! not buffered: both on one pipe keep the job's capture order), each
+//! line dated with `--timestamps`, and credit goes back to jwd as chunks
+//! are written out.
 
 use std::io::Write;
 
@@ -46,6 +49,51 @@ impl Offsets {
     }
 }
 
+/// `--timestamps`: each line written out begins with the time its run was
+/// captured (RFC 3339, UTC, microseconds) and a space, as docker does.
+#[derive(Debug, Default)]
+pub(crate) struct Dates {
+    /// Each stream's time from its last `OutputTime` on.
+    time: [Option<u64>; 2],
+    /// Each stream's next byte continues a line already dated.
+    mid_line: [bool; 2],
+}
+
+impl Dates {
+    /// `data` of `stream`, each line's beginning dated.
+    fn stamp(&mut self, stream: OutputStream, data: &[u8]) -> Result<Vec<u8>, Failure> {
+        let s = stream.index();
+        let mut out = Vec::with_capacity(data.len() + 32);
+        let mut rest = data;
+        while !rest.is_empty() {
+            if !self.mid_line[s] {
+                let Some(time) = self.time[s] else {
+                    return Err(Failure(
+                        "jwd sent output without its time (the job's keeper predates \
+                         times); read it without --timestamps"
+                            .into(),
+                    ));
+                };
+                out.extend_from_slice(crate::rfc3339::format(time).as_bytes());
+                out.push(b' ');
+            }
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    out.extend_from_slice(&rest[..=nl]);
+                    self.mid_line[s] = false;
+                    rest = &rest[nl + 1..];
+                }
+                None => {
+                    out.extend_from_slice(rest);
+                    self.mid_line[s] = true;
+                    rest = &[];
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Why a copy stopped before the job's `End`.
 pub(crate) enum Interrupted {
     /// The connection to jwd broke; `progressed` if an event came on this
@@ -69,10 +117,12 @@ impl Interrupted {
 }
 
 /// Writes a logs stream to stdout/stderr until its end, advancing `offsets`
-/// past every byte written; returns the status carried by `End`.
+/// past every byte written, each line dated when `dates` is given; returns
+/// the status carried by `End`.
 pub(crate) async fn copy_output(
     mut stream: Stream,
     offsets: &mut Offsets,
+    mut dates: Option<&mut Dates>,
 ) -> Result<JobInfo, Interrupted> {
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
@@ -89,6 +139,16 @@ pub(crate) async fn copy_output(
                 // What is written before an error stays counted as written:
                 // write_all fails only on a broken stdout, which ends jw.
                 let data = offsets.take_unseen(&chunk);
+                let stamped;
+                let data = match dates.as_deref_mut() {
+                    Some(dates) => {
+                        stamped = dates
+                            .stamp(chunk.stream, data)
+                            .map_err(Interrupted::Failed)?;
+                        &stamped[..]
+                    }
+                    None => data,
+                };
                 let result = match chunk.stream {
                     OutputStream::Stdout => stdout.write_all(data).and_then(|()| stdout.flush()),
                     OutputStream::Stderr => stderr.write_all(data),
@@ -110,6 +170,15 @@ pub(crate) async fn copy_output(
                         .await
                         .map_err(|e| Interrupted::from_client(e, progressed))?;
                     owed = 0;
+                }
+            }
+            Some(Event::OutputTime {
+                stream: which,
+                time_us,
+                ..
+            }) => {
+                if let Some(dates) = dates.as_deref_mut() {
+                    dates.time[which.index()] = Some(time_us);
                 }
             }
             Some(Event::End(info)) => return Ok(info),
@@ -157,6 +226,28 @@ mod tests {
         assert_eq!(at.take_unseen(&chunk(err, 0, b"xyzw")), b"w");
         assert_eq!(at.stderr, Some(4));
         assert_eq!(at.stdout, Some(6));
+    }
+
+    #[test]
+    fn each_line_is_dated_once_per_stream() {
+        let mut dates = Dates::default();
+        assert!(
+            dates.stamp(OutputStream::Stdout, b"x\n").is_err(),
+            "no time yet"
+        );
+        dates.time[0] = Some(1_000_000);
+        dates.time[1] = Some(2_000_000);
+        let stamp = |d: &mut Dates, s, b: &[u8]| d.stamp(s, b).ok().unwrap();
+        let out = stamp(&mut dates, OutputStream::Stdout, b"a\nb");
+        let t1 = "1970-01-01T00:00:01.000000Z";
+        let t2 = "1970-01-01T00:00:02.000000Z";
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{t1} a\n{t1} b"));
+        // The other stream's lines are its own.
+        let out = stamp(&mut dates, OutputStream::Stderr, b"e\n");
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{t2} e\n"));
+        // The rest of stdout's line is not dated again.
+        let out = stamp(&mut dates, OutputStream::Stdout, b"c\nd\n");
+        assert_eq!(String::from_utf8(out).unwrap(), format!("c\n{t1} d\n"));
     }
 
     #[test]

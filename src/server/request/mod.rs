@@ -90,13 +90,10 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
         Request::Signal { job, signal, all } => {
             signal::apply(&conn, &stream, &identity, job, signal, all)
         }
-        Request::StartJob(_)
-        | Request::Read(_)
-        | Request::Hold { .. }
-        | Request::Resolve { .. } => Outcome::Failed(ErrorInfo::new(
-            ErrorCode::UNSUPPORTED,
-            "version 3 in progress",
-        )),
+        Request::Read(req) => logs::apply_read(&conn, &stream, &identity, req).await,
+        Request::StartJob(_) | Request::Hold { .. } | Request::Resolve { .. } => Outcome::Failed(
+            ErrorInfo::new(ErrorCode::UNSUPPORTED, "version 3 in progress"),
+        ),
     };
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
     match outcome {
