@@ -494,6 +494,7 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
             }
             let initial_credit = match &request {
                 protocol::Request::Logs(l) => u64::from(l.credit),
+                protocol::Request::Read(r) => u64::from(r.logs.credit),
                 _ => 0,
             };
             if initial_credit > MAX_CREDIT {
