@@ -218,13 +218,13 @@ fn the_tail_of_a_large_output_reads_only_its_end() {
     let tail_read = read_bytes(&jwd) - before;
     evict(&stdout);
     let before = read_bytes(&jwd);
-    let out = jw_command(&jwd, &["logs", &id])
+    let mut out = jw_command(&jwd, &["logs", &id])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut whole = 0u64;
-    let mut reader = out.stdout.unwrap();
+    let mut reader = out.stdout.take().unwrap();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         match reader.read(&mut buf).unwrap() {
@@ -232,6 +232,7 @@ fn the_tail_of_a_large_output_reads_only_its_end() {
             n => whole += n as u64,
         }
     }
+    assert!(out.wait().unwrap().success());
     assert_eq!(whole, SIZE);
     let whole_read = read_bytes(&jwd) - before;
     eprintln!("jwd read {tail_read} bytes for --tail 2, {whole_read} for the whole output");
