@@ -78,6 +78,11 @@ pub(crate) enum Command {
     },
     /// Print a job's output: all of it, from --from, its last lines
     /// (--tail) or since a time (--since), dated with --timestamps.
+    ///
+    /// stdout and stderr come in the order jwd captured them from the
+    /// job's two pipes: writes to the two closer together than that
+    /// capture may come out stream by stream (as with docker); `2>&1` in
+    /// the command, or a terminal (`jw run -t`), keeps the exact order.
     Logs {
         /// Follow the output until the job ends.
         #[arg(short, long)]
