@@ -121,7 +121,9 @@ impl Lifetime {
 
     /// The nearest deadline.
     fn next(&self) -> Option<Instant> {
-        let untied_at = self.held.lock().expect("held lock").untied_at;
+        let held = self.held.lock().expect("held lock");
+        let untied_at = held.untied_at.filter(|_| held.holders == 0);
+        drop(held);
         match (self.timeout_at, untied_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
