@@ -47,6 +47,7 @@ use args::{Cli, Command};
 use failure::Failure;
 
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = help::parse();
     terminal::restore_on_panic();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -72,6 +73,15 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Writing to a reader that went away ends jw as it ends cat (`jw list |
+/// head`: 128+SIGPIPE, silently) instead of the panic of a failed print.
+/// `run` and `attach` catch SIGPIPE themselves (`relay.rs`).
+fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_DFL is no handler: nothing of jw runs in signal context.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// Runs the command; its exit code.
