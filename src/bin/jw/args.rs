@@ -32,13 +32,31 @@ pub(crate) struct Cli {
     )]
     pub(crate) addr: String,
     /// The CA certificate that signed jwd's certificate (PEM).
-    #[arg(long, env = "JW_CA", global = true, help_heading = "Connection")]
+    #[arg(
+        long,
+        env = "JW_CA",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub(crate) ca: Option<PathBuf>,
     /// Your certificate (PEM; its CN is your user name).
-    #[arg(long, env = "JW_CERT", global = true, help_heading = "Connection")]
+    #[arg(
+        long,
+        env = "JW_CERT",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub(crate) cert: Option<PathBuf>,
     /// Your private key (PEM, readable only by you).
-    #[arg(long, env = "JW_KEY", global = true, help_heading = "Connection")]
+    #[arg(
+        long,
+        env = "JW_KEY",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub(crate) key: Option<PathBuf>,
     /// How long connecting may take, twice: once for the TCP connect, once
     /// for the TLS handshake and jwd's greeting.

@@ -12,29 +12,6 @@ use crate::values::{parse_cores, parse_env, parse_grace, parse_name, parse_timeo
 
 #[derive(ClapArgs)]
 pub(crate) struct JobArgs {
-    /// CPU limit in cores (e.g. 0.5; at most the host's cores).
-    #[arg(long, value_name = "CORES", value_parser = parse_cores, help_heading = "Limits")]
-    pub(crate) cpu: Option<u32>,
-    /// Memory limit (e.g. 256M, 2G). Without it jwd's default applies.
-    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, help_heading = "Limits")]
-    pub(crate) memory: Option<u64>,
-    /// Read bandwidth per block device, bytes/s (e.g. 10M).
-    #[arg(long, value_name = "RATE", value_parser = parse_bytes, help_heading = "Limits")]
-    pub(crate) io_read: Option<u64>,
-    /// Write bandwidth per block device, bytes/s (e.g. 10M).
-    #[arg(long, value_name = "RATE", value_parser = parse_bytes, help_heading = "Limits")]
-    pub(crate) io_write: Option<u64>,
-    /// Most processes and threads at once.
-    #[arg(long, value_name = "N", help_heading = "Limits")]
-    pub(crate) pids: Option<u32>,
-    /// Most output bytes kept (e.g. 100M); what comes after is dropped,
-    /// and `jw run`/`jw wait` say how much on stderr.
-    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, help_heading = "Limits")]
-    pub(crate) max_output: Option<u64>,
-    /// Stop the job this long after it started (SIGTERM, then SIGKILL
-    /// after --grace): e.g. 30s, 10m, 2h. `jw run` then exits 124.
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, help_heading = "Limits")]
-    pub(crate) timeout: Option<Duration>,
     /// A name for the job, unique among your jobs until `jw rm`: other
     /// commands take it instead of the id. 1 to 64 letters, digits, '_',
     /// '.' or '-'.
@@ -70,6 +47,29 @@ pub(crate) struct JobArgs {
     /// changes; without -i nothing is typed into it but by `jw attach`.
     #[arg(short = 't', long, help_heading = "Job")]
     pub(crate) tty: bool,
+    /// CPU limit in cores (e.g. 0.5; at most the host's cores).
+    #[arg(long, value_name = "CORES", value_parser = parse_cores, help_heading = "Limits")]
+    pub(crate) cpu: Option<u32>,
+    /// Memory limit (e.g. 256M, 2G). Without it jwd's default applies.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, help_heading = "Limits")]
+    pub(crate) memory: Option<u64>,
+    /// Read bandwidth per block device, bytes/s (e.g. 10M).
+    #[arg(long, value_name = "RATE", value_parser = parse_bytes, help_heading = "Limits")]
+    pub(crate) io_read: Option<u64>,
+    /// Write bandwidth per block device, bytes/s (e.g. 10M).
+    #[arg(long, value_name = "RATE", value_parser = parse_bytes, help_heading = "Limits")]
+    pub(crate) io_write: Option<u64>,
+    /// Most processes and threads at once.
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub(crate) pids: Option<u32>,
+    /// Most output bytes kept (e.g. 100M); what comes after is dropped,
+    /// and `jw run`/`jw wait` say how much on stderr.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, help_heading = "Limits")]
+    pub(crate) max_output: Option<u64>,
+    /// Stop the job this long after it started (SIGTERM, then SIGKILL
+    /// after --grace): e.g. 30s, 10m, 2h. `jw run` then exits 124.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, help_heading = "Limits")]
+    pub(crate) timeout: Option<Duration>,
     /// The command and its arguments. Options before it are jw's; from
     /// the command on, every argument is the command's.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]

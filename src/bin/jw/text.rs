@@ -21,7 +21,9 @@ pub(crate) fn describe_end(info: &JobInfo) -> String {
     if info.oom_killed {
         s.push_str(", out of memory");
     }
-    if info.stopped {
+    if info.timed_out {
+        s.push_str(", timed out");
+    } else if info.stopped {
         s.push_str(", stopped by a user");
     }
     if let Some(e) = &info.error {
