@@ -388,3 +388,43 @@ fn list_filters_by_state_and_prune_removes_ended_jobs() {
     assert!(!jw(&jwd, &["status", &done]).status.success());
     jw(&jwd, &["stop", "--grace", "0s", &running]);
 }
+
+#[test]
+fn an_ambiguous_prefix_lists_the_jobs_it_matches() {
+    let Some(jwd) = Jwd::start("cli_ambiguous", &[]) else {
+        return;
+    };
+    // Jobs until two ids begin with the same 4 hex digits: about 320 are
+    // needed on average; 5000 leave no chance of none (e^-190).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = runtime.block_on(async {
+        let client = jw::client::Client::connect(&jwd.options("alice"))
+            .await
+            .unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..5000 {
+            let id = client
+                .start(common::start_req("true", &[]))
+                .await
+                .unwrap()
+                .to_string();
+            if let Some(first) = seen.insert(id[..4].to_string(), id.clone()) {
+                return (first, id);
+            }
+        }
+        panic!("5000 ids and no two begin alike");
+    });
+    let out = jw(&jwd, &["status", &a[..4]]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&a) && err.contains(&b), "{err}");
+    // One more digit (where they differ) finds each.
+    let differ = a.chars().zip(b.chars()).position(|(x, y)| x != y).unwrap();
+    for id in [&a, &b] {
+        let prefix = &id[..(differ + 1).max(4)];
+        assert_eq!(status(&jwd, prefix)["id"], id.as_str());
+    }
+}
