@@ -16,7 +16,7 @@ use super::error::JobError;
 use super::now_ms;
 use super::record::StopTerms;
 use super::registry::Job;
-use super::spec::{format_duration, DEFAULT_GRACE};
+use super::spec::{format_duration, DEFAULT_GRACE, MAX_TIMEOUT};
 use crate::protocol::JobId;
 
 /// Before its first holder, a tied job is given at least this long (a
@@ -62,7 +62,9 @@ impl Lifetime {
         let now = Instant::now();
         let timeout_at = timeout_ms.map(|t| {
             let left = started_at_ms.saturating_add(t).saturating_sub(now_ms());
-            now + Duration::from_millis(left)
+            // A record's timeout was checked at the start; bounded again
+            // so that no record can overflow the clock.
+            now + Duration::from_millis(left).min(MAX_TIMEOUT)
         });
         let tie = terms.tie_ms.map(|t| Duration::from_millis(u64::from(t)));
         Lifetime {
@@ -121,7 +123,9 @@ impl Lifetime {
 
     /// The nearest deadline.
     fn next(&self) -> Option<Instant> {
-        let untied_at = self.held.lock().expect("held lock").untied_at;
+        let held = self.held.lock().expect("held lock");
+        let untied_at = held.untied_at.filter(|_| held.holders == 0);
+        drop(held);
         match (self.timeout_at, untied_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
