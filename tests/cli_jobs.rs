@@ -137,11 +137,12 @@ fn start(jwd: &Jwd, args: &[&str]) -> String {
     text(&out.stdout).trim().to_string()
 }
 
-/// The job ended because it was stopped: SIGTERM (its command, sleep,
-/// does not catch it).
+/// The job (sleep 1000) ended because it was stopped: by SIGTERM, or by
+/// SIGKILL after the grace (under load a SIGTERM has been seen to reach a
+/// job that had only just started too early to end it).
 fn assert_stopped(info: &serde_json::Value) {
     assert_eq!(info["state"], "exited", "{info}");
-    assert_eq!(info["signal"], 15, "{info}");
+    assert!(info["signal"] == 15 || info["signal"] == 9, "{info}");
 }
 
 #[test]
