@@ -429,3 +429,36 @@ fn an_ambiguous_prefix_lists_the_jobs_it_matches() {
         assert_eq!(status(&jwd, prefix)["id"], id.as_str());
     }
 }
+
+#[test]
+fn a_run_that_loses_jwd_exits_255_naming_the_job_and_jwd_stops_it_after() {
+    let Some((mut jwd, data)) = Jwd::start_kept("cli_run_lost", &[]) else {
+        return;
+    };
+    let mut command = jw_command(&jwd, "alice");
+    command.args([
+        "--reconnect-timeout",
+        "1s",
+        "run",
+        "-v",
+        "--grace",
+        "1s",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let mut run = spawn_run(command);
+    jwd.kill9();
+    let status = wait_bounded(&mut run.child);
+    let err = run.stderr.join().unwrap();
+    assert_eq!(status.code(), Some(255), "{err}");
+    assert!(
+        err.contains(&format!("job {} may still be running", run.id)),
+        "{err}"
+    );
+    // Back on the same data: the job is tied and no jw holds it any more.
+    let again = Jwd::start_on(&jwd.data_dir, &jwd.cgroup_name, &jwd.addr, &[]);
+    assert_stopped(&ended(&again, &run.id));
+    drop(again);
+    drop(data);
+}
