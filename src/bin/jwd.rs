@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, Signal};
 /// jwd runs Linux jobs for remote users, each in its own cgroup and
 /// namespaces, over TLS 1.3 with mutual authentication.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "jwd", version = env!("JW_VERSION"), about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7443")]
