@@ -7,27 +7,28 @@
 //! written through an [`Attachment`] (`attach.rs`).
 
 mod attach;
+mod connect;
+mod jobs;
 
 pub use attach::{AttachControl, Attachment, MAX_AHEAD, MAX_INPUT_FRAME};
+pub use connect::{Phase, DEFAULT_CONNECT_TIMEOUT};
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 use crate::protocol::{
-    self, ClientMessage, ErrorCode, ErrorInfo, Event, FrameDecoder, Hello, JobId, JobInfo,
-    LogsRequest, Request, ServerMessage, StartRequest, Stdin, Welcome, MAX_FRAME,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    self, ClientMessage, ErrorCode, ErrorInfo, Event, FrameDecoder, JobId, JobInfo, LogsRequest,
+    Request, ServerMessage, StartRequest, Stdin, Welcome,
 };
-use crate::tls::{self, TlsError};
+use crate::tls::TlsError;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -48,6 +49,13 @@ pub enum ClientError {
     Connect {
         addr: String,
         source: std::io::Error,
+    },
+    /// A phase of the connection took longer than its bound.
+    #[error("{}", timeout_text(addr, *phase, *after))]
+    Timeout {
+        addr: String,
+        phase: Phase,
+        after: Duration,
     },
     #[error("{0}")]
     Tls(#[from] TlsError),
@@ -77,8 +85,13 @@ pub enum ClientError {
     #[error("unexpected reply from the server: {0}")]
     Unexpected(String),
     /// The server speaks an older protocol than the request needs.
-    #[error("jwd speaks protocol {server}; -i/-t/attach/kill need a jwd that speaks {needed} (upgrade jwd)")]
-    OldServer { server: u32, needed: u32 },
+    #[error("jwd speaks protocol {server}; {what} needs a jwd that speaks {needed} (upgrade jwd)")]
+    OldServer {
+        server: u32,
+        needed: u32,
+        /// What the user asked for that needs it.
+        what: &'static str,
+    },
     /// The job's input was closed (the job ended, or its input was ended)
     /// while writing to it.
     #[error("the job's input is closed (the job ended, or its input was ended) after {input_offset} bytes")]
@@ -100,11 +113,28 @@ impl ClientError {
     /// client may retry the first kind on a new connection.
     pub fn is_connection_lost(&self) -> bool {
         match self {
-            ClientError::Closed | ClientError::Connect { .. } => true,
+            ClientError::Closed | ClientError::Connect { .. } | ClientError::Timeout { .. } => true,
             ClientError::Handshake { lost, .. } => *lost,
             ClientError::Rejected { closed, .. } => *closed,
             _ => false,
         }
+    }
+}
+
+/// What a connection that timed out in `phase` tells the user.
+fn timeout_text(addr: &str, phase: Phase, after: Duration) -> String {
+    let secs = after.as_secs_f64();
+    match phase {
+        Phase::Tcp => format!(
+            "cannot reach jwd at {addr}: no answer to the TCP connect within {secs}s (is the \
+             address right and jwd running? a slow network: raise --connect-timeout or \
+             JW_CONNECT_TIMEOUT)"
+        ),
+        Phase::Handshake => format!(
+            "{addr} accepted the connection but did not complete jw's TLS handshake within \
+             {secs}s: it is not jwd, or jwd is stuck (check --addr/JW_ADDR names jwd's port; \
+             a slow network: raise --connect-timeout or JW_CONNECT_TIMEOUT)"
+        ),
     }
 }
 
@@ -161,117 +191,7 @@ pub struct Stream {
     done: bool,
 }
 
-fn server_name(addr: &str) -> Result<ServerName<'static>, ClientError> {
-    let host = match addr.parse::<SocketAddr>() {
-        Ok(sa) => return Ok(ServerName::IpAddress(sa.ip().into())),
-        Err(_) => addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).map_err(|e| ClientError::Handshake {
-        addr: addr.to_string(),
-        reason: format!("{host:?} is not a valid server name: {e}"),
-        lost: false,
-    })
-}
-
-fn rejected_or(addr: &str, e: std::io::Error) -> ClientError {
-    let text = e.to_string();
-    if text.contains("alert") {
-        ClientError::Rejected {
-            reason: text,
-            closed: false,
-        }
-    } else {
-        ClientError::Handshake {
-            addr: addr.to_string(),
-            reason: text,
-            lost: transport_broke(e.kind()),
-        }
-    }
-}
-
 impl Client {
-    /// Connects, completes TLS and the Hello/Welcome exchange.
-    pub async fn connect(opts: &ConnectOptions) -> Result<Client, ClientError> {
-        let config = tls::client_config(&opts.ca, &opts.cert, &opts.key)?;
-        Self::connect_with(&opts.addr, config).await
-    }
-
-    /// Connects with a ready rustls configuration.
-    pub async fn connect_with(
-        addr: &str,
-        config: Arc<rustls::ClientConfig>,
-    ) -> Result<Client, ClientError> {
-        let name = server_name(addr)?;
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| rejected_or(addr, e))?;
-        let (mut read, mut write) = tokio::io::split(tls);
-        let mut hello = Vec::new();
-        protocol::encode(
-            &ClientMessage::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                client: concat!("jw/", env!("CARGO_PKG_VERSION")).into(),
-            }),
-            &mut hello,
-        )?;
-        write
-            .write_all(&hello)
-            .await
-            .map_err(|e| rejected_or(addr, e))?;
-        write.flush().await.map_err(|e| rejected_or(addr, e))?;
-        let mut decoder = FrameDecoder::new(MAX_FRAME);
-        let welcome = match read_message(&mut read, &mut decoder, PROTOCOL_VERSION)
-            .await
-            .map_err(|e| match e {
-                ClientError::Closed => ClientError::Rejected {
-                    reason: "the server closed the connection during the handshake".into(),
-                    closed: true,
-                },
-                ClientError::Handshake { reason, lost, .. } => {
-                    let kind = if lost {
-                        std::io::ErrorKind::ConnectionReset
-                    } else {
-                        std::io::ErrorKind::Other
-                    };
-                    rejected_or(addr, std::io::Error::new(kind, reason))
-                }
-                other => other,
-            })? {
-            ServerMessage::Welcome(w)
-                if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&w.version) =>
-            {
-                w
-            }
-            ServerMessage::Welcome(w) => {
-                return Err(ClientError::Unexpected(format!(
-                    "the server chose protocol version {}",
-                    w.version
-                )))
-            }
-            ServerMessage::Fatal(e) => return Err(ClientError::Fatal(e)),
-            other => return Err(ClientError::Unexpected(format!("{other:?} before Welcome"))),
-        };
-        let inner = Arc::new(Inner {
-            writer: tokio::sync::Mutex::new(write),
-            streams: Mutex::new(Streams::default()),
-            next_stream: AtomicU32::new(1),
-            welcome,
-            router: std::sync::OnceLock::new(),
-        });
-        let router = tokio::spawn(route(read, decoder, Arc::downgrade(&inner)));
-        let _ = inner.router.set(router.abort_handle());
-        Ok(Client { inner })
-    }
-
     /// What the server said about us.
     pub fn welcome(&self) -> &Welcome {
         &self.inner.welcome
@@ -293,6 +213,7 @@ impl Client {
             return Err(ClientError::OldServer {
                 server: self.inner.welcome.version,
                 needed,
+                what: jobs::needs(&request),
             });
         }
         let (tx, rx) = mpsc::unbounded_channel();

@@ -107,8 +107,12 @@ async fn version_2_messages_on_a_version_1_session_are_fatal() {
             ..
         })
     ));
-    let v3 = Raw::new(&jwd, "alice", 3).await;
-    assert_eq!(v3.welcome.version, 2, "the highest both speak");
+    let newer = Raw::new(&jwd, "alice", jw::protocol::PROTOCOL_VERSION + 1).await;
+    assert_eq!(
+        newer.welcome.version,
+        jw::protocol::PROTOCOL_VERSION,
+        "the highest both speak"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

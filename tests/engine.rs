@@ -287,7 +287,9 @@ async fn exec_failures_are_synchronous_errors() {
     ];
     for (command, expect) in cases {
         match e.manager.start("alice", &start_req(&command, &[])).await {
-            Err(JobError::ExecFailed(msg)) => assert!(msg.contains(expect), "{command}: {msg}"),
+            Err(JobError::ExecFailed(msg) | JobError::CommandNotFound(msg)) => {
+                assert!(msg.contains(expect), "{command}: {msg}")
+            }
             other => panic!("{command}: expected an exec failure, got {other:?}"),
         }
     }

@@ -110,7 +110,7 @@ async fn every_request_on_the_good_path() {
 
     // Exec failures and bad requests are errors with the right codes.
     let e = alice.start(req("/no/such/program", &[])).await.unwrap_err();
-    assert_eq!(e.code(), Some(ErrorCode::EXEC_FAILED));
+    assert_eq!(e.code(), Some(ErrorCode::COMMAND_NOT_FOUND));
     assert!(e.to_string().contains("No such file"), "{e}");
     let mut bad = req("/bin/true", &[]);
     bad.limits.memory_bytes = Some(1);

@@ -5,7 +5,9 @@
 //! a message that does not survive re-encoding.
 #![no_main]
 
-use jw::protocol::{decode, encode, parse_frame, ClientMessage, FrameDecoder, ServerMessage};
+use jw::protocol::{
+    decode, decode_for, encode, encode_for, parse_frame, ClientMessage, FrameDecoder, ServerMessage,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Small so that oversize handling is exercised often; the real limit is
@@ -22,6 +24,17 @@ where
         let (again, used) = parse_frame(&wire, usize::MAX).unwrap().unwrap();
         assert_eq!(used, wire.len());
         assert_eq!(decode::<T>(again).unwrap(), msg);
+    }
+}
+
+/// A server's frame in the form of protocol versions 1 and 2 (a shorter
+/// `JobInfo`): what decodes re-encodes to the same bytes.
+fn check_older_form(payload: &[u8]) {
+    if let Ok(msg) = decode_for(2, payload) {
+        let mut wire = Vec::new();
+        encode_for(2, &msg, &mut wire).expect("a decoded message re-encodes");
+        let (again, _) = parse_frame(&wire, usize::MAX).unwrap().unwrap();
+        assert_eq!(decode_for(2, again).unwrap(), msg);
     }
 }
 
@@ -57,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(payload)) => {
                     check_round_trip::<ClientMessage>(payload);
                     check_round_trip::<ServerMessage>(payload);
+                    check_older_form(payload);
                     frames.push(payload.to_vec());
                 }
                 Ok(None) => break,

@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, Signal};
 /// jwd runs Linux jobs for remote users, each in its own cgroup and
 /// namespaces, over TLS 1.3 with mutual authentication.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "jwd", version = env!("JW_VERSION"), about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7443")]
@@ -87,6 +87,10 @@ struct Args {
     /// are refused until they remove jobs (`none`: no cap).
     #[arg(long, default_value = "10G", value_parser = parse_optional_bytes)]
     max_output_per_user: OrNone<u64>,
+    /// The longest timeout a job may ask for (e.g. 12h), and the timeout
+    /// of a job that asks for none; default: no ceiling.
+    #[arg(long, value_parser = parse_positive_duration)]
+    max_timeout: Option<Duration>,
     /// Remove ended jobs this long after they ended (e.g. 7d); default: keep.
     #[arg(long, value_parser = parse_duration)]
     retain: Option<Duration>,
@@ -283,6 +287,7 @@ fn run(args: Args) -> Result<(), String> {
         shutdown_grace: args.shutdown_grace,
         retain: args.retain,
         keep_jobs_on_exit: args.keep_jobs_on_exit,
+        max_timeout: args.max_timeout,
     })
     .map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");
@@ -333,6 +338,7 @@ fn run(args: Args) -> Result<(), String> {
         max_jobs_per_user = ?args.max_jobs_per_user.0,
         max_output_per_user = ?args.max_output_per_user.0,
         max_starts_per_user = args.max_starts_per_user,
+        max_timeout = ?args.max_timeout,
         "jwd ready"
     );
 

@@ -91,7 +91,7 @@ pub const EXIT_FDS: i32 = 125;
 /// The init's first argument: the argument and message format, so a jwd
 /// and a jw-init from different builds fail loudly instead of misreading
 /// each other.
-pub const ARGS_VERSION: &CStr = c"jw-init/4";
+pub const ARGS_VERSION: &CStr = c"jw-init/5";
 
 mod setup;
 mod stage;

@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// stopping them, for the next jwd to adopt (`jwd
     /// --keep-jobs-on-exit`: restarts and upgrades).
     pub keep_jobs_on_exit: bool,
+    /// The longest timeout a job may ask for, and the timeout of one that
+    /// asks for none (`jwd --max-timeout`); `None`: no ceiling.
+    pub max_timeout: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +89,7 @@ impl Default for EngineConfig {
             max_starts_per_user: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(10),
             retain: None,
+            max_timeout: None,
         }
     }
 }

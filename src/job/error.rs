@@ -15,7 +15,7 @@ use crate::protocol::JobId;
 pub enum JobError {
     #[error(transparent)]
     InvalidSpec(#[from] SpecError),
-    #[error("invalid grace: {} ms is longer than one hour", .0.as_millis())]
+    #[error("invalid grace: {} is longer than one hour", super::spec::format_duration(*.0))]
     GraceTooLong(Duration),
     #[error("the {what} {path} is in use by {by}; stop that jwd first, or give this one its own --data-dir and --cgroup-name")]
     InUse {
@@ -41,6 +41,21 @@ pub enum JobError {
     BadSignal(i32),
     #[error("{0}")]
     ExecFailed(String),
+    /// No file of that name on any path tried (a shell's 127).
+    #[error("{0}")]
+    CommandNotFound(String),
+    #[error("the name {name:?} is taken by your job {job}; choose another name, or remove that job first (jw rm {name})")]
+    NameTaken { name: String, job: JobId },
+    #[error("no job named {name:?} or with an id beginning with it{hint}")]
+    NoSuchName { name: String, hint: &'static str },
+    #[error("{prefix:?} begins the ids of {count} jobs: {}; type more of the id", list_matches(.listed, *.count))]
+    Ambiguous {
+        prefix: String,
+        /// How many match.
+        count: usize,
+        /// The first few, with their names.
+        listed: Vec<(JobId, Option<String>)>,
+    },
     #[error("cannot create the job's cgroups: {0}")]
     Cgroup(#[from] CgroupError),
     #[error("cannot start the job: {0}")]
@@ -90,6 +105,22 @@ impl JobError {
             _ => false,
         }
     }
+}
+
+/// `id (name), id, ... and N more`.
+fn list_matches(listed: &[(JobId, Option<String>)], count: usize) -> String {
+    let mut text = listed
+        .iter()
+        .map(|(id, name)| match name {
+            Some(name) => format!("{id} ({name})"),
+            None => id.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if count > listed.len() {
+        text.push_str(&format!(" and {} more", count - listed.len()));
+    }
+    text
 }
 
 pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobError {

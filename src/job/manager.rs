@@ -115,6 +115,7 @@ impl Manager {
             .default_memory_bytes
             .map(|m| m.min(policy.host_memory));
         policy.default_pids = config.default_pids;
+        policy.max_timeout = config.max_timeout;
         let registry = Registry::new(
             restored.jobs,
             config.max_jobs_per_user,

@@ -1,7 +1,8 @@
 //! The registry: jobs by id and owner, each job's state in a `watch`
 //! channel (the one place it changes, what `wait` and followers subscribe
-//! to), the per-user places reserved atomically before a start, and each
-//! owner's output kept over all their jobs.
+//! to), the per-user places reserved atomically before a start, each
+//! owner's output kept over all their jobs, and their jobs' names (one
+//! job per name and owner until it is removed).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use super::cgroup::JobCgroup;
 use super::error::JobError;
 use super::input::JobInput;
+use super::lifetime::Lifetime;
 use super::output::{Output, UserOutput};
 use super::record;
 use crate::protocol::{JobId, JobInfo};
@@ -36,6 +38,8 @@ pub struct Job {
     /// Its work directory on the host (`/home/job` inside); empty for jobs
     /// a restarted jwd loaded.
     pub(super) home: PathBuf,
+    /// Its timeout and tie.
+    pub(super) lifetime: Lifetime,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +77,7 @@ impl Job {
     /// job goes on and the in-memory status stays right.
     pub(super) fn persist(&self) {
         let info = self.info();
-        if let Err(e) = record::write(&self.dir, &info) {
+        if let Err(e) = record::write(&self.dir, &info, self.lifetime.terms()) {
             tracing::warn!(job = %self.id, error = %e, "cannot write the job's status record");
         }
     }
@@ -89,6 +93,9 @@ impl Job {
 /// Jobs starting or running, per owner.
 type Places = Mutex<HashMap<String, usize>>;
 
+/// The job of each owner's name, by (owner, name).
+type Names = Mutex<HashMap<(String, String), JobId>>;
+
 /// The jobs of the engine, by id and owner, and what each owner holds.
 pub(super) struct Registry {
     jobs: Mutex<HashMap<JobId, Arc<Job>>>,
@@ -100,6 +107,9 @@ pub(super) struct Registry {
     /// Output kept per owner, with `max_output_per_user` set.
     outputs: Mutex<HashMap<String, Arc<UserOutput>>>,
     max_output_per_user: Option<u64>,
+    /// Names, claimed before a start (see `NameClaim`) and given back when
+    /// their job is removed.
+    names: Arc<Names>,
 }
 
 impl Registry {
@@ -121,7 +131,17 @@ impl Registry {
                 outputs.insert(owner.to_string(), UserOutput::new(cap, bytes));
             }
         }
+        let mut names = HashMap::new();
+        for job in jobs.values() {
+            if let Some(name) = job.info.borrow().name.clone() {
+                let key = (job.owner.clone(), name);
+                if let Some(other) = names.insert(key, job.id) {
+                    tracing::warn!(job = %job.id, other = %other, "two recorded jobs of one owner have the same name");
+                }
+            }
+        }
         Registry {
+            names: Arc::new(Mutex::new(names)),
             next_seq: AtomicU64::new(jobs.len() as u64),
             jobs: Mutex::new(jobs),
             slots: Arc::new(Mutex::new(HashMap::new())),
@@ -174,9 +194,46 @@ impl Registry {
         self.jobs.lock().expect("jobs lock").insert(job.id, job);
     }
 
-    /// Forgets a job; `None` if it was not there (removed meanwhile).
+    /// Forgets a job, and gives its name back; `None` if it was not there
+    /// (removed meanwhile).
     pub(super) fn take(&self, id: JobId) -> Option<Arc<Job>> {
-        self.jobs.lock().expect("jobs lock").remove(&id)
+        let job = self.jobs.lock().expect("jobs lock").remove(&id)?;
+        if let Some(name) = job.info.borrow().name.clone() {
+            let mut names = self.names.lock().expect("names lock");
+            let key = (job.owner.clone(), name);
+            if names.get(&key) == Some(&id) {
+                names.remove(&key);
+            }
+        }
+        Some(job)
+    }
+
+    /// The job `owner` named `name`, if any.
+    pub(super) fn named(&self, owner: &str, name: &str) -> Option<JobId> {
+        let key = (owner.to_string(), name.to_string());
+        self.names.lock().expect("names lock").get(&key).copied()
+    }
+
+    /// Claims `name` for `owner`'s job `id` about to start, or says which
+    /// job has it.
+    pub(super) fn claim_name(
+        &self,
+        owner: &str,
+        name: &str,
+        id: JobId,
+    ) -> Result<NameClaim, JobError> {
+        let key = (owner.to_string(), name.to_string());
+        let mut names = self.names.lock().expect("names lock");
+        if let Some(job) = names.get(&key) {
+            return Err(JobError::NameTaken {
+                name: name.to_string(),
+                job: *job,
+            });
+        }
+        names.insert(key.clone(), id);
+        Ok(NameClaim {
+            claim: Some((self.names.clone(), key)),
+        })
     }
 
     /// One of `owner`'s places (`--max-jobs-per-user`), or why not.
@@ -240,6 +297,27 @@ impl Drop for Slot {
                     slots.remove(&owner);
                 }
             }
+        }
+    }
+}
+
+/// A name claimed for a job that is starting: given back when dropped,
+/// unless the job started (`keep`), after which it goes with the job.
+pub(super) struct NameClaim {
+    claim: Option<(Arc<Names>, (String, String))>,
+}
+
+impl NameClaim {
+    /// The job started: its name is its own until it is removed.
+    pub(super) fn keep(mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for NameClaim {
+    fn drop(&mut self) {
+        if let Some((names, key)) = self.claim.take() {
+            names.lock().expect("names lock").remove(&key);
         }
     }
 }

@@ -19,11 +19,12 @@ use super::channel::ExitRecord;
 use super::engine::Manager;
 use super::error::{io_err, JobError};
 use super::keeper::{self, Gone};
+use super::lifetime::Lifetime;
 use super::link::InitChannel;
 use super::now_ms;
 use super::output::Grant;
 use super::output::Output;
-use super::record;
+use super::record::{self, StopTerms};
 use super::registry::{Control, Job};
 use super::supervise::{remove_cgroups, settle, supervise, tell_grant, Keeper, Running};
 use super::uids::JobIds;
@@ -134,7 +135,7 @@ pub(super) struct Restored {
 /// processes are killed with its stale cgroups right after). Its output
 /// stays readable in every case. `work` is where work directories are.
 pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Restored {
-    let mut loaded: Vec<(JobInfo, PathBuf)> = Vec::new();
+    let mut loaded: Vec<(JobInfo, StopTerms, PathBuf)> = Vec::new();
     let Ok(entries) = std::fs::read_dir(jobs_dir) else {
         return Restored {
             jobs: HashMap::new(),
@@ -151,7 +152,7 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
             continue;
         };
         match record::read(&dir) {
-            Ok(info) if info.id == id => loaded.push((info, dir)),
+            Ok((info, terms)) if info.id == id => loaded.push((info, terms, dir)),
             Ok(_) => {
                 tracing::warn!(dir = %dir.display(), "status record names another job; ignored")
             }
@@ -165,11 +166,11 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
             }
         }
     }
-    loaded.sort_by_key(|(info, _)| (info.started_at_ms, info.id));
+    loaded.sort_by_key(|(info, _, _)| (info.started_at_ms, info.id));
     let mut jobs = HashMap::new();
     let mut adopted = Vec::new();
     let (mut lost, mut settled) = (0, 0);
-    for (seq, (mut info, dir)) in loaded.into_iter().enumerate() {
+    for (seq, (mut info, terms, dir)) in loaded.into_iter().enumerate() {
         let was_active = info.state.is_active();
         let found = was_active.then(|| keeper::find(&dir, info.id));
         let live = matches!(found, Some(Ok(_)));
@@ -233,6 +234,13 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
         if !live {
             info.usage.pids_current = 0;
         }
+        // A running job's deadlines go on: its timeout from its start, its
+        // tie from now (no client of the last jwd holds it any more).
+        let lifetime = if live {
+            Lifetime::new(info.started_at_ms, info.timeout_ms, terms)
+        } else {
+            Lifetime::ended(terms)
+        };
         let job = Arc::new(Job {
             id: info.id,
             owner: info.owner.clone(),
@@ -252,6 +260,7 @@ pub(super) fn load_jobs(jobs_dir: &Path, work: &Path, cgroups: &Cgroups) -> Rest
             }),
             dir,
             home,
+            lifetime,
         });
         if was_active && !live {
             job.persist();
@@ -306,6 +315,7 @@ impl Manager {
         {
             let slot = self.inner.registry.reserve_adopted(&job.owner);
             self.inner.active.send_modify(|n| *n += 1);
+            self.watch_lifetime(&job);
             let this = self.clone();
             tokio::spawn(async move {
                 let home = job.home.clone();
@@ -356,11 +366,12 @@ impl Manager {
         info.error =
             Some("jwd restarted and could not watch the job's keeper; the job was killed".into());
         let (cg, dir, record) = (cgroup.clone(), job.dir.clone(), info.clone());
+        let terms = job.lifetime.terms();
         self.inner
             .pool
             .run(move || {
                 let _ = cg.kill();
-                if let Err(e) = record::write(&dir, &record) {
+                if let Err(e) = record::write(&dir, &record, terms) {
                     tracing::warn!(error = %e, "cannot write the job's final status record");
                 }
             })

@@ -4,10 +4,15 @@
 //! the field, so the rest of the engine can trust its input (no NUL bytes in
 //! strings bound for the kernel, limits the cgroup files will accept).
 
+use std::time::Duration;
+
 use super::sandbox::JOB_HOME;
 use crate::protocol::{
     Limits, Network, StartRequest, Stdin, MAX_ARGS, MAX_ARGV_ENV_BYTES, MAX_COMMAND_LEN, MAX_ENV,
 };
+
+mod options;
+pub use options::{check_name, format_duration, Terms, DEFAULT_GRACE, MAX_NAME, MAX_TIMEOUT};
 
 /// The job's fixed, safe PATH: a name without `/` is looked up here inside
 /// the job, never on the server's own PATH.
@@ -40,6 +45,9 @@ pub struct SpecPolicy {
     /// The memory and pids limits of a job that gives none.
     pub default_memory_bytes: Option<u64>,
     pub default_pids: Option<u32>,
+    /// The longest timeout a job may have, and the timeout of a job that
+    /// gives none (`jwd --max-timeout`).
+    pub max_timeout: Option<Duration>,
 }
 
 impl SpecPolicy {
@@ -58,6 +66,7 @@ impl SpecPolicy {
             max_output_bytes,
             default_memory_bytes: None,
             default_pids: None,
+            max_timeout: None,
         }
     }
 }
@@ -256,7 +265,7 @@ mod tests {
     use super::*;
     use crate::protocol::EnvVar;
 
-    fn policy() -> SpecPolicy {
+    pub(super) fn policy() -> SpecPolicy {
         SpecPolicy {
             host_cpus: 2,
             host_memory: 8 << 30,
@@ -264,6 +273,7 @@ mod tests {
             max_output_bytes: 1 << 30,
             default_memory_bytes: None,
             default_pids: None,
+            max_timeout: None,
         }
     }
 

@@ -12,22 +12,26 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::cgroup::JobCgroup;
-use super::channel::{Report, Setup, Stage, EXIT_FDS};
+use super::channel::{Report, Setup};
 use super::engine::{Inner, Manager};
 use super::error::{io_err, JobError};
+use super::exec_failure::exec_error;
 use super::input::JobInput;
 use super::keeper;
+use super::lifetime::Lifetime;
 use super::link::{InitChannel, Note};
 use super::now_ms;
 use super::output::{Grant, Output, Store, UserOutput};
-use super::record;
-use super::registry::{Control, Job, Slot};
+use super::record::{self, StopTerms};
+use super::registry::{Control, Job, NameClaim, Slot};
 use super::restore::WORK_DIR;
-use super::spawn::{self, errno_text, SpawnConfig, SpawnError};
-use super::spec::JobSpec;
-use super::supervise::{reap_pid, remove_cgroups, supervise, Keeper, Running};
+use super::spawn::{self, SpawnConfig, SpawnError};
+use super::spec::{JobSpec, Terms};
+use super::supervise::{reap_pid, remove_cgroups, supervise, Keeper, Running, MAX_GRACE};
 use super::uids::JobIds;
-use crate::protocol::{JobId, JobInfo, JobState, Limits, Network, StartRequest, Stdin, Usage};
+use crate::protocol::{
+    JobId, JobInfo, JobState, Limits, Network, StartOptions, StartRequest, Stdin, Usage,
+};
 
 /// How long a start waits for the init's report that the command was
 /// executed (or not).
@@ -63,8 +67,22 @@ impl Manager {
         request: &StartRequest,
         stdin: Stdin,
     ) -> Result<Started, JobError> {
+        self.start_job(owner, request, stdin, &StartOptions::default())
+            .await
+    }
+
+    /// `start_with`, with a name, a timeout, a tie to the clients that
+    /// hold the job, and the grace of those stops.
+    pub async fn start_job(
+        &self,
+        owner: &str,
+        request: &StartRequest,
+        stdin: Stdin,
+        options: &StartOptions,
+    ) -> Result<Started, JobError> {
         let turn = self.start_turn(owner).await?;
-        self.start_in_turn(turn, owner, request, stdin).await
+        self.start_in_turn(turn, owner, request, stdin, options)
+            .await
     }
 
     /// Waits for one of `owner`'s turns to start a job (FIFO; at most
@@ -103,6 +121,7 @@ impl Manager {
         owner: &str,
         request: &StartRequest,
         stdin: Stdin,
+        options: &StartOptions,
     ) -> Result<Started, JobError> {
         let _turn = turn;
         if self.inner.draining.load(Ordering::Acquire) {
@@ -110,6 +129,10 @@ impl Manager {
         }
         let mut spec = JobSpec::validate(request, &self.inner.policy)?;
         spec.stdin = stdin;
+        let terms = Terms::validate(options, &self.inner.policy)?;
+        if let Some(grace) = terms.grace.filter(|g| *g > MAX_GRACE) {
+            return Err(JobError::GraceTooLong(grace));
+        }
         let user_output = self.inner.registry.user_output(owner);
         if let Some(u) = user_output.as_ref().filter(|u| u.is_full()) {
             return Err(JobError::OutputQuota {
@@ -123,8 +146,15 @@ impl Manager {
             range: self.inner.config.job_uids,
             count: identities.capacity().unwrap_or(0),
         })?;
-        let id = match new_job_id() {
-            Ok(id) => id,
+        let claimed = new_job_id().and_then(|id| {
+            let claim = match &terms.name {
+                Some(name) => Some(self.inner.registry.claim_name(owner, name, id)?),
+                None => None,
+            };
+            Ok((id, claim))
+        });
+        let (id, name) = match claimed {
+            Ok(claimed) => claimed,
             Err(e) => {
                 identities.give_back(ids);
                 return Err(e);
@@ -135,6 +165,7 @@ impl Manager {
             owner: owner.to_string(),
             user_output,
             spec,
+            terms,
             dir: self.job_dir(id),
             home: self.work_dir(id, ids),
             ids,
@@ -144,7 +175,7 @@ impl Manager {
         let inner = self.inner.clone();
         let prepared = self.inner.pool.run(move || prepare(&inner, new)).await;
         match prepared {
-            Ok(prepared) => self.start_in(prepared, slot).await,
+            Ok(prepared) => self.start_in(prepared, slot, name).await,
             Err(e) => {
                 // Nothing of the job ran: its uid goes back at once.
                 identities.give_back(ids);
@@ -177,6 +208,7 @@ impl Manager {
         &self,
         prepared: Prepared,
         slot: Slot,
+        name: Option<NameClaim>,
     ) -> Result<Started, JobError> {
         let Prepared {
             new,
@@ -220,11 +252,7 @@ impl Manager {
             Ok((other, channel)) => {
                 drop(channel);
                 let init_status = reap_pid(pid).await.ok();
-                Err(JobError::ExecFailed(describe_failure(
-                    &new.spec,
-                    other,
-                    init_status,
-                )))
+                Err(exec_error(&new.spec, other, init_status))
             }
             Err(e) => {
                 // Without the channel the init cannot be watched: end it.
@@ -262,6 +290,7 @@ impl Manager {
 
         let id = new.id;
         let seq = inner.registry.next_seq();
+        let lifetime = Lifetime::new(info.started_at_ms, info.timeout_ms, stop_terms(&new.terms));
         let job = Arc::new(Job {
             id,
             owner: new.owner,
@@ -275,8 +304,13 @@ impl Manager {
             input: Mutex::new(input),
             dir: new.dir,
             home: new.home.clone(),
+            lifetime,
         });
         inner.registry.insert(job.clone());
+        if let Some(name) = name {
+            name.keep();
+        }
+        self.watch_lifetime(&job);
         if inner.draining.load(Ordering::Acquire) && !inner.config.keep_jobs_on_exit {
             // Started while jwd began to shut down, after `drain` took its
             // list: stopped like the others (or, with --keep-jobs-on-exit,
@@ -319,6 +353,8 @@ pub(super) struct NewJob {
     /// The owner's output over all their jobs, if capped.
     pub(super) user_output: Option<Arc<UserOutput>>,
     pub(super) spec: JobSpec,
+    /// Its name, timeout, tie and grace.
+    pub(super) terms: Terms,
     /// Its directory (output, record) and work directory on the host.
     pub(super) dir: PathBuf,
     pub(super) home: PathBuf,
@@ -413,17 +449,17 @@ pub(super) fn clone_init(
         usage: Usage::default(),
         output: Default::default(),
         error: None,
-        name: None,
+        name: new.terms.name.clone(),
         limits: Limits {
             output_bytes: Some(spec.output_cap),
             ..spec.limits
         },
-        timeout_ms: None,
+        timeout_ms: new.terms.timeout.map(|t| t.as_millis() as u64),
         timed_out: false,
     };
     // Before the clone: a jwd that dies from here on finds the job and
     // marks it lost. No fsync (see record.rs).
-    if let Err(e) = record::write(&new.dir, &info) {
+    if let Err(e) = record::write(&new.dir, &info, stop_terms(&new.terms)) {
         tracing::warn!(job = %new.id, error = %e, "cannot write the job's status record");
     }
     let leaf_fd = cgroup.open_leaf()?;
@@ -489,6 +525,16 @@ pub(super) fn clone_init(
     })
 }
 
+/// What the status record keeps of a job's terms (its name and timeout
+/// are in its `JobInfo`).
+fn stop_terms(terms: &Terms) -> StopTerms {
+    let ms = |d: std::time::Duration| d.as_millis().min(u128::from(u32::MAX)) as u32;
+    StopTerms {
+        tie_ms: terms.tie.map(ms),
+        grace_ms: terms.grace.map(ms),
+    }
+}
+
 pub(super) fn new_job_id() -> Result<JobId, JobError> {
     let mut bytes = [0u8; 16];
     // getrandom(2) without flags blocks only before the pool is seeded at
@@ -502,53 +548,6 @@ pub(super) fn new_job_id() -> Result<JobId, JobError> {
         }
     }
     Ok(JobId::from_random(bytes))
-}
-
-/// What the user sees when the command could not be executed.
-pub(super) fn describe_failure(
-    spec: &JobSpec,
-    record: Option<Report>,
-    init_status: Option<(i32, i32)>,
-) -> String {
-    let Some(Report::Failed { stage, errno }) = record else {
-        // The init could not even report: its exit code says where it stopped.
-        let why = match init_status {
-            Some((libc::CLD_EXITED, EXIT_FDS)) => {
-                "the job's init could not set up its file descriptors (is jwd out of file descriptors?)".to_string()
-            }
-            Some((libc::CLD_EXITED, code)) => format!("the job's init exited with status {code} before executing it"),
-            Some((_, sig)) => format!("the job's init was killed by signal {sig} before executing it"),
-            None => "the job's init exited before executing it".to_string(),
-        };
-        return format!("cannot start {:?}: {why}", spec.command);
-    };
-    let reason = errno_text(errno);
-    match stage {
-        Stage::Exec => {
-            let is_dir = spec.command.starts_with('/')
-                && std::fs::metadata(&spec.command).is_ok_and(|m| m.is_dir());
-            if is_dir {
-                format!("cannot execute {:?}: it is a directory", spec.command)
-            } else if errno == libc::ENOENT && !spec.command.starts_with('/') {
-                format!(
-                    "cannot execute {:?}: not found on the job's PATH ({})",
-                    spec.command,
-                    super::spec::JOB_PATH
-                )
-            } else {
-                format!("cannot execute {:?}: {reason}", spec.command)
-            }
-        }
-        Stage::Chdir => format!(
-            "cannot change to working directory {:?}: {reason}",
-            spec.workdir
-        ),
-        stage => format!(
-            "cannot start {:?}: failed to {}: {reason}",
-            spec.command,
-            stage.describe()
-        ),
-    }
 }
 
 /// A new job's directory (output, record: 0700, jwd's) and work directory

@@ -227,6 +227,7 @@ pub(super) async fn supervise(
     let (home, ids) = (work.0.to_path_buf(), work.1);
     let mut info = job.info.borrow().clone();
     let output = job.output.clone();
+    let terms = job.lifetime.terms();
     let (info, removed_now, tidied) = pool
         .run(move || {
             if cg.populated() {
@@ -252,7 +253,7 @@ pub(super) async fn supervise(
             let command_status = command_status.or(exit.map(|e| e.wait_status));
             info.output = output.info();
             settle(&mut info, command_status, init_status);
-            if let Err(e) = record::write(&dir, &info) {
+            if let Err(e) = record::write(&dir, &info, terms) {
                 tracing::warn!(job = %id, error = %e, "cannot write the job's final status record")
             }
             let removed_now = cg.remove_now();
@@ -276,11 +277,13 @@ pub(super) async fn supervise(
     }
     // The owner's place is free from the moment anyone can see the end.
     drop(slot);
-    // `stopped` may have been set by a Stop while the record was written.
+    // `stopped` (and `timed_out`) may have been set by a stop while the
+    // record was written.
     job.info.send_modify(|current| {
-        let stopped = current.stopped;
+        let (stopped, timed_out) = (current.stopped, current.timed_out);
         *current = info;
         current.stopped |= stopped;
+        current.timed_out |= timed_out;
     });
     tracing::debug!(job = %job.id, "job ended");
     (removed.is_ok(), tidied)

@@ -121,3 +121,5 @@ pub fn encode_output_header(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;

@@ -19,6 +19,13 @@ pub fn input_scope(identity: &Identity) -> &str {
     identity.user.as_str()
 }
 
+/// The owner whose jobs the caller may hold (`Hold`): their own only,
+/// even for admins (keeping someone's session alive is not
+/// administration).
+pub fn hold_scope(identity: &Identity) -> &str {
+    identity.user.as_str()
+}
+
 /// Whether the caller may list every user's jobs.
 pub fn may_list_all(identity: &Identity) -> bool {
     identity.admin
@@ -42,5 +49,6 @@ mod tests {
         assert_eq!(job_scope(&id("root", true)), None);
         assert!(!may_list_all(&id("alice", false)));
         assert!(may_list_all(&id("root", true)));
+        assert_eq!(hold_scope(&id("root", true)), "root");
     }
 }

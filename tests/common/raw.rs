@@ -75,7 +75,13 @@ pub async fn read_message_within(
     let mut buf = vec![0u8; 65536];
     loop {
         if let Some(payload) = decoder.next_frame().unwrap() {
-            return Some(protocol::decode(payload).unwrap());
+            // A JobInfo in the form of versions 1 and 2 is shorter than in
+            // version 3, so each frame decodes in exactly one of the two.
+            return Some(
+                protocol::decode(payload)
+                    .or_else(|_| protocol::decode_for(2, payload))
+                    .unwrap(),
+            );
         }
         let n = tokio::time::timeout(quiet, tls.read(&mut buf))
             .await

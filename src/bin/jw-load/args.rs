@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 /// Load generator and benchmarks for jwd.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "jw-load", version = env!("JW_VERSION"), about)]
 pub(crate) struct Cli {
     #[arg(long, env = "JW_ADDR", default_value = "127.0.0.1:7443", global = true)]
     pub(crate) addr: String,

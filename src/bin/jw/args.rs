@@ -1,41 +1,85 @@
-//! The command line of `jw`: the clap definitions of every command and flag,
-//! and the checks of flag values clap cannot make itself.
+//! The command line of `jw`: the clap definitions of every command and
+//! its flags (the flags of a new job are in `job_args.rs`, the checks of
+//! their values in `values.rs`, the examples in `help.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
-use jw::protocol::JobId;
-use jw::units::{parse_bytes, parse_duration};
+use clap::{Parser, Subcommand};
+use jw::units::parse_duration;
 
-use crate::detach::{parse_detach_keys, DetachKeys};
-use crate::failure::Failure;
+use crate::job_args::{DetachArgs, JobArgs, RunArgs};
 use crate::signame::parse_signal;
+use crate::values::{parse_connect_timeout, parse_grace, parse_state, StateFilter};
 
 /// Run commands on a jw server, in their own cgroups and namespaces.
+///
+/// A job is a command jwd runs for you with its own limits, output and
+/// life; jw starts it, follows it, stops it. Commands that take an ID take
+/// the full id, any unique start of it of at least 4 characters, or the
+/// job's --name.
 #[derive(Parser)]
-#[command(version, about, propagate_version = true)]
+#[command(version = env!("JW_VERSION"), about, propagate_version = true)]
 pub(crate) struct Cli {
-    /// jwd's address.
-    #[arg(long, env = "JW_ADDR", default_value = "127.0.0.1:7443", global = true)]
+    /// jwd's address, HOST:PORT.
+    #[arg(
+        long,
+        env = "JW_ADDR",
+        default_value = "127.0.0.1:7443",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub(crate) addr: String,
-    /// The CA certificate that signed jwd's certificate.
-    #[arg(long, env = "JW_CA", global = true)]
+    /// The CA certificate that signed jwd's certificate (PEM).
+    #[arg(
+        long,
+        env = "JW_CA",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub(crate) ca: Option<PathBuf>,
-    /// Your certificate (its CN is your user name).
-    #[arg(long, env = "JW_CERT", global = true)]
+    /// Your certificate (PEM; its CN is your user name).
+    #[arg(
+        long,
+        env = "JW_CERT",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub(crate) cert: Option<PathBuf>,
-    /// Your private key.
-    #[arg(long, env = "JW_KEY", global = true)]
+    /// Your private key (PEM, readable only by you).
+    #[arg(
+        long,
+        env = "JW_KEY",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub(crate) key: Option<PathBuf>,
+    /// How long connecting may take, twice: once for the TCP connect, once
+    /// for the TLS handshake and jwd's greeting.
+    #[arg(
+        long,
+        env = "JW_CONNECT_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_connect_timeout,
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub(crate) connect_timeout: Duration,
     /// How long `logs`, `run` and `attach` try to reconnect when the
-    /// connection to jwd is lost, each time it is (0: not at all).
+    /// connection to jwd is lost, each time it is (0: not at all). A `jw
+    /// run` job is stopped when no jw has held it for this long.
     #[arg(
         long,
         env = "JW_RECONNECT_TIMEOUT",
+        value_name = "DURATION",
         default_value = "60s",
         value_parser = parse_duration,
-        global = true
+        global = true,
+        help_heading = "Connection"
     )]
     pub(crate) reconnect_timeout: Duration,
     #[command(subcommand)]
@@ -44,27 +88,42 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Start a job and print its id.
+    /// Start a job and print its id; it runs on without jw.
+    ///
+    /// The job runs until it ends, `jw stop` stops it, or --timeout passes;
+    /// follow it with `jw logs -f`, wait for it with `jw wait`.
     Start(JobArgs),
     /// Start a job, stream its output, exit with its exit code.
     ///
+    /// The job lives as long as this jw: when jw goes away (SIGTERM,
+    /// SIGHUP, a closed stdout as in `jw run ... | head`, a lost connection
+    /// not regained within --reconnect-timeout) the job is stopped with
+    /// --grace. -d/--detach starts it as `jw start` instead.
+    ///
     /// Signals: without -i/-t, Ctrl-C (SIGINT) stops the job with --grace
-    /// and a second one kills it at once. With -i or -t, a SIGINT jw
-    /// receives is sent to the job's command instead; in a raw terminal
-    /// (-it) Ctrl-C is a byte typed into the job's terminal, as with ssh.
-    /// SIGTERM, SIGHUP and SIGQUIT are always sent on to the job's
-    /// command. jw runs on until the job ends.
+    /// and a second one kills it at once; SIGTERM, SIGHUP and SIGPIPE stop
+    /// it with --grace and jw exits 128+N. With -i or -t, SIGINT, SIGTERM,
+    /// SIGHUP and SIGQUIT are sent on to the job's command; in a raw
+    /// terminal (-it) Ctrl-C is a byte typed into the job's terminal, as
+    /// with ssh.
+    ///
+    /// Exit code: the job's; 128+N if it died of signal N; 124 if it ran
+    /// past --timeout; 126 if the command cannot be executed, 127 if it
+    /// does not exist; 255 if the connection to jwd failed or was lost.
     Run(RunArgs),
     /// Type into a job started with -i or -t, and follow its output.
     ///
     /// Forwards your input (its end too) and follows the job's output from
-    /// where it is now; exits with the job's exit code when it ends. Detach (leave the job running) with the --detach-keys when your
-    /// input is a terminal and the job has one. SIGINT, SIGTERM, SIGHUP and
-    /// SIGQUIT jw receives are sent on to the job's command.
+    /// where it is now; exits with the job's exit code when it ends.
+    /// Detach (leave the job running) with the --detach-keys when your
+    /// input is a terminal and the job has one. SIGINT, SIGTERM, SIGHUP
+    /// and SIGQUIT jw receives are sent on to the job's command.
     Attach {
         #[command(flatten)]
         keys: DetachArgs,
-        id: JobId,
+        /// The job: its id, a unique start of it (4 characters or more) or its name.
+        #[arg(value_name = "ID")]
+        id: String,
     },
     /// Send a signal to a job's command (or, with --all, every process of the job).
     Kill {
@@ -74,7 +133,9 @@ pub(crate) enum Command {
         /// Every process of the job, not only its command.
         #[arg(long)]
         all: bool,
-        id: JobId,
+        /// The job: its id, a unique start of it (4 characters or more) or its name.
+        #[arg(value_name = "ID")]
+        id: String,
     },
     /// Print a job's output: all of it, from --from, its last lines
     /// (--tail) or since a time (--since), dated with --timestamps.
@@ -108,39 +169,92 @@ pub(crate) enum Command {
         /// Begin each line with the time it was captured (RFC 3339, UTC).
         #[arg(short, long)]
         timestamps: bool,
-        id: JobId,
+        /// The job: its id, a unique start of it (4 characters or more) or its name.
+        #[arg(value_name = "ID")]
+        id: String,
     },
-    /// Show a job's status.
+    /// Show jobs' status: name, state, limits, timeout, usage, output.
     Status {
-        #[arg(long)]
+        /// One JSON object a job (one a line), for scripts.
+        #[arg(long, help_heading = "Output")]
         json: bool,
-        id: JobId,
+        /// The jobs: ids, unique starts of ids (4 characters or more) or names.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
     },
     /// List your jobs (admins: --all for everyone's).
     #[command(alias = "ls")]
     List {
+        /// Everyone's jobs (admins only).
         #[arg(long)]
         all: bool,
-        #[arg(long)]
+        /// Only jobs in these states: running, exited, failed, lost,
+        /// starting, ended (every state but running and starting).
+        /// Repeatable or comma-separated.
+        #[arg(long, value_name = "STATE", value_delimiter = ',', value_parser = parse_state)]
+        state: Vec<StateFilter>,
+        /// Only the ids, one a line.
+        #[arg(short, long, conflicts_with = "json", help_heading = "Output")]
+        quiet: bool,
+        /// A JSON array of the jobs, for scripts.
+        #[arg(long, help_heading = "Output")]
         json: bool,
     },
-    /// Stop a job: SIGTERM, then SIGKILL to all its processes after the grace period.
+    /// Stop jobs: SIGTERM, then SIGKILL to all their processes after the grace period.
+    ///
+    /// Says on stderr how each job ended; exits 1 if any could not be
+    /// stopped, after trying every one.
     Stop {
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        /// How long to wait between SIGTERM and SIGKILL (at most 1h).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
         grace: Duration,
-        id: JobId,
+        /// The jobs: ids, unique starts of ids (4 characters or more) or names.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
     },
     /// Wait for a job to end; exit with its exit code.
-    Wait { id: JobId },
-    /// Remove an ended job and its output.
-    Rm { id: JobId },
+    ///
+    /// 128+N if it died of signal N, 124 if it ran past its --timeout.
+    Wait {
+        /// The job: its id, a unique start of it (4 characters or more) or its name.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Remove ended jobs and their output.
+    ///
+    /// Prints the id of each job removed; exits 1 if any could not be
+    /// removed (a job that still runs: `jw stop` it first), after trying
+    /// every one.
+    Rm {
+        /// The jobs: ids, unique starts of ids (4 characters or more) or names.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove your ended jobs and their output (never one that runs).
+    ///
+    /// Prints each job removed and the output bytes freed. Asks first when
+    /// stdin is a terminal, unless -f.
+    Prune {
+        /// Only jobs that ended at least this long ago (e.g. 7d, 12h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Certificates for a deployment.
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
     },
-    /// Print a shell completion script.
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Print jw's manual page, or a command's, in roff (pipe it to `man -l -`).
+    Man {
+        /// The command whose page to print (e.g. run); none: jw's own.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,85 +280,6 @@ pub(crate) enum CertsCommand {
         #[arg(long, hide = true)]
         test_extras: bool,
     },
-}
-
-#[derive(ClapArgs)]
-pub(crate) struct JobArgs {
-    /// CPU limit in cores (e.g. 0.5).
-    #[arg(long)]
-    pub(crate) cpu: Option<f64>,
-    /// Memory limit (e.g. 256M).
-    #[arg(long, value_parser = parse_bytes)]
-    pub(crate) memory: Option<u64>,
-    /// Read bandwidth per block device, bytes/s (e.g. 10M).
-    #[arg(long, value_parser = parse_bytes)]
-    pub(crate) io_read: Option<u64>,
-    /// Write bandwidth per block device, bytes/s (e.g. 10M).
-    #[arg(long, value_parser = parse_bytes)]
-    pub(crate) io_write: Option<u64>,
-    /// Most processes and threads at once.
-    #[arg(long)]
-    pub(crate) pids: Option<u32>,
-    /// Most output bytes kept (e.g. 100M).
-    #[arg(long, value_parser = parse_bytes)]
-    pub(crate) max_output: Option<u64>,
-    /// Environment variable for the job (repeatable).
-    #[arg(short = 'e', long = "env", value_name = "K=V")]
-    pub(crate) env: Vec<String>,
-    /// Working directory inside the job.
-    #[arg(short = 'w', long = "workdir")]
-    pub(crate) workdir: Option<String>,
-    /// Network: none (own namespace with lo) or host.
-    #[arg(long, default_value = "none", value_parser = ["none", "host"])]
-    pub(crate) net: String,
-    /// Grace period when Ctrl-C stops a `jw run` job (without -i/-t).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub(crate) grace: Duration,
-    /// Keep the job's stdin open: `run` forwards yours to it (its end
-    /// too); after `start`, `jw attach` writes to it.
-    #[arg(short = 'i', long)]
-    pub(crate) interactive: bool,
-    /// Give the job a terminal of your terminal's size (24x80 if your
-    /// stdin is not one), and your TERM; its stdout and stderr are one
-    /// stream. With -i, `run` forwards your input into it, puts your
-    /// terminal in raw mode (if stdin is one) and forwards window size
-    /// changes; without -i nothing is typed into it but by `jw attach`.
-    #[arg(short = 't', long)]
-    pub(crate) tty: bool,
-    /// The command and its arguments. Options before it are jw's; from
-    /// the command on, every argument is the command's.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub(crate) command: Vec<String>,
-}
-
-#[derive(ClapArgs)]
-pub(crate) struct RunArgs {
-    #[command(flatten)]
-    pub(crate) job: JobArgs,
-    #[command(flatten)]
-    pub(crate) keys: DetachArgs,
-}
-
-#[derive(ClapArgs)]
-pub(crate) struct DetachArgs {
-    /// The keys that detach from the job, leaving it running, when your
-    /// stdin is a terminal in raw mode: comma-separated `ctrl-X` or single
-    /// characters; empty: none.
-    #[arg(
-        long = "detach-keys",
-        value_name = "KEYS",
-        default_value = "ctrl-p,ctrl-q",
-        value_parser = parse_detach_keys
-    )]
-    pub(crate) detach_keys: DetachKeys,
-}
-
-/// A `--grace` period in milliseconds, as the protocol carries it.
-pub(crate) fn grace_ms(grace: Duration) -> Result<u32, Failure> {
-    u32::try_from(grace.as_millis())
-        .ok()
-        .filter(|ms| *ms <= 3_600_000)
-        .ok_or_else(|| Failure("invalid --grace: at most 1h".into()))
 }
 
 #[cfg(test)]

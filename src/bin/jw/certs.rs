@@ -24,7 +24,7 @@ pub(crate) fn certs(command: &CertsCommand) -> Result<u8, Failure> {
             test_extras: *test_extras,
         },
     )
-    .map_err(|e| Failure(e.to_string()))?;
+    .map_err(|e| Failure::new(e.to_string()))?;
     for path in written {
         println!("{}", path.display());
     }

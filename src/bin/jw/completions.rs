@@ -1,12 +1,18 @@
 //! `jw completions SHELL`: the completion script clap derives from the
-//! command line definition.
+//! command line definition (with its examples: `help.rs`).
 
-use clap::CommandFactory;
+use crate::failure::Failure;
+use crate::help::command;
+use crate::man::write_out;
 
-use crate::args::Cli;
+/// The script for `shell`.
+pub(crate) fn script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command(), "jw", &mut script);
+    script
+}
 
-/// Writes the script for `shell` to stdout.
-pub(crate) fn completions(shell: clap_complete::Shell) -> u8 {
-    clap_complete::generate(shell, &mut Cli::command(), "jw", &mut std::io::stdout());
-    0
+/// Writes the script for `shell` to stdout (a closed stdout is no panic).
+pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8, Failure> {
+    write_out(&script(shell))
 }

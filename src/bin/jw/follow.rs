@@ -143,7 +143,7 @@ async fn reconnect(
 ) -> Result<Client, Failure> {
     let limit = cli.reconnect_timeout;
     if limit.is_zero() {
-        return Err(Failure(format!(
+        return Err(Failure::connection(format!(
             "lost the connection to jwd ({lost}) and --reconnect-timeout is 0; {hint}"
         )));
     }
@@ -155,7 +155,7 @@ async fn reconnect(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Failure(format!(
+            return Err(Failure::connection(format!(
                 "lost the connection to jwd and could not reconnect within {limit:?} \
                  (last: {last}); {hint}"
             )));
@@ -163,14 +163,16 @@ async fn reconnect(
         tokio::time::sleep(jittered(delay).min(left)).await;
         delay = (delay * 2).min(MAX_DELAY);
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, Client::connect(&options)).await {
+        match tokio::time::timeout(left, Client::connect_within(&options, cli.connect_timeout))
+            .await
+        {
             Ok(Ok(client)) => {
                 eprintln!("jw: reconnected to jwd; resuming job {id}");
                 return Ok(client);
             }
             Ok(Err(e)) if e.is_connection_lost() => last = e,
             Ok(Err(e)) => {
-                return Err(Failure(format!(
+                return Err(Failure::connection(format!(
                     "lost the connection to jwd and cannot reconnect: {e}; {hint}"
                 )))
             }

@@ -35,5 +35,16 @@ pub(crate) fn job_json(info: &JobInfo) -> serde_json::Value {
             "dropped_bytes": info.output.dropped_bytes,
         },
         "error": info.error,
+        "name": info.name,
+        "limits": {
+            "cpu_millicores": info.limits.cpu_millicores,
+            "memory_bytes": info.limits.memory_bytes,
+            "io_read_bps": info.limits.io_read_bps,
+            "io_write_bps": info.limits.io_write_bps,
+            "pids": info.limits.pids,
+            "output_bytes": info.limits.output_bytes,
+        },
+        "timeout_ms": info.timeout_ms,
+        "timed_out": info.timed_out,
     })
 }

@@ -39,7 +39,7 @@ pub(crate) fn read_stdin(keys: Option<DetachKeys>) -> Result<LocalInput, Failure
     std::thread::Builder::new()
         .name("jw-stdin".into())
         .spawn(move || read_loop(keys.map(|k| Matcher::new(&k)), chunks_tx, detach_tx))
-        .map_err(|e| Failure(format!("cannot start reading stdin: {e}")))?;
+        .map_err(|e| Failure::new(format!("cannot start reading stdin: {e}")))?;
     Ok(LocalInput { chunks, detach })
 }
 

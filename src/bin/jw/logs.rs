@@ -3,7 +3,6 @@
 //! job's end with `-f`; read on from where it stopped if the connection to
 //! jwd is lost.
 
-use jw::protocol::JobId;
 use tokio::sync::watch;
 
 use crate::args::Cli;
@@ -11,6 +10,7 @@ use crate::connect::connect;
 use crate::failure::Failure;
 use crate::follow::{follow_from, Follow, Seek};
 use crate::output::Offsets;
+use crate::resolve::resolve;
 use crate::rfc3339::Since;
 
 /// What `jw logs` reads.
@@ -29,7 +29,7 @@ const READ_VERSION: u32 = 3;
 
 /// `jw logs`: the selected streams from `from`, the last `tail` lines or
 /// `since` a time, followed to the job's end with `follow`.
-pub(crate) async fn logs(cli: &Cli, args: LogsArgs, id: JobId) -> Result<u8, Failure> {
+pub(crate) async fn logs(cli: &Cli, args: LogsArgs, given: &str) -> Result<u8, Failure> {
     let client = connect(cli).await?;
     let seek = Seek {
         tail_lines: args.tail,
@@ -43,11 +43,12 @@ pub(crate) async fn logs(cli: &Cli, args: LogsArgs, id: JobId) -> Result<u8, Fai
             (_, Some(_)) => "--since",
             _ => "--timestamps",
         };
-        return Err(Failure(format!(
+        return Err(Failure::new(format!(
             "jwd speaks protocol {version}; {flag} needs {READ_VERSION} \
              (upgrade jwd, or read by byte offset with --from)"
         )));
     }
+    let id = resolve(&client, given).await?;
     let from = args.from;
     let (out, err) = match (args.stdout, args.stderr) {
         (true, _) => (Some(from), None),

@@ -68,10 +68,9 @@ impl Dates {
         while !rest.is_empty() {
             if !self.mid_line[s] {
                 let Some(time) = self.time[s] else {
-                    return Err(Failure(
+                    return Err(Failure::new(
                         "jwd sent output without its time (the job's keeper predates \
-                         times); read it without --timestamps"
-                            .into(),
+                         times); read it without --timestamps",
                     ));
                 };
                 out.extend_from_slice(crate::rfc3339::format(time).as_bytes());
@@ -155,11 +154,12 @@ pub(crate) async fn copy_output(
                 };
                 if let Err(e) = result {
                     if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        // `jw logs ID | head`: the reader has what it wanted.
+                        // `jw ... | head`: the reader has what it wanted
+                        // and went away; jw ends as SIGPIPE would end it.
                         let _ = stream.cancel().await;
-                        crate::terminal::exit(0);
+                        return Err(Interrupted::Failed(Failure::output_closed()));
                     }
-                    return Err(Interrupted::Failed(Failure(format!(
+                    return Err(Interrupted::Failed(Failure::new(format!(
                         "cannot write output: {e}"
                     ))));
                 }
@@ -183,13 +183,13 @@ pub(crate) async fn copy_output(
             }
             Some(Event::End(info)) => return Ok(info),
             Some(other) => {
-                return Err(Interrupted::Failed(Failure(format!(
+                return Err(Interrupted::Failed(Failure::new(format!(
                     "unexpected reply from the server: {other:?}"
                 ))))
             }
             None => {
-                return Err(Interrupted::Failed(Failure(
-                    "the server ended the stream without the job's status".into(),
+                return Err(Interrupted::Failed(Failure::new(
+                    "the server ended the stream without the job's status",
                 )))
             }
         }

@@ -1,10 +1,13 @@
 //! Signals jw receives while it follows a job, passed on to the job through
 //! the current connection (a new one after a reconnect): SIGINT, SIGTERM,
-//! SIGHUP and SIGQUIT as `Signal` requests (or, for plain `jw run`, SIGINT
-//! as a stop), SIGWINCH as `Resize` of the job's terminal. Catching them
-//! also keeps them from ending jw with the terminal left raw.
+//! SIGHUP and SIGQUIT as `Signal` requests, SIGWINCH as `Resize` of the
+//! job's terminal. For plain `jw run` (no -i/-t), SIGINT, SIGTERM, SIGHUP
+//! and SIGPIPE stop the job instead, and for the last three jw then exits
+//! 128+N. Catching them also keeps them from ending jw with the terminal
+//! left raw.
 
 use std::future::Future;
+use std::io::Write;
 
 use jw::client::{AttachControl, Client, ClientError};
 use jw::protocol::{ErrorCode, JobId};
@@ -16,25 +19,47 @@ use crate::failure::Failure;
 use crate::signame::signal_name;
 use crate::terminal;
 
-/// What a SIGINT jw receives does to the job.
+/// What SIGINT, SIGTERM, SIGHUP and SIGPIPE jw receives do to the job.
 #[derive(Clone, Copy)]
 pub(crate) enum Interrupt {
-    /// Stops it with this grace period; a second one kills it at once.
+    /// Stop it with this grace period; a second one kills it at once.
+    /// SIGQUIT is sent on.
     Stop { grace_ms: u32 },
-    /// Sends it SIGINT, like the other signals.
+    /// Send SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the job's command;
+    /// SIGPIPE ends jw (the job, tied to jw, is stopped by jwd).
     Forward,
 }
 
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, caught from `catch` on.
+/// SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE, caught from `catch` on.
 pub(crate) struct Signals {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
     quit: Signal,
+    pipe: Signal,
+}
+
+/// A relay running: its task, and the signal (TERM, HUP, PIPE) that made
+/// it stop the job because jw is asked to go away, if one did.
+pub(crate) struct Relay {
+    task: JoinHandle<()>,
+    leaving: watch::Receiver<Option<i32>>,
+}
+
+impl Relay {
+    /// Stops passing signals on.
+    pub(crate) fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// The signal that asked jw to go away, if one did.
+    pub(crate) fn leaving(&self) -> Option<i32> {
+        *self.leaving.borrow()
+    }
 }
 
 fn caught(kind: SignalKind) -> Result<Signal, Failure> {
-    signal(kind).map_err(|e| Failure(format!("cannot catch signals: {e}")))
+    signal(kind).map_err(|e| Failure::new(format!("cannot catch signals: {e}")))
 }
 
 impl Signals {
@@ -46,6 +71,7 @@ impl Signals {
             terminate: caught(SignalKind::terminate())?,
             hangup: caught(SignalKind::hangup())?,
             quit: caught(SignalKind::quit())?,
+            pipe: caught(SignalKind::pipe())?,
         })
     }
 
@@ -56,6 +82,7 @@ impl Signals {
             _ = self.terminate.recv() => libc::SIGTERM,
             _ = self.hangup.recv() => libc::SIGHUP,
             _ = self.quit.recv() => libc::SIGQUIT,
+            _ = self.pipe.recv() => libc::SIGPIPE,
         }
     }
 
@@ -69,34 +96,47 @@ impl Signals {
         }
     }
 
-    /// Passes the signals on to job `id` until the task is aborted.
+    /// Passes the signals on to job `id` until the relay is aborted.
     pub(crate) fn relay(
         mut self,
         id: JobId,
         connection: watch::Receiver<Client>,
         interrupt: Interrupt,
-    ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut interrupts = 0;
+    ) -> Relay {
+        let (leave, leaving) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let mut stops = 0;
             loop {
                 let number = self.next().await;
                 match interrupt {
-                    Interrupt::Stop { grace_ms } if number == libc::SIGINT => {
-                        interrupts += 1;
-                        let (what, ms) = if interrupts == 1 {
+                    Interrupt::Stop { grace_ms } if number != libc::SIGQUIT => {
+                        if number != libc::SIGINT {
+                            leave.send_if_modified(|first| {
+                                first.get_or_insert(number);
+                                true
+                            });
+                        }
+                        stops += 1;
+                        let (what, ms) = if stops == 1 {
                             ("stopping", grace_ms)
                         } else {
                             ("killing", 0)
                         };
-                        eprintln!("jw: {what} job {id}");
+                        // Stderr may be the pipe that broke: not a reason
+                        // to end before the stop is asked for.
+                        let _ = writeln!(std::io::stderr(), "jw: {what} job {id}");
                         tokio::spawn(stop(connection.clone(), id, ms));
+                    }
+                    Interrupt::Forward if number == libc::SIGPIPE => {
+                        terminal::exit(128 + number);
                     }
                     _ => {
                         tokio::spawn(forward(connection.clone(), id, number));
                     }
                 }
             }
-        })
+        });
+        Relay { task, leaving }
     }
 }
 
@@ -123,14 +163,19 @@ where
     }
 }
 
-/// Stops the job (`jw run`'s Ctrl-C).
-async fn stop(connection: watch::Receiver<Client>, id: JobId, grace_ms: u32) {
+/// Stops the job (`jw run`'s Ctrl-C, SIGTERM, SIGHUP, SIGPIPE).
+pub(crate) async fn stop(connection: watch::Receiver<Client>, id: JobId, grace_ms: u32) {
     match on_current(connection, |c| async move { c.stop(id, grace_ms).await }).await {
         Ok(_) => {}
         Err(e) if e.is_connection_lost() => {
-            eprintln!("jw: cannot stop job {id}: {e}; stop it with `jw stop {id}`")
+            let _ = writeln!(
+                std::io::stderr(),
+                "jw: cannot stop job {id}: {e}; stop it with `jw stop {id}`"
+            );
         }
-        Err(e) => eprintln!("jw: cannot stop job {id}: {e}"),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "jw: cannot stop job {id}: {e}");
+        }
     }
 }
 

@@ -1,26 +1,42 @@
-//! `jw start` and `jw run`: a job request from the flags; `run` follows the
-//! job's output to its end, across lost connections, passing on the
-//! signals it receives (Ctrl-C stops a plain `jw run` job), and with -i
-//! runs an interactive session (`session.rs`).
+//! `jw start` and `jw run`: a job request from the flags; `run` ties the
+//! job to itself (jwd stops it when no `jw run` has held it for
+//! `--reconnect-timeout`), holds it (`hold.rs`), follows its output to its
+//! end across lost connections, and stops it when jw is asked to go away
+//! (signals, a closed stdout); with -i it runs an interactive session
+//! (`session.rs`).
+
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use jw::client::{Attachment, Client};
-use jw::protocol::{EnvVar, ErrorCode, JobId, Limits, Network, StartRequest, Stdin};
+use jw::protocol::{
+    EnvVar, ErrorCode, JobId, Limits, Network, StartJob, StartOptions, StartRequest, Stdin,
+};
 use tokio::sync::watch;
 
-use crate::args::{grace_ms, Cli, JobArgs, RunArgs};
+use crate::args::Cli;
 use crate::connect::connect;
+use crate::ending::report_end;
 use crate::failure::Failure;
 use crate::follow::{follow, Follow};
+use crate::hold::hold;
+use crate::job_args::{JobArgs, RunArgs};
 use crate::output::Offsets;
-use crate::relay::{Interrupt, Signals};
+use crate::relay::{self, Interrupt, Signals};
 use crate::session::{run_session, Session};
+use crate::stdout_gone::stdout_gone;
 use crate::terminal;
+use crate::values::grace_ms;
+
+/// How long `jw run` waits, past the grace, for jwd to answer the stop of
+/// a job whose reader went away.
+const STOP_ANSWER_MARGIN: Duration = Duration::from_secs(30);
 
 /// `jw start`: prints the new job's id.
 pub(crate) async fn start(cli: &Cli, args: &JobArgs) -> Result<u8, Failure> {
-    let req = start_request(args)?;
+    let req = start_request(args);
     let client = connect(cli).await?;
-    let id = start_job(&client, req, stdin_mode(args)).await?;
+    let id = start_job(&client, req, args, None).await?;
     println!("{id}");
     Ok(0)
 }
@@ -28,20 +44,26 @@ pub(crate) async fn start(cli: &Cli, args: &JobArgs) -> Result<u8, Failure> {
 /// `jw run`: starts the job and exits with its exit code.
 pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> Result<u8, Failure> {
     let job = &args.job;
-    let req = start_request(job)?;
+    if args.detach {
+        return start(cli, job).await;
+    }
+    let req = start_request(job);
+    let grace = grace_ms(job.grace);
     let interrupt = if job.interactive || job.tty {
         Interrupt::Forward
     } else {
-        Interrupt::Stop {
-            grace_ms: grace_ms(job.grace)?,
-        }
+        Interrupt::Stop { grace_ms: grace }
     };
+    let tie_ms = u32::try_from(cli.reconnect_timeout.as_millis()).unwrap_or(u32::MAX);
     let mut signals = Signals::catch()?;
     let interactive = job.interactive;
     let (client, id, attachment) = signals
         .unless_interrupted(async {
             let client = connect(cli).await?;
-            let id = start_job(&client, req, stdin_mode(job)).await?;
+            let id = start_job(&client, req, job, Some(tie_ms)).await?;
+            if args.verbose || std::io::stderr().is_terminal() {
+                eprintln!("jw: job {id}");
+            }
             let attachment = if interactive {
                 attach_started(&client, id).await?
             } else {
@@ -54,18 +76,23 @@ pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> Result<u8, Failure> {
         stdout: Some(0),
         stderr: Some(0),
     };
-    let Some(attachment) = attachment else {
-        return follow_job(cli, client, id, from, signals, interrupt).await;
-    };
-    let session = Session {
-        id,
-        attachment,
-        from,
-        keys: args.keys.detach_keys.clone(),
-        signals,
-    };
     let (current, _) = watch::channel(client);
-    run_session(cli, session, current).await
+    let holding = hold(id, current.subscribe());
+    let result = match attachment {
+        None => follow_job(cli, &current, id, from, signals, interrupt, grace).await,
+        Some(attachment) => {
+            let session = Session {
+                id,
+                attachment,
+                from,
+                keys: args.keys.detach_keys.clone(),
+                signals,
+            };
+            run_session(cli, session, &current).await
+        }
+    };
+    holding.abort();
+    result.map_err(|f| f.about_job(id))
 }
 
 /// Attaches to the input of a job this `jw run` just started. A job that
@@ -76,10 +103,14 @@ async fn attach_started(client: &Client, id: JobId) -> Result<Option<Attachment>
         Ok(attachment) => return Ok(Some(attachment)),
         Err(e) if e.code() == Some(ErrorCode::FAILED_PRECONDITION) => e,
         Err(e) => {
-            return Err(Failure(format!(
-                "job {id} started, but jw cannot write to its input: {e}; it runs \
-                 on: `jw attach {id}` to type into it, `jw stop {id}` to stop it"
-            )))
+            let mut failure = Failure::from(e);
+            failure.message = format!(
+                "job {id} started, but jw cannot write to its input: {}; jwd stops it \
+                 --reconnect-timeout after its start, as no jw holds it; `jw stop {id}` \
+                 stops it now",
+                failure.message
+            );
+            return Err(failure);
         }
     };
     let info = client.status(id).await?;
@@ -100,52 +131,72 @@ fn stdin_mode(args: &JobArgs) -> Option<Stdin> {
     }
 }
 
-/// Starts the job: with `Start` when it has no input (any jwd), with
-/// `StartWith` otherwise (a jwd that speaks protocol 2).
+/// Starts the job: with `StartJob` on a jwd that speaks protocol 3 (a
+/// name, a timeout, tied to this jw with `tie_ms`); on an older one with
+/// `Start` or `StartWith` (then untied), if no option needs protocol 3.
 async fn start_job(
     client: &Client,
-    req: StartRequest,
-    stdin: Option<Stdin>,
+    spec: StartRequest,
+    args: &JobArgs,
+    tie_ms: Option<u32>,
 ) -> Result<JobId, Failure> {
+    let stdin = stdin_mode(args);
+    if client.version() >= 3 {
+        let options = StartOptions {
+            name: args.name.clone(),
+            timeout_ms: args
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            tie_ms,
+            grace_ms: Some(grace_ms(args.grace)),
+        };
+        let start = StartJob {
+            spec,
+            stdin: stdin.unwrap_or(Stdin::Null),
+            options,
+        };
+        return client
+            .start_job(start)
+            .await
+            .map_err(|e| start_failure(e, args));
+    }
+    if args.name.is_some() || args.timeout.is_some() {
+        return Err(Failure::new(format!(
+            "jwd speaks protocol {}; --name and --timeout need a jwd that speaks 3 (upgrade jwd)",
+            client.version()
+        )));
+    }
     Ok(match stdin {
-        None => client.start(req).await?,
-        Some(stdin) => client.start_with(req, stdin).await?,
+        None => client.start(spec).await?,
+        Some(stdin) => client.start_with(spec, stdin).await?,
     })
 }
 
-fn start_request(args: &JobArgs) -> Result<StartRequest, Failure> {
-    let cpu_millicores = match args.cpu {
-        None => None,
-        Some(c) if c.is_finite() && c > 0.0 && c * 1000.0 <= u32::MAX as f64 => {
-            Some((c * 1000.0).round() as u32)
-        }
-        Some(c) => {
-            return Err(Failure(format!(
-                "invalid --cpu {c}: give cores as a positive number, e.g. 0.5"
-            )))
-        }
-    };
-    let env = args
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| EnvVar {
-                    name: k.to_string(),
-                    value: v.to_string(),
-                })
-                .ok_or_else(|| Failure(format!("invalid -e {kv:?}: use NAME=VALUE")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let env = with_term(env, args.tty, std::env::var("TERM").ok());
+/// A refused start, naming the job that has the name already.
+fn start_failure(e: jw::client::ClientError, args: &JobArgs) -> Failure {
+    let taken = e.code() == Some(ErrorCode::ALREADY_EXISTS);
+    let mut failure = Failure::from(e);
+    if taken {
+        failure.message = format!(
+            "--name {}: {} (`jw rm` that job, or choose another name)",
+            args.name.as_deref().unwrap_or_default(),
+            failure.message
+        );
+    }
+    failure
+}
+
+/// The job's command and limits from the flags (clap checked the values).
+fn start_request(args: &JobArgs) -> StartRequest {
+    let env = with_term(args.env.clone(), args.tty, std::env::var("TERM").ok());
     let (command, rest) = args.command.split_first().expect("clap requires a command");
-    Ok(StartRequest {
+    StartRequest {
         command: command.clone(),
         args: rest.to_vec(),
         env,
         workdir: args.workdir.clone(),
         limits: Limits {
-            cpu_millicores,
+            cpu_millicores: args.cpu,
             memory_bytes: args.memory,
             io_read_bps: args.io_read,
             io_write_bps: args.io_write,
@@ -157,7 +208,7 @@ fn start_request(args: &JobArgs) -> Result<StartRequest, Failure> {
         } else {
             Network::None
         },
-    })
+    }
 }
 
 /// A job with a terminal gets the caller's TERM, unless -e gave one.
@@ -176,29 +227,46 @@ fn with_term(mut env: Vec<EnvVar>, tty: bool, term: Option<String>) -> Vec<EnvVa
 
 /// `jw run` without -i: follow both outputs, on a new connection whenever
 /// the one in use is lost (the job is never started again), passing on the
-/// signals caught.
+/// signals caught. When jw is asked to go away (SIGTERM, SIGHUP, SIGPIPE,
+/// a reader of its stdout that left) the job is stopped with its grace
+/// and jw exits 128+N.
 async fn follow_job(
     cli: &Cli,
-    client: Client,
+    current: &watch::Sender<Client>,
     id: JobId,
     from: Offsets,
     signals: Signals,
     interrupt: Interrupt,
+    grace_ms: u32,
 ) -> Result<u8, Failure> {
-    let (current, connection) = watch::channel(client);
-    let relay = signals.relay(id, connection, interrupt);
+    let relay = signals.relay(id, current.subscribe(), interrupt);
     let what = Follow {
         id,
         offsets: from,
         follow: true,
     };
-    let result = follow(cli, what, &current).await;
+    let result = tokio::select! {
+        result = follow(cli, what, current) => result,
+        () = stdout_gone() => Err(Failure::output_closed()),
+    };
     relay.abort();
-    let info = result?;
-    if info.oom_killed {
-        eprintln!("jw: job {id} was killed: out of memory (its --memory limit)");
+    match result {
+        Err(failure) if failure.is_output_closed() => {
+            // The reader went away: the job's output has nowhere to go.
+            let bound = Duration::from_millis(u64::from(grace_ms)) + STOP_ANSWER_MARGIN;
+            let stopping = relay::stop(current.subscribe(), id, grace_ms);
+            let _ = tokio::time::timeout(bound, stopping).await;
+            Err(failure)
+        }
+        Err(failure) => Err(failure),
+        Ok(info) => {
+            let code = report_end(&info);
+            Ok(match relay.leaving() {
+                Some(number) => 128 + number as u8,
+                None => code,
+            })
+        }
     }
-    Ok(info.shell_code())
 }
 
 #[cfg(test)]

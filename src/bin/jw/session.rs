@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::args::Cli;
 use crate::detach::DetachKeys;
+use crate::ending::report_end;
 use crate::failure::Failure;
 use crate::follow::{follow, Follow};
 use crate::input::{forward_input, Input};
@@ -38,7 +39,7 @@ pub(crate) struct Session {
 pub(crate) async fn run_session(
     cli: &Cli,
     session: Session,
-    current: watch::Sender<Client>,
+    current: &watch::Sender<Client>,
 ) -> Result<u8, Failure> {
     let Session {
         id,
@@ -76,7 +77,7 @@ pub(crate) async fn run_session(
     };
     let detach = local.detach;
     let ended = tokio::select! {
-        result = follow(cli, what, &current) => Some(result),
+        result = follow(cli, what, current) => Some(result),
         Ok(()) = detach => None,
     };
     relay.abort();
@@ -99,9 +100,5 @@ pub(crate) async fn run_session(
     };
     input.abort();
     terminal::restore();
-    let info = result?;
-    if info.oom_killed {
-        eprintln!("jw: job {id} was killed: out of memory (its --memory limit)");
-    }
-    Ok(info.shell_code())
+    Ok(report_end(&result?))
 }

@@ -39,14 +39,14 @@ pub(crate) fn window_size() -> WindowSize {
 pub(crate) fn enter_raw() -> Result<(), Failure> {
     let stdin = std::io::stdin();
     let saved = tcgetattr(&stdin)
-        .map_err(|e| Failure(format!("cannot read the terminal's settings: {e}")))?;
+        .map_err(|e| Failure::new(format!("cannot read the terminal's settings: {e}")))?;
     let mut raw = saved.clone();
     raw.make_raw();
     // Saved first: from here on every way out restores it.
     *lock() = Some(saved);
     tcsetattr(&stdin, OptionalActions::Now, &raw).map_err(|e| {
         restore();
-        Failure(format!("cannot put the terminal in raw mode: {e}"))
+        Failure::new(format!("cannot put the terminal in raw mode: {e}"))
     })
 }
 

@@ -21,7 +21,9 @@ pub(crate) fn describe_end(info: &JobInfo) -> String {
     if info.oom_killed {
         s.push_str(", out of memory");
     }
-    if info.stopped {
+    if info.timed_out {
+        s.push_str(", timed out");
+    } else if info.stopped {
         s.push_str(", stopped by a user");
     }
     if let Some(e) = &info.error {
@@ -80,5 +82,37 @@ pub(crate) fn exit_text(info: &JobInfo) -> String {
         (Some(c), _) => c.to_string(),
         (None, Some(s)) => signal_name(s).unwrap_or("?").to_string(),
         _ => "-".into(),
+    }
+}
+
+/// Milliseconds as the user writes a duration: `2s`, `1.5s`, `1m30s`,
+/// `2h`, `1h05m`.
+pub(crate) fn span_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    if ms < 60_000 {
+        let text = format!("{:.3}", ms as f64 / 1000.0);
+        return format!("{}s", text.trim_end_matches('0').trim_end_matches('.'));
+    }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m, s) {
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_typed() {
+        assert_eq!(span_text(2000), "2s");
+        assert_eq!(span_text(1500), "1.5s");
+        assert_eq!(span_text(90_000), "1m30s");
+        assert_eq!(span_text(600_000), "10m");
+        assert_eq!(span_text(7_200_000), "2h");
+        assert_eq!(span_text(3_900_000), "1h05m");
     }
 }

@@ -10,7 +10,7 @@ use super::ARGS_VERSION;
 /// environment: the init runs as root before it drops privileges, and
 /// nothing a user chose may reach the dynamic loader or the init's own
 /// arguments. The init is executed with [`INIT_ENV`] and `jw-init
-/// jw-init/4` as its whole command line.
+/// jw-init/5` as its whole command line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Setup {
     pub uid: u32,

@@ -35,10 +35,13 @@ pub enum Stage {
     Dev = 28,
     Terminal = 29,
     Input = 30,
+    /// The command exists, but its interpreter (`#!`) or dynamic loader
+    /// does not.
+    Interpreter = 31,
 }
 
 impl Stage {
-    pub(super) const ALL: [Stage; 30] = [
+    pub(super) const ALL: [Stage; 31] = [
         Stage::Fds,
         Stage::Init,
         Stage::Args,
@@ -69,6 +72,7 @@ impl Stage {
         Stage::Dev,
         Stage::Terminal,
         Stage::Input,
+        Stage::Interpreter,
     ];
 
     pub fn from_u32(n: u32) -> Option<Stage> {
@@ -107,6 +111,7 @@ impl Stage {
             Stage::Dev => "make the job's /dev",
             Stage::Terminal => "make the job's terminal (a pseudo-terminal in its own /dev/pts)",
             Stage::Input => "make the job's input pipe",
+            Stage::Interpreter => "execute the command's interpreter or dynamic loader",
             Stage::Home => {
                 "mount the job's work directory at /home/job (does the host have /home?)"
             }

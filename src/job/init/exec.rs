@@ -88,16 +88,15 @@ impl Command {
         // chdir as the job user, so directory permissions apply to it.
         nix::unistd::chdir(self.workdir.as_c_str()).at(Stage::Chdir)?;
         privileges::lock_down(&self.filter)?;
-        Err(Failure {
-            stage: Stage::Exec,
-            errno: self.exec(),
-        })
+        Err(self.exec())
     }
 
     /// execvp's rules: tries each candidate; remembers EACCES; stops at an
-    /// error other than "not there". Returns only with the errno that
-    /// counts.
-    fn exec(&self) -> i32 {
+    /// error other than "not there". Returns only with the failure that
+    /// counts: `Stage::Exec` with ENOENT only if no candidate exists (a
+    /// file that exists but whose interpreter or loader does not also
+    /// fails with ENOENT: that is `Stage::Interpreter`).
+    fn exec(&self) -> Failure {
         debug_assert_eq!(self.argv.len() + 1, self.argv_ptrs.len());
         debug_assert_eq!(self.env.len() + 1, self.env_ptrs.len());
         let mut err = libc::ENOENT;
@@ -114,13 +113,32 @@ impl Command {
                 )
             };
             match nix::errno::Errno::last_raw() {
+                libc::ENOENT if exists(path) => {
+                    return Failure {
+                        stage: Stage::Interpreter,
+                        errno: libc::ENOENT,
+                    }
+                }
                 libc::ENOENT | libc::ENOTDIR => {}
                 libc::EACCES => err = libc::EACCES,
-                other => return other,
+                other => {
+                    return Failure {
+                        stage: Stage::Exec,
+                        errno: other,
+                    }
+                }
             }
         }
-        err
+        Failure {
+            stage: Stage::Exec,
+            errno: err,
+        }
     }
+}
+
+/// Whether a file is at `path` (following symlinks, as execve does).
+fn exists(path: &std::ffi::CStr) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::EXISTS).is_ok()
 }
 
 /// Forks and executes the command with its fds 0, 1 and 2 from `stdio`.

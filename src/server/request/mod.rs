@@ -8,9 +8,11 @@
 use std::rc::Rc;
 
 mod attach;
+mod hold;
 mod list;
 mod logs;
 mod remove;
+mod resolve;
 mod signal;
 mod start;
 mod status;
@@ -20,14 +22,17 @@ mod wait;
 use super::outbox::Outbox;
 use super::stream::StreamState;
 use crate::job::JobError;
-use crate::protocol::{ErrorCode, ErrorInfo, Event, JobId, Request, Stdin};
+use crate::protocol::{ErrorCode, ErrorInfo, Event, JobId, Request, StartOptions, Stdin};
 
 /// How an engine error is told to the client.
 pub(super) fn error_info(e: &JobError) -> ErrorInfo {
     let code = match e {
         JobError::InvalidSpec(s) if s.forbidden => ErrorCode::PERMISSION_DENIED,
         JobError::InvalidSpec(_) | JobError::GraceTooLong(_) => ErrorCode::BAD_REQUEST,
-        JobError::NotFound(_) => ErrorCode::NOT_FOUND,
+        JobError::NotFound(_) | JobError::NoSuchName { .. } => ErrorCode::NOT_FOUND,
+        JobError::NameTaken { .. } => ErrorCode::ALREADY_EXISTS,
+        JobError::Ambiguous { .. } => ErrorCode::AMBIGUOUS,
+        JobError::CommandNotFound(_) => ErrorCode::COMMAND_NOT_FOUND,
         JobError::BadSignal(_) => ErrorCode::BAD_REQUEST,
         JobError::StillRunning(_)
         | JobError::ShuttingDown
@@ -73,8 +78,11 @@ pub(super) enum Outcome {
 pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Request) {
     let identity = conn.identity();
     let (name, job) = action(&request);
+    let plain = StartOptions::default;
     let outcome = match request {
-        Request::Start(req) => start::apply(&conn, &stream, &identity, req, Stdin::Null).await,
+        Request::Start(req) => {
+            start::apply(&conn, &stream, &identity, req, Stdin::Null, plain()).await
+        }
         Request::Stop { job, grace_ms } => {
             stop::apply(&conn, &stream, &identity, job, grace_ms).await
         }
@@ -84,24 +92,39 @@ pub(crate) async fn run(conn: Rc<Outbox>, stream: Rc<StreamState>, request: Requ
         Request::Wait { job } => wait::apply(&conn, &stream, &identity, job).await,
         Request::Remove { job } => remove::apply(&conn, &stream, &identity, job).await,
         Request::StartWith { spec, stdin } => {
-            start::apply(&conn, &stream, &identity, spec, stdin).await
+            start::apply(&conn, &stream, &identity, spec, stdin, plain()).await
         }
+        Request::StartJob(start) => {
+            let start = *start;
+            start::apply(
+                &conn,
+                &stream,
+                &identity,
+                start.spec,
+                start.stdin,
+                start.options,
+            )
+            .await
+        }
+        Request::Hold { job } => hold::apply(&conn, &stream, &identity, job).await,
+        Request::Resolve { name } => resolve::apply(&conn, &stream, &identity, &name),
         Request::Attach { job } => attach::apply(&conn, &stream, &identity, job).await,
         Request::Signal { job, signal, all } => {
             signal::apply(&conn, &stream, &identity, job, signal, all)
         }
         Request::Read(req) => logs::apply_read(&conn, &stream, &identity, req).await,
-        Request::StartJob(_) | Request::Hold { .. } | Request::Resolve { .. } => Outcome::Failed(
-            ErrorInfo::new(ErrorCode::UNSUPPORTED, "version 3 in progress"),
-        ),
     };
     let job_text = |j: Option<JobId>| j.map(|j| j.to_string()).unwrap_or_else(|| "-".into());
     match outcome {
         Outcome::Ok(started) => {
             tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(started.or(job)), outcome = "ok");
         }
-        Outcome::Failed(err) => {
+        Outcome::Failed(mut err) => {
             tracing::info!(target: "audit", user = ?identity.user, action = name, job = %job_text(job), outcome = %err.code, error = ?err.message);
+            if err.code == ErrorCode::COMMAND_NOT_FOUND && conn.version.get() < 3 {
+                // Older clients know only exec_failed for it.
+                err.code = ErrorCode::EXEC_FAILED;
+            }
             conn.emit(&stream, Event::Error(err));
         }
         Outcome::Cancelled => {

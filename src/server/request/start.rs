@@ -1,5 +1,7 @@
-//! `Start` (and `StartWith`, with the job's input open): the owner's turn, then the engine's start, which runs to its end
-//! once begun (a half-made job is worse than an unwanted one).
+//! `Start` (and `StartWith`, with the job's input open, and `StartJob`,
+//! with options too): the owner's turn, then the engine's start, which
+//! runs to its end once begun (a half-made job is worse than an unwanted
+//! one).
 
 use super::{error_info, Outcome};
 use crate::protocol::{self, ErrorCode, ErrorInfo, Event, Identity};
@@ -12,6 +14,7 @@ pub(super) async fn apply(
     identity: &Identity,
     req: protocol::StartRequest,
     stdin: protocol::Stdin,
+    options: protocol::StartOptions,
 ) -> Outcome {
     let manager = conn.shared.manager.clone();
     let owner = identity.user.clone();
@@ -26,7 +29,11 @@ pub(super) async fn apply(
         Ok(turn) => turn,
         Err(e) => return Outcome::Failed(error_info(&e)),
     };
-    let task = tokio::spawn(async move { manager.start_in_turn(turn, &owner, &req, stdin).await });
+    let task = tokio::spawn(async move {
+        manager
+            .start_in_turn(turn, &owner, &req, stdin, &options)
+            .await
+    });
     let result = tokio::select! {
         r = task => r,
         _ = stream.cancelled() => return Outcome::Cancelled,

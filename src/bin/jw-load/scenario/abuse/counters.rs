@@ -12,6 +12,7 @@ pub(crate) fn error_key(e: &ClientError) -> String {
         ClientError::Server(info) => info.code.to_string(),
         ClientError::Fatal(info) => format!("fatal {}", info.code),
         ClientError::Connect { .. } => "connect".into(),
+        ClientError::Timeout { .. } => "timeout".into(),
         ClientError::Tls(_) => "tls".into(),
         ClientError::Handshake { .. } => "handshake".into(),
         ClientError::Rejected { .. } => "rejected".into(),
