@@ -163,7 +163,8 @@ fn tail_prints_the_last_lines() {
     let stdout_tail = jw_ok(&jwd, &["logs", "--tail", "2", "--stdout", &lines]);
     assert_eq!(stdout_tail, "d\ne\n");
     assert_eq!(logs_merged(&jwd, &["-n", "1", "--stderr", &lines]), "E2\n");
-    let open_tail = jw_ok(&jwd, &["logs", "--tail", "2", &open]);
+    // By the first 8 characters of its id, as a user types it.
+    let open_tail = jw_ok(&jwd, &["logs", "--tail", "2", &open[..8]]);
     assert_eq!(open_tail, "b\nc", "a last line without newline");
     let all = jw_ok(&jwd, &["logs", "--tail", "100", &open]);
     assert_eq!(all, "a\nb\nc", "more than there are");
