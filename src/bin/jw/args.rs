@@ -137,8 +137,10 @@ pub(crate) enum Command {
         #[arg(value_name = "ID")]
         id: String,
     },
-    /// Print a job's output: all of it, from --from, its last lines
-    /// (--tail) or since a time (--since), dated with --timestamps.
+    /// Print a job's output: all, the last lines, or since a time.
+    ///
+    /// All of it, from byte --from, its last lines (--tail) or what came
+    /// since a time (--since); each line dated with --timestamps.
     ///
     /// stdout and stderr come in the order jwd captured them from the
     /// job's two pipes: writes to the two closer together than that

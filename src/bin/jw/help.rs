@@ -36,6 +36,8 @@ const EXAMPLES: &[(&str, &str)] = &[
         "logs",
         "  jw logs 6f1c2a9e\n  \
          jw logs -f nightly                     # follow until the job ends\n  \
+         jw logs -n 20 -f nightly               # the last 20 lines, then follow\n  \
+         jw logs --since 10m -t 6f1c2a9e        # the last 10 minutes, lines dated\n  \
          jw logs --stderr 6f1c2a9e",
     ),
     (
