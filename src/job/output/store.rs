@@ -61,6 +61,9 @@ pub enum Moved {
     End,
 }
 
+/// The least room the order index and its times get, whatever the cap.
+const INDEX_ALLOWANCE_MIN: u64 = 64 * 1024;
+
 /// The most one move takes from a pipe: a pipe's default capacity.
 pub const MOVE_MAX: usize = 64 * 1024;
 
@@ -126,8 +129,7 @@ impl Store {
         scratch: &mut [u8],
     ) -> std::io::Result<Moved> {
         let s = which.index();
-        let kept = self.written.lens[0] + self.written.lens[1];
-        let room = self.cap.min(self.granted).saturating_sub(kept);
+        let room = self.room();
         if room > 0 && !self.disk_failed && !self.copy {
             let len = room.min(MOVE_MAX as u64) as usize;
             match self.splice(s, pipe, len) {
@@ -220,12 +222,36 @@ impl Store {
         self.written.lens[0] + self.written.lens[1]
     }
 
+    /// The bytes of the order index and its times: a run costs 28 bytes
+    /// whatever its length, so a job that switches streams at every byte
+    /// writes 28 bytes of them per byte of output.
+    fn index_bytes(&self) -> u64 {
+        self.written.index_len / RECORD * (RECORD + TIME_RECORD)
+    }
+
+    /// What the job may still keep: within its cap and its grant. The
+    /// index has an allowance of its own, the cap again (at least 64 KiB:
+    /// 2,340 runs): past it the output is dropped, so a job's files never
+    /// pass twice its `--max-output` (plus 64 KiB), however it writes,
+    /// while one that writes as jobs do (runs longer than 28 bytes) keeps
+    /// its whole cap of output.
+    fn index_full(&self) -> bool {
+        self.index_bytes() >= self.cap.max(INDEX_ALLOWANCE_MIN)
+    }
+
+    fn room(&self) -> u64 {
+        if self.index_full() {
+            return 0;
+        }
+        self.cap.min(self.granted).saturating_sub(self.kept())
+    }
+
     /// Whether the job's own cap leaves room but its grant does not: what
     /// it writes next waits for jwd's next grant (or is dropped if jwd is
     /// not there, or says no more).
     pub fn needs_grant(&self) -> bool {
         let kept = self.kept();
-        self.granted < self.cap && kept >= self.granted
+        self.granted < self.cap && kept >= self.granted && !self.index_full()
     }
 
     /// What has been written so far (never `closed`).
@@ -237,8 +263,7 @@ impl Store {
     /// cap, the grant and the disk, drops and counts the rest.
     pub fn append(&mut self, which: OutputStream, bytes: &[u8]) {
         let s = which.index();
-        let kept = self.written.lens[0] + self.written.lens[1];
-        let room = self.cap.min(self.granted).saturating_sub(kept);
+        let room = self.room();
         let mut keep = if self.disk_failed {
             0
         } else {

@@ -152,6 +152,33 @@ fn cap_drops_and_counts() {
     assert_eq!(concat(&chunks, OutputStream::Stderr), b"678");
 }
 
+/// A job that switches streams at every byte costs 28 bytes of index per
+/// byte: the index stops at the cap too (its files stay within twice it).
+#[test]
+fn the_index_counts_toward_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 128 * 1024;
+    let (output, writer) = create(dir.path(), cap);
+    for i in 0..20_000 {
+        let which = [OutputStream::Stdout, OutputStream::Stderr][i % 2];
+        writer.append(which, b"x");
+    }
+    writer.close();
+    let info = output.info();
+    let kept = info.stdout_bytes + info.stderr_bytes;
+    assert_eq!(kept + info.dropped_bytes, 20_000);
+    assert!(info.dropped_bytes > 0, "the index's allowance ran out");
+    let on_disk: u64 = [STDOUT_FILE, STDERR_FILE, INDEX_FILE, TIMES_FILE]
+        .iter()
+        .map(|f| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len()))
+        .sum();
+    assert!(
+        on_disk <= 2 * cap + 28,
+        "{on_disk} bytes on disk for a cap of {cap}"
+    );
+    assert!(kept > 100, "kept {kept}");
+}
+
 #[test]
 fn the_keeper_keeps_what_it_was_granted_and_more_once_topped_up() {
     let dir = tempfile::tempdir().unwrap();
