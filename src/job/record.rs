@@ -151,7 +151,7 @@ fn decode(bytes: &[u8]) -> std::io::Result<(JobInfo, StopTerms)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{JobId, JobState, Limits};
+    use crate::protocol::{JobId, JobState};
 
     const T: StopTerms = StopTerms {
         tie_ms: Some(60_000),
@@ -160,24 +160,8 @@ mod tests {
 
     fn info(args: Vec<String>) -> JobInfo {
         JobInfo {
-            id: JobId::from_random([7; 16]),
-            owner: "alice".into(),
-            command: "sh".into(),
-            args,
-            state: JobState::Running,
-            exit_code: None,
-            signal: None,
-            oom_killed: false,
-            stopped: false,
             started_at_ms: 1,
-            ended_at_ms: None,
-            usage: Default::default(),
-            output: Default::default(),
-            error: None,
-            name: None,
-            limits: Limits::default(),
-            timeout_ms: None,
-            timed_out: false,
+            ..JobInfo::running(JobId::from_random([7; 16]), "alice", "sh", args)
         }
     }
 

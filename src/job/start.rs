@@ -29,9 +29,7 @@ use super::spawn::{self, SpawnConfig, SpawnError};
 use super::spec::{JobSpec, Terms};
 use super::supervise::{reap_pid, remove_cgroups, supervise, Keeper, Running, MAX_GRACE};
 use super::uids::JobIds;
-use crate::protocol::{
-    JobId, JobInfo, JobState, Limits, Network, StartOptions, StartRequest, Stdin, Usage,
-};
+use crate::protocol::{JobId, JobInfo, Limits, Network, StartOptions, StartRequest, Stdin};
 
 /// How long a start waits for the init's report that the command was
 /// executed (or not).
@@ -435,27 +433,14 @@ pub(super) fn clone_init(
         new.dir.display()
     )))?;
     let info = JobInfo {
-        id: new.id,
-        owner: new.owner.clone(),
-        command: spec.command.clone(),
-        args: spec.args.clone(),
-        state: JobState::Running,
-        exit_code: None,
-        signal: None,
-        oom_killed: false,
-        stopped: false,
         started_at_ms: now_ms(),
-        ended_at_ms: None,
-        usage: Usage::default(),
-        output: Default::default(),
-        error: None,
         name: new.terms.name.clone(),
         limits: Limits {
             output_bytes: Some(spec.output_cap),
             ..spec.limits
         },
         timeout_ms: new.terms.timeout.map(|t| t.as_millis() as u64),
-        timed_out: false,
+        ..JobInfo::running(new.id, &new.owner, &spec.command, spec.args.clone())
     };
     // Before the clone: a jwd that dies from here on finds the job and
     // marks it lost. No fsync (see record.rs).

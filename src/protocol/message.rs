@@ -488,6 +488,31 @@ pub struct JobInfo {
 }
 
 impl JobInfo {
+    /// A job that has just started running: no end, no usage, no output,
+    /// no options. Its other fields are set by whoever knows them.
+    pub fn running(id: JobId, owner: &str, command: &str, args: Vec<String>) -> JobInfo {
+        JobInfo {
+            id,
+            owner: owner.into(),
+            command: command.into(),
+            args,
+            state: JobState::Running,
+            exit_code: None,
+            signal: None,
+            oom_killed: false,
+            stopped: false,
+            started_at_ms: 0,
+            ended_at_ms: None,
+            usage: Usage::default(),
+            output: OutputInfo::default(),
+            error: None,
+            name: None,
+            limits: Limits::default(),
+            timeout_ms: None,
+            timed_out: false,
+        }
+    }
+
     /// The job's end by the shell's convention (`shell_code`): what `jw
     /// run` and `jw wait` exit with.
     pub fn shell_code(&self) -> u8 {
@@ -641,26 +666,7 @@ mod tests {
             data: vec![],
         };
         assert!(!Event::Output(chunk).is_terminal());
-        let info = JobInfo {
-            id: JobId([0; 16]),
-            owner: "alice".into(),
-            command: "true".into(),
-            args: vec![],
-            state: JobState::Exited,
-            exit_code: Some(0),
-            signal: None,
-            oom_killed: false,
-            stopped: false,
-            started_at_ms: 0,
-            ended_at_ms: Some(1),
-            usage: Usage::default(),
-            output: OutputInfo::default(),
-            error: None,
-            name: None,
-            limits: Limits::default(),
-            timeout_ms: None,
-            timed_out: false,
-        };
+        let info = JobInfo::running(JobId([0; 16]), "alice", "true", vec![]);
         assert!(!Event::ListItem(info.clone()).is_terminal());
         assert!(Event::ListEnd { count: 0 }.is_terminal());
         assert!(Event::End(info).is_terminal());

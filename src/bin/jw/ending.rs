@@ -61,28 +61,14 @@ fn notes(info: &JobInfo) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jw::protocol::{JobId, JobState, Limits, OutputInfo, Usage};
+    use jw::protocol::{JobId, JobState};
 
     fn ended() -> JobInfo {
         JobInfo {
-            id: JobId([7; 16]),
-            owner: "alice".into(),
-            command: "sh".into(),
-            args: vec![],
             state: JobState::Exited,
             exit_code: Some(0),
-            signal: None,
-            oom_killed: false,
-            stopped: false,
-            started_at_ms: 0,
             ended_at_ms: Some(1),
-            usage: Usage::default(),
-            output: OutputInfo::default(),
-            error: None,
-            name: None,
-            limits: Limits::default(),
-            timeout_ms: None,
-            timed_out: false,
+            ..JobInfo::running(JobId([7; 16]), "alice", "sh", vec![])
         }
     }
 

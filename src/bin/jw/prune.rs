@@ -117,28 +117,14 @@ fn confirmed(count: usize) -> Result<bool, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jw::protocol::{JobId, JobState, Limits, OutputInfo, Usage};
+    use jw::protocol::{JobId, JobState};
 
     fn job(state: JobState, ended_at_ms: Option<u64>) -> JobInfo {
         JobInfo {
-            id: JobId([1; 16]),
-            owner: "alice".into(),
-            command: "true".into(),
-            args: vec![],
             state,
-            exit_code: None,
-            signal: None,
-            oom_killed: false,
-            stopped: false,
             started_at_ms: 1_000,
             ended_at_ms,
-            usage: Usage::default(),
-            output: OutputInfo::default(),
-            error: None,
-            name: None,
-            limits: Limits::default(),
-            timeout_ms: None,
-            timed_out: false,
+            ..JobInfo::running(JobId([1; 16]), "alice", "true", vec![])
         }
     }
 
