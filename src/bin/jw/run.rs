@@ -172,13 +172,14 @@ async fn start_job(
     })
 }
 
-/// A refused start, naming the job that has the name already.
+/// A refused start, naming the job that has the name already (jwd's
+/// message says what to do).
 fn start_failure(e: jw::client::ClientError, args: &JobArgs) -> Failure {
     let taken = e.code() == Some(ErrorCode::ALREADY_EXISTS);
     let mut failure = Failure::from(e);
     if taken {
         failure.message = format!(
-            "--name {}: {} (`jw rm` that job, or choose another name)",
+            "--name {}: {}",
             args.name.as_deref().unwrap_or_default(),
             failure.message
         );

@@ -288,6 +288,7 @@ impl Output {
             index: None,
             times: None,
             timestamps: false,
+            not_before: None,
             want: [stdout, stderr],
             rx,
             limit,

@@ -46,6 +46,11 @@ pub struct OutputReader {
     /// Spans carry their run's time (the index is walked even for one
     /// stream).
     pub(super) timestamps: bool,
+    /// For a reader since a time (`Serve::since`): runs captured before it
+    /// are skipped, until the first run at or after it (times never go
+    /// backwards). A follower placed at the end needs it: what the job
+    /// writes next may still come before the time.
+    pub(super) not_before: Option<u64>,
     /// Next offset per selected stream.
     pub(super) want: [Option<u64>; 2],
     pub(super) rx: watch::Receiver<Progress>,
@@ -140,7 +145,7 @@ impl OutputReader {
         let max = max.max(1);
         match self.want {
             [Some(_), Some(_)] => self.try_span_both(p, max),
-            _ if self.timestamps => self.try_span_both(p, max),
+            _ if self.timestamps || self.not_before.is_some() => self.try_span_both(p, max),
             _ => {
                 for s in 0..2 {
                     if let Some(next) = self.want[s] {
@@ -187,7 +192,11 @@ impl OutputReader {
                 // progress we hold: trust it only up to the committed length.
                 let end = (start + u64::from(rec & !STDERR_BIT)).min(p.lens[s]);
                 let next = self.want[s].unwrap_or(u64::MAX);
-                if next < end {
+                if next < end && self.before_time()? {
+                    // Captured before the time asked for: skipped, as it
+                    // grows too.
+                    self.want[s] = Some(end);
+                } else if next < end {
                     let from = next.max(start);
                     let len = (end - from).min(max);
                     self.want[s] = Some(from + len);
@@ -224,6 +233,25 @@ impl OutputReader {
             return Ok(None);
         }
         self.cursor.dated = true;
+        self.record_time()
+    }
+
+    /// Whether the current record was captured before `not_before`; the
+    /// first that was not (or has no time: a crash's, read as in `since`)
+    /// ends the skipping.
+    fn before_time(&mut self) -> std::io::Result<bool> {
+        let Some(since) = self.not_before else {
+            return Ok(false);
+        };
+        if self.record_time()?.is_some_and(|t| t < since) {
+            return Ok(true);
+        }
+        self.not_before = None;
+        Ok(false)
+    }
+
+    /// The time of the current record, if it has one.
+    fn record_time(&mut self) -> std::io::Result<Option<u64>> {
         if self.times.is_none() {
             match File::open(self.dir.join(TIMES_FILE)) {
                 Ok(f) => self.times = Some(f),

@@ -306,8 +306,11 @@ impl Serve {
 
     /// Where the first run captured at or after `since_us` (Unix
     /// microseconds) begins; the end if none is (a follower gets what
-    /// comes next). An error for output without times.
+    /// comes next, from its first run at or after the time). An error for
+    /// output without times.
     pub async fn since(&mut self, since_us: u64) -> std::io::Result<Begin> {
+        // What a follower gets next may still be older than the time.
+        self.reader.not_before = Some(since_us);
         let mut files = IndexFiles::open(self.output.dir()).await?;
         let records = self.reader.progress().index_len / RECORD;
         if records == 0 {

@@ -185,6 +185,26 @@ fn since_begins_at_the_first_run_at_or_after_the_time() {
 }
 
 #[test]
+fn a_follower_since_a_later_time_skips_what_comes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = create(dir.path(), 1 << 20);
+    writer.append(OUT, b"before\n");
+    let chunks = crate::uring::start(async {
+        let mut serve = Serve::new(&output, Some(0), Some(0), true).unwrap();
+        // A day from now: nothing written in this test is captured at or
+        // after it.
+        let since = super::times::now_us() + 86_400_000_000;
+        let begin = serve.since(since).await.unwrap();
+        serve.begin(&begin);
+        writer.append(OUT, b"later\n");
+        writer.append(ERR, b"still before\n");
+        writer.close();
+        serve_all(&mut serve, 64).await.0
+    });
+    assert_eq!(text(&chunks), "", "all of it was captured before the time");
+}
+
+#[test]
 fn dated_spans_carry_the_time_of_their_run() {
     let dir = tempfile::tempdir().unwrap();
     let (output, writer) = interleaved(dir.path());
