@@ -24,7 +24,7 @@ pub(crate) fn describe_end(info: &JobInfo) -> String {
     if info.timed_out {
         s.push_str(", timed out");
     } else if info.stopped {
-        s.push_str(", stopped by a user");
+        s.push_str(", stopped");
     }
     if let Some(e) = &info.error {
         s.push_str(&format!(": {}", printable(e)));

@@ -293,6 +293,7 @@ impl Output {
             rx,
             limit,
             cursor: IndexCursor::default(),
+            walked_far: false,
         })
     }
 }

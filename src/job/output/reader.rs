@@ -57,7 +57,15 @@ pub struct OutputReader {
     /// For a non-follow reader: the progress when it was made.
     pub(super) limit: Option<Progress>,
     pub(super) cursor: IndexCursor,
+    /// The last walk of the index stopped at `WALK_MAX` records without a
+    /// span: not caught up, just a turn to give the thread back.
+    pub(super) walked_far: bool,
 }
+
+/// Most index records one walk passes without finding a span (16 batches):
+/// a reader of one stream of an output in a million tiny runs, or one
+/// waiting for a time, gives its runtime thread back in between.
+const WALK_MAX: u64 = 16 * 1024;
 
 impl OutputReader {
     /// The next span of at most `max` bytes: at once if there is one,
@@ -73,14 +81,18 @@ impl OutputReader {
             if let Some(span) = self.try_span(&p, max)? {
                 return Ok(Some(span));
             }
+            if std::mem::take(&mut self.walked_far) {
+                tokio::task::yield_now().await;
+                continue;
+            }
             if self.limit.is_some() || p.closed {
                 return Ok(None);
             }
             if self.rx.changed().await.is_err() {
                 // The writer is gone without closing (the job's record was
-                // removed): nothing more will come.
-                let p = *self.rx.borrow();
-                return self.try_span(&p, max);
+                // removed): nothing more will come; what it committed is
+                // the end.
+                self.limit = Some(*self.rx.borrow());
             }
         }
     }
@@ -174,10 +186,16 @@ impl OutputReader {
         max: u64,
     ) -> std::io::Result<Option<Span>> {
         let mut batch = [0u8; 4096];
+        let mut walked = 0;
         loop {
             if self.cursor.at >= p.index_len {
                 return Ok(None);
             }
+            if walked >= WALK_MAX {
+                self.walked_far = true;
+                return Ok(None);
+            }
+            walked += batch.len() as u64 / RECORD;
             let index = match &self.index {
                 Some(f) => f,
                 None => self.index.insert(File::open(self.dir.join(INDEX_FILE))?),
@@ -190,7 +208,9 @@ impl OutputReader {
                 let start = self.cursor.base[s];
                 // The last record may be extended by the writer after the
                 // progress we hold: trust it only up to the committed length.
-                let end = (start + u64::from(rec & !STDERR_BIT)).min(p.lens[s]);
+                let run = u64::from(rec & !STDERR_BIT);
+                // Saturating: a damaged file must not overflow.
+                let end = start.saturating_add(run).min(p.lens[s]);
                 let next = self.want[s].unwrap_or(u64::MAX);
                 if next < end && self.before_time()? {
                     // Captured before the time asked for: skipped, as it
@@ -208,7 +228,7 @@ impl OutputReader {
                         time_us,
                     }));
                 }
-                if end < start + u64::from(rec & !STDERR_BIT) {
+                if end < start.saturating_add(run) {
                     // The rest of this record is not committed yet.
                     return Ok(None);
                 }

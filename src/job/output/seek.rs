@@ -214,7 +214,7 @@ impl IndexFiles {
         };
         while k < j {
             let (s, run) = self.record(k, records, true).await?;
-            base[s] += run;
+            base[s] = base[s].saturating_add(run);
             k += 1;
             if k % BATCH == 0 {
                 tokio::task::yield_now().await;

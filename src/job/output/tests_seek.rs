@@ -273,3 +273,44 @@ fn runs_a_crash_left_without_times_are_read_from_their_place() {
     let chunks = served(&output, true, false, async |s| s.since(late).await).unwrap();
     assert_eq!(text(&chunks), "c\nd\n", "undated runs may be later: read");
 }
+
+/// A reader of one stream of an output in many tiny runs walks the index
+/// a bounded stretch at a time, giving its thread back in between, and
+/// still serves every byte of its stream in order.
+#[test]
+fn a_long_walk_of_the_index_gives_the_thread_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, writer) = create(dir.path(), 1 << 30);
+    // 40,000 runs: stdout and stderr in turn, then a last stderr run.
+    for _ in 0..20_000 {
+        writer.append(OUT, b"o");
+        writer.append(ERR, b"e");
+    }
+    writer.append(OUT, b"o");
+    writer.append(ERR, b"END");
+    writer.close();
+    // stderr from its last run: 40,000 records to walk before it.
+    let mut reader = output.reader(None, Some(20_000), false).unwrap();
+    reader.timestamps();
+    let p = *reader.rx.borrow();
+    let mut stretches = 0;
+    let span = loop {
+        if let Some(span) = reader.try_span(&p, 1 << 20).unwrap() {
+            break span;
+        }
+        assert!(
+            std::mem::take(&mut reader.walked_far),
+            "not caught up, so the walk stopped at its bound"
+        );
+        stretches += 1;
+    };
+    assert!(stretches >= 2, "40,000 records in stretches: {stretches}");
+    assert_eq!((span.stream, span.offset, span.len), (ERR, 20_000, 3));
+    // And through the async path, which yields between stretches.
+    let all = crate::uring::start(async {
+        let mut serve = Serve::new(&output, None, Some(19_990), false).unwrap();
+        serve.timestamps();
+        serve_all(&mut serve, 64).await.0
+    });
+    assert_eq!(text(&all), "eeeeeeeeeeEND");
+}
