@@ -149,6 +149,24 @@ fn assert_stopped(info: &serde_json::Value) {
 
 const GRACE: &str = "60s";
 
+/// `jw run` of `sleep 1000` whose job jwd stops once no jw has held it
+/// for a second.
+fn tied_sleep(jwd: &Jwd) -> Running {
+    let mut command = jw_command(jwd, "alice");
+    command.args([
+        "--reconnect-timeout",
+        "1s",
+        "run",
+        "-v",
+        "--grace",
+        GRACE,
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    spawn_run(command)
+}
+
 #[test]
 fn a_run_that_is_signalled_stops_its_job_and_exits_128_plus_n() {
     let Some(jwd) = Jwd::start("cli_run_signalled", &[]) else {
@@ -228,19 +246,7 @@ fn a_killed_jw_run_leaves_its_job_to_be_stopped_by_jwd() {
     let Some(jwd) = Jwd::start("cli_run_kill9", &[]) else {
         return;
     };
-    let mut command = jw_command(&jwd, "alice");
-    command.args([
-        "--reconnect-timeout",
-        "1s",
-        "run",
-        "-v",
-        "--grace",
-        GRACE,
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    let mut run = spawn_run(command);
+    let mut run = tied_sleep(&jwd);
     run.child.kill().unwrap();
     wait_bounded(&mut run.child);
     assert_stopped(&ended(&jwd, &run.id));
@@ -439,19 +445,7 @@ fn a_run_that_loses_jwd_exits_255_naming_the_job_and_jwd_stops_it_after() {
     let Some((mut jwd, data)) = Jwd::start_kept("cli_run_lost", &[]) else {
         return;
     };
-    let mut command = jw_command(&jwd, "alice");
-    command.args([
-        "--reconnect-timeout",
-        "1s",
-        "run",
-        "-v",
-        "--grace",
-        GRACE,
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    let mut run = spawn_run(command);
+    let mut run = tied_sleep(&jwd);
     jwd.kill9();
     let status = wait_bounded(&mut run.child);
     let err = run.stderr.join().unwrap();
