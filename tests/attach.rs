@@ -509,11 +509,17 @@ async fn an_end_of_input_that_cannot_go_in_still_lets_the_writer_go() {
     raw.send(&ClientMessage::Cancel { stream: 2 }).await;
     assert!(matches!(stream_end(&mut raw, 2).await, Event::Error(_)));
     // A second writer whose end of input (the terminal's EOF character)
-    // has no room: it can still detach, and a third one attach.
+    // has no room: it can still detach, and a third one attach. (How much
+    // of the first writer's input the terminal took before the cancel is
+    // the server's pace: if the EOF still fits, the writer ends with
+    // Detached instead; either way it must end, and let the next in.)
     attach_when_free(&mut raw, 3, job).await;
     raw.send(&ClientMessage::InputEnd { stream: 3 }).await;
     raw.send(&ClientMessage::Cancel { stream: 3 }).await;
-    assert!(matches!(stream_end(&mut raw, 3).await, Event::Error(_)));
+    assert!(matches!(
+        stream_end(&mut raw, 3).await,
+        Event::Error(_) | Event::Detached { .. }
+    ));
     let third = 4;
     attach_when_free(&mut raw, third, job).await;
     jwd.client("alice").await.stop(job, 0).await.unwrap();
