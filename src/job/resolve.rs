@@ -100,11 +100,18 @@ impl Manager {
             });
         }
         let named = self.inner.registry.named(caller, text);
-        let jobs: Vec<(JobId, Option<String>)> = if named.is_some() {
-            Vec::new()
-        } else {
-            let name = |j: &Arc<Job>| j.info.borrow().name.clone();
-            self.jobs(scope).iter().map(|j| (j.id, name(j))).collect()
+        // Only the jobs the prefix matches, with their names (for the
+        // listing of an ambiguous one): no copy of every name per request.
+        let jobs: Vec<(JobId, Option<String>)> = match (named, Prefix::parse(text)) {
+            (None, Some(prefix)) => {
+                let name = |j: &Arc<Job>| j.info.borrow().name.clone();
+                self.jobs(scope)
+                    .iter()
+                    .filter(|j| prefix.matches(j.id))
+                    .map(|j| (j.id, name(j)))
+                    .collect()
+            }
+            _ => Vec::new(),
         };
         pick(text, named, &jobs)
     }
