@@ -62,7 +62,14 @@ async fn many_concurrent_jobs_leave_nothing_behind() {
         children_before,
         "processes or zombies left"
     );
-    assert_eq!(count_fds(), fds_before, "fds leaked");
+    // At most as many as before: the engine may still have held one of
+    // its own start-up descriptors when the first count was taken (seen
+    // once in the guest: 15 before, 14 after).
+    let fds_after = count_fds();
+    assert!(
+        fds_after <= fds_before,
+        "fds leaked: {fds_after} after, {fds_before} before"
+    );
 }
 
 fn count_fds() -> usize {
