@@ -1,0 +1,189 @@
+//! jwd's flags: every setting, its default and its parser. The config file
+//! (`--config`, `file.rs`) takes the same names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use jw::job::uids::UidRange;
+use jw::units::{parse_bytes, parse_duration};
+
+/// jwd runs Linux jobs for remote users, each in its own cgroup and
+/// namespaces, over TLS 1.3 with mutual authentication.
+#[derive(Parser, Debug)]
+#[command(name = "jwd", version = env!("JW_VERSION"), about)]
+pub(crate) struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub(crate) listen: SocketAddr,
+    /// The server's certificate chain (PEM).
+    #[arg(long)]
+    pub(crate) cert: PathBuf,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    pub(crate) key: PathBuf,
+    /// The CA that signs client certificates (PEM).
+    #[arg(long)]
+    pub(crate) client_ca: PathBuf,
+    /// A certificate revocation list of the client CA (PEM; `jw certs
+    /// revoke` writes one); repeatable. Reloaded on SIGHUP.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) crl: Vec<PathBuf>,
+    /// Where job output and status records are kept.
+    #[arg(long, default_value = "/var/lib/jw")]
+    pub(crate) data_dir: PathBuf,
+    /// Run every job as this one account instead of a uid of its own
+    /// (`root` only when given explicitly; jobs never keep a capability).
+    #[arg(long, conflicts_with = "job_uids")]
+    pub(crate) job_user: Option<String>,
+    /// The uids (and gids) jobs run as, one per running job, FIRST-LAST;
+    /// must not hold any account, group or subordinate id of the host.
+    #[arg(long, default_value = jw::job::uids::DEFAULT_RANGE)]
+    pub(crate) job_uids: UidRange,
+    /// Memory limit of a job that gives none (`none`: no limit).
+    #[arg(long, default_value = "1G", value_parser = parse_optional_bytes)]
+    pub(crate) default_memory: OrNone<u64>,
+    /// Pids limit of a job that gives none (`none`: no limit).
+    #[arg(long, default_value = "1024", value_parser = parse_optional_count)]
+    pub(crate) default_pids: OrNone<u32>,
+    /// Do not install the default seccomp filter in jobs (it refuses new
+    /// namespaces, mounts, keyrings, bpf, io_uring and other kernel
+    /// surface jobs do not need).
+    #[arg(long)]
+    pub(crate) no_seccomp: bool,
+    /// The certificate subject O value that makes a user admin.
+    #[arg(long, default_value = "admin")]
+    pub(crate) admin_group: String,
+    /// Connections past this number are refused at once (default: a quarter
+    /// of the file descriptor limit jwd runs with, so accepting never fails
+    /// for lack of descriptors: jobs and followers need theirs).
+    #[arg(long)]
+    pub(crate) max_connections: Option<usize>,
+    /// Connections still in their TLS handshake and Hello, past which new
+    /// ones are refused (so clients without a certificate cannot take
+    /// every connection).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_handshakes: u32,
+    /// Connections one user may have open at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_connections_per_user: u32,
+    /// Streams (requests in progress: logs, waits, starts...) one user may
+    /// have open at once, over all their connections.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_streams_per_user: u32,
+    /// Jobs one user may have starting or running at once (`none`: no
+    /// limit).
+    #[arg(long, default_value = "1024", value_parser = parse_optional_jobs)]
+    pub(crate) max_jobs_per_user: OrNone<usize>,
+    /// Let jobs ask for the host's network (`--net host`).
+    #[arg(long)]
+    pub(crate) allow_host_network: bool,
+    /// Output kept per job (stdout + stderr); the rest is dropped and counted.
+    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    pub(crate) max_output: u64,
+    /// Output one user may keep over all their jobs (running and ended);
+    /// past it their jobs' output is dropped and counted and new starts
+    /// are refused until they remove jobs (`none`: no cap).
+    #[arg(long, default_value = "10G", value_parser = parse_optional_bytes)]
+    pub(crate) max_output_per_user: OrNone<u64>,
+    /// The longest timeout a job may ask for (e.g. 12h), and the timeout
+    /// of a job that asks for none; default: no ceiling.
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub(crate) max_timeout: Option<Duration>,
+    /// Remove ended jobs this long after they ended (e.g. 7d); default: keep.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) retain: Option<Duration>,
+    /// Name of jw's cgroup subtree under jwd's own cgroups. One per server
+    /// instance on a host; a restarted jwd cleans up what the last one with
+    /// the same name left.
+    #[arg(long, default_value = "jw")]
+    pub(crate) cgroup_name: String,
+    /// io_uring runtimes (threads), each with its own listener.
+    #[arg(long, default_value_t = default_threads())]
+    pub(crate) threads: usize,
+    /// Grace period for running jobs when jwd is asked to stop.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) shutdown_grace: Duration,
+    /// On SIGTERM/SIGINT, leave running jobs to their keepers instead of
+    /// stopping them: the next jwd on the same data dir and cgroup name
+    /// adopts them (restarts, upgrades: `systemctl restart jwd`).
+    #[arg(long)]
+    pub(crate) keep_jobs_on_exit: bool,
+    /// Close connections that have not finished TLS and Hello in this time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) handshake_timeout: Duration,
+    /// The job init program, executed as each job's PID 1 (default:
+    /// jw-init beside jwd).
+    #[arg(long)]
+    pub(crate) init: Option<PathBuf>,
+    /// Close connections without open streams after this time.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub(crate) idle_timeout: Duration,
+    /// Close a connection whose client takes nothing of a pending write for
+    /// this long (a client that stopped reading).
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub(crate) write_timeout: Duration,
+    /// How long a stop waits for a job to end after SIGKILL (repeated each
+    /// second) before it tells the client it failed.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    pub(crate) kill_timeout: Duration,
+    /// Job starts one user may have in progress at once (default: the
+    /// number of CPUs); more wait their turn, so one user's start storm
+    /// takes no more than a fair share of the host.
+    #[arg(long, default_value_t = default_threads() as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) max_starts_per_user: u32,
+    /// Threads for blocking work (cgroups, clone, output and record
+    /// writes, directory removal), kept off the threads serving clients.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) blocking_threads: u16,
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: give a duration above zero, e.g. 60s")),
+        d => Ok(d),
+    }
+}
+
+/// A flag value that may be `none`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OrNone<T>(pub(crate) Option<T>);
+
+fn parse_optional_bytes(s: &str) -> Result<OrNone<u64>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    parse_bytes(s).map(|n| OrNone(Some(n)))
+}
+
+fn parse_optional_count(s: &str) -> Result<OrNone<u32>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n >= 2 => Ok(OrNone(Some(n))),
+        _ => Err(format!(
+            "{s:?} is not a pids limit: give a number of at least 2, or none"
+        )),
+    }
+}
+
+fn parse_optional_jobs(s: &str) -> Result<OrNone<usize>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(OrNone(Some(n))),
+        _ => Err(format!(
+            "{s:?} is not a number of jobs: give a number of at least 1, or none"
+        )),
+    }
+}
+
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
