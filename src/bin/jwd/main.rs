@@ -1,11 +1,11 @@
 //! `jwd`: the jw server. See README.md.
 
 mod args;
+mod file;
 
 use std::process::ExitCode;
 
 use args::Args;
-use clap::Parser;
 use jw::job::cgroup::CgroupConfig;
 use jw::job::{EngineConfig, Manager};
 use jw::server::{Server, ServerConfig, UserLimits};
@@ -48,7 +48,14 @@ fn protect_from_oom_killer() {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match file::settings(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(file::SettingsError::Usage(e)) => e.exit(),
+        Err(file::SettingsError::File(e)) => {
+            eprintln!("jwd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -96,7 +103,7 @@ fn run(args: Args) -> Result<(), String> {
         job_uids: args.job_uids,
         allow_host_network: args.allow_host_network,
         max_output_bytes: args.max_output,
-        max_output_per_user: args.max_output_per_user.0,
+        max_output_per_user: args.max_output_total.0,
         default_memory_bytes: args.default_memory.0,
         default_pids: args.default_pids.0,
         seccomp: !args.no_seccomp,
@@ -109,7 +116,7 @@ fn run(args: Args) -> Result<(), String> {
         blocking_threads: usize::from(args.blocking_threads),
         max_starts_per_user: args.max_starts_per_user as usize,
         shutdown_grace: args.shutdown_grace,
-        retain: args.retain,
+        retain: args.retain.0,
         keep_jobs_on_exit: args.keep_jobs_on_exit,
         max_timeout: args.max_timeout,
     })
@@ -160,7 +167,7 @@ fn run(args: Args) -> Result<(), String> {
         max_connections_per_user = args.max_connections_per_user,
         max_streams_per_user = args.max_streams_per_user,
         max_jobs_per_user = ?args.max_jobs_per_user.0,
-        max_output_per_user = ?args.max_output_per_user.0,
+        max_output_total = ?args.max_output_total.0,
         max_starts_per_user = args.max_starts_per_user,
         max_timeout = ?args.max_timeout,
         "jwd ready"
