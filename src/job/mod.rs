@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod channel;
+pub mod check;
 mod config;
 mod engine;
 mod error;

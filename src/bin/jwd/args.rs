@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueHint};
+use jw::job::cgroup::CgroupConfig;
 use jw::job::uids::UidRange;
+use jw::job::EngineConfig;
 use jw::units::{parse_bytes, parse_duration};
 
 /// jwd runs Linux jobs for remote users, each in its own cgroup and
@@ -154,6 +156,39 @@ pub(crate) struct Args {
     /// writes, directory removal), kept off the threads serving clients.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) blocking_threads: u16,
+}
+
+impl Args {
+    /// The engine's part of the settings.
+    pub(crate) fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            data_dir: self.data_dir.clone(),
+            cgroup: CgroupConfig {
+                name: self.cgroup_name.clone(),
+                ..CgroupConfig::default()
+            },
+            job_user: self.job_user.clone(),
+            job_uids: self.job_uids,
+            allow_host_network: self.allow_host_network,
+            max_output_bytes: self.max_output,
+            max_output_per_user: self.max_output_total.0,
+            default_memory_bytes: self.default_memory.0,
+            default_pids: self.default_pids.0,
+            seccomp: !self.no_seccomp,
+            max_jobs_per_user: self.max_jobs_per_user.0,
+            // The key is the secret (the certificates are public); each
+            // hidden path costs every job start a mount.
+            hidden: vec![self.key.clone()],
+            init_program: self.init.clone(),
+            kill_timeout: self.kill_timeout,
+            blocking_threads: usize::from(self.blocking_threads),
+            max_starts_per_user: self.max_starts_per_user as usize,
+            shutdown_grace: self.shutdown_grace,
+            retain: self.retain.0,
+            keep_jobs_on_exit: self.keep_jobs_on_exit,
+            max_timeout: self.max_timeout,
+        }
+    }
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {

@@ -1,13 +1,13 @@
 //! `jwd`: the jw server. See README.md.
 
 mod args;
+mod check;
 mod file;
 
 use std::process::ExitCode;
 
 use args::Args;
-use jw::job::cgroup::CgroupConfig;
-use jw::job::{EngineConfig, Manager};
+use jw::job::Manager;
 use jw::server::{Server, ServerConfig, UserLimits};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -64,6 +64,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if args.check_config {
+        return if check::check(&args) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,34 +100,7 @@ fn run(args: Args) -> Result<(), String> {
 
     let tls = jw::tls::server_config(&args.cert, &args.key, &args.client_ca)
         .map_err(|e| e.to_string())?;
-    let manager = Manager::new(EngineConfig {
-        data_dir: args.data_dir.clone(),
-        cgroup: CgroupConfig {
-            name: args.cgroup_name.clone(),
-            ..CgroupConfig::default()
-        },
-        job_user: args.job_user.clone(),
-        job_uids: args.job_uids,
-        allow_host_network: args.allow_host_network,
-        max_output_bytes: args.max_output,
-        max_output_per_user: args.max_output_total.0,
-        default_memory_bytes: args.default_memory.0,
-        default_pids: args.default_pids.0,
-        seccomp: !args.no_seccomp,
-        max_jobs_per_user: args.max_jobs_per_user.0,
-        // The key is the secret (the certificates are public); each
-        // hidden path costs every job start a mount.
-        hidden: vec![args.key.clone()],
-        init_program: args.init.clone(),
-        kill_timeout: args.kill_timeout,
-        blocking_threads: usize::from(args.blocking_threads),
-        max_starts_per_user: args.max_starts_per_user as usize,
-        shutdown_grace: args.shutdown_grace,
-        retain: args.retain.0,
-        keep_jobs_on_exit: args.keep_jobs_on_exit,
-        max_timeout: args.max_timeout,
-    })
-    .map_err(|e| e.to_string())?;
+    let manager = Manager::new(args.engine_config()).map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");
     std::fs::write(&probe, b"").map_err(|e| {
         format!(
