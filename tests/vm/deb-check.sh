@@ -9,7 +9,7 @@ DEB=/vmtest/jw.deb
 PKI=/etc/jw/pki
 JOB_UIDS_FIRST=600000 JOB_UIDS_LAST=699999
 failed=0
-say() { echo "deb-check: $*"; }
+say() { echo "deb-check: [$(cut -d" " -f1 /proc/uptime)s] $*"; }
 fail() {
     echo "deb-check: FAILED: $*"
     failed=1
@@ -29,15 +29,18 @@ jw_as_tester() {
         --connect-timeout 20s "$@"
 }
 jwd_journal() { journalctl -u jwd --no-pager -n 40 -o cat 2>&1 | sed 's/^/  journal: /'; }
-# Processes of jw's: jwd and jw-init by name, and anything running as a job uid.
+# Processes of jw's: jwd and jw-init by name, and anything running as a job
+# uid. Read with shell builtins only: a fork per process is slow under TCG.
 jw_processes() {
-    local d comm uid
+    local d comm key uid rest cmdline
     for d in /proc/[0-9]*; do
-        comm=$(cat "$d/comm" 2>/dev/null) || continue
-        uid=$(awk '/^Uid:/ {print $2}' "$d/status" 2>/dev/null) || continue
+        read -r comm <"$d/comm" 2>/dev/null || continue
+        uid=
+        while read -r key uid rest; do [[ $key == Uid: ]] && break; done <"$d/status" 2>/dev/null
         if [[ $comm == jwd || $comm == jw-init ]] ||
-            { [[ -n $uid ]] && ((uid >= JOB_UIDS_FIRST && uid <= JOB_UIDS_LAST)); }; then
-            echo "pid ${d#/proc/} uid $uid: $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)"
+            { [[ $uid =~ ^[0-9]+$ ]] && ((uid >= JOB_UIDS_FIRST && uid <= JOB_UIDS_LAST)); }; then
+            read -r -d '' cmdline <"$d/cmdline" 2>/dev/null
+            echo "pid ${d#/proc/} uid $uid: $comm ($cmdline...)"
         fi
     done
 }
@@ -100,12 +103,17 @@ sleep 2
 if ! systemctl is-active --quiet jwd || [[ $(systemctl show -p MainPID --value jwd) != "$main_pid" ]]; then
     fail "jwd did not survive its reload (active: $(systemctl is-active jwd), main pid $(systemctl show -p MainPID --value jwd), was $main_pid)"
     jwd_journal
+    # Started again, so that the removal's checks below still see a jwd
+    # with a running job.
+    systemctl start jwd
+    wait_for 120 systemctl is-active --quiet jwd || fail "jwd.service did not start again"
+    wait_for 90 jw_as_tester list || fail "jwd did not serve again within 90 s of its start"
 fi
 jw_as_tester run -- true || fail "jw run -- true after the reload exited $?"
 
 say "a job left running for the removal to stop"
 jw_as_tester start --name lingering -- sleep 3600 || fail "jw start -- sleep 3600 exited $?"
-job_sleeps() { jw_processes | grep -q "sleep 3600"; }
+job_sleeps() { [[ $(jw_processes) == *"sleep"* ]]; }
 wait_for 30 job_sleeps || fail "the lingering job's sleep never ran as a job uid"
 
 say "dpkg --purge jw"

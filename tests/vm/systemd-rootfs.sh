@@ -34,7 +34,7 @@ R=$tmp/root
 echo "systemd-rootfs: building a $SUITE root with $INCLUDE from $MIRROR" >&2
 began=$(date +%s)
 # Documentation and translations are most of what a guest never reads.
-timeout 900 mmdebstrap --quiet --variant=minbase --include="$INCLUDE" \
+timeout 900 mmdebstrap --quiet --variant=minbase --include="$INCLUDE" --dpkgopt=force-unsafe-io \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
