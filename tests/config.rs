@@ -200,3 +200,54 @@ fn check_config_beside_a_running_jwd_reports_its_locks_and_leaves_it_serving() {
     assert_eq!(text(&out.stdout), "still serving\n");
     assert!(jw(&jwd, &["stop", &id]).status.success());
 }
+
+#[test]
+fn ended_jobs_past_the_retention_are_removed_with_their_output_and_running_ones_stay() {
+    let Some(jwd) = Jwd::start("retain", &["--retain", "10s"]) else {
+        return;
+    };
+    let start = |args: &[&str]| {
+        let mut all = vec!["start", "--"];
+        all.extend_from_slice(args);
+        let out = jw(&jwd, &all);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    let ended = start(&["echo", "gone soon"]);
+    let running = start(&["sleep", "1000"]);
+    assert!(jw(&jwd, &["wait", &ended]).status.success());
+    let dir = jwd.data_dir.join("jobs").join(&ended);
+    assert!(dir.exists(), "no job directory {}", dir.display());
+    // Removed by jwd's own retention, nobody asking: wait (bounded) for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = jw(&jwd, &["status", &ended]);
+        if !out.status.success() {
+            assert!(
+                text(&out.stderr).contains("no such job"),
+                "{}",
+                text(&out.stderr)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended job was not removed:\n{}",
+            jwd.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!dir.exists(), "its output is still at {}", dir.display());
+    assert!(
+        jwd.log().contains("removed jobs past the retention period"),
+        "{}",
+        jwd.log()
+    );
+    let out = jw(&jwd, &["status", &running]);
+    assert!(
+        text(&out.stdout).contains("running"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(jw(&jwd, &["stop", &running]).status.success());
+}
