@@ -362,3 +362,37 @@ fn a_crl_from_another_ca_is_refused() {
     let e = revoke(dir.path(), "alice").unwrap_err().to_string();
     assert!(e.contains("not signed by the client CA"), "{e}");
 }
+
+#[test]
+fn the_committed_dev_pki_has_its_crl_and_record() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&committed).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let dir = dir.path();
+    assert_eq!(parsed_crl(dir), (1, vec![]));
+    let recorded: Vec<(String, String)> = record::entries(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.serial, e.user))
+        .collect();
+    let files: Vec<(String, String)> = ["alice", "bob", "admin", "expired"]
+        .iter()
+        .map(|f| {
+            let (serial, cn, _, _) = details(&dir.join(format!("{f}.crt")));
+            (serial, cn)
+        })
+        .collect();
+    assert_eq!(recorded, files);
+    verifier(dir)
+        .verify_client_cert(&cert_der(&dir.join("bob.crt")), &[], UnixTime::now())
+        .unwrap();
+    // The lifecycle works on it.
+    add_user(dir, &UserOptions::new("carol")).unwrap();
+    renew(dir, "alice", 30).unwrap();
+    let done = revoke(dir, "alice").unwrap();
+    assert_eq!((done.revoked.len(), done.expired.len()), (2, 1));
+    assert_eq!(parsed_crl(dir).0, 2);
+}
