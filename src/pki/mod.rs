@@ -108,9 +108,7 @@ pub enum PkiError {
         "{name} has no certificate ({path} is missing); issue one with jw certs add-user {name}"
     )]
     NoCertificate { name: String, path: PathBuf },
-    #[error(
-        "no certificate of {name} is listed in {record} nor is {cert} there: nothing to revoke"
-    )]
+    #[error("{name} has no certificate: none in {record}, no {cert}; nothing to revoke")]
     Unknown {
         name: String,
         record: PathBuf,

@@ -60,7 +60,7 @@ pub(crate) fn certs(command: &CertsCommand) -> Result<u8, Failure> {
         CertsCommand::Renew { name, days, out } => {
             print_paths(jw::pki::renew(out, name, *days).map_err(failure)?);
             if name == jw::pki::SERVER {
-                eprintln!("jw: {RELOAD}");
+                eprintln!("{RELOAD}");
             }
         }
         CertsCommand::Revoke { name, out } => {
