@@ -27,7 +27,7 @@ mod crl;
 mod files;
 mod init;
 mod issue;
-mod record;
+pub mod record;
 mod users;
 
 #[cfg(test)]

@@ -282,6 +282,17 @@ fn revoke_covers_every_renewal_and_keeps_earlier_entries() {
 }
 
 #[test]
+fn a_pki_without_a_crl_gets_one_at_its_first_revocation() {
+    let dir = pki();
+    std::fs::remove_file(crl_path(dir.path())).unwrap();
+    std::fs::remove_file(record_path(dir.path())).unwrap();
+    // Not in the record: alice.crt itself is revoked.
+    let done = revoke(dir.path(), "alice").unwrap();
+    assert_eq!(done.revoked, [details(&dir.path().join("alice.crt")).0]);
+    assert_eq!(parsed_crl(dir.path()), (1, done.revoked));
+}
+
+#[test]
 fn expired_certificates_are_left_out() {
     let dir = tempfile::tempdir().unwrap();
     let opts = PkiOptions {
