@@ -65,12 +65,7 @@ fn random_serial() -> Result<Vec<u8>, PkiError> {
         match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
             Ok(n) => filled += n,
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(PkiError::Invalid {
-                    path: "getrandom".into(),
-                    reason: format!("no random bytes for a serial number: {e}"),
-                })
-            }
+            Err(e) => return Err(PkiError::Random(e.into())),
         }
     }
     bytes[0] = (bytes[0] & 0x7f).max(1);

@@ -118,6 +118,8 @@ pub enum PkiError {
         "the server's certificate cannot be revoked: clients do not check a CRL for the server; renew it instead (jw certs renew server)"
     )]
     RevokeServer,
+    #[error("cannot get random bytes for a serial number (getrandom): {0}")]
+    Random(std::io::Error),
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: PathBuf,
