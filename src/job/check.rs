@@ -170,7 +170,7 @@ fn data_dir(dir: &Path) -> Vec<Finding> {
         ));
     } else {
         let free = nix::sys::statvfs::statvfs(dir)
-            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
             .unwrap_or(0);
         found.push(Finding::new(
             Verdict::Ok,
