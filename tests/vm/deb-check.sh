@@ -92,6 +92,14 @@ if ((rc != 0)) || [[ ${lines[0]:-} != written-by-a-job ]] || [[ ${lines[2]:-} !=
     printf '  %s\n' "${lines[@]}"
 fi
 
+say "jw run -t: a job with a terminal (its pty under the unit's device allow-list)"
+out=$(timeout 120 script -qec "jw --ca $PKI/server-ca.crt --cert $PKI/tester.crt --key $PKI/tester.key run -t -- sh -c 'tty; echo \$((6 * 7))'" /dev/null 2>&1)
+rc=$?
+if ((rc != 0)) || [[ $out != *"/dev/pts/"* || $out != *42* ]]; then
+    fail "the job with a terminal exited $rc and printed (want its /dev/pts/N and 42):"
+    echo "$out" | sed 's/^/  /'
+fi
+
 say "the jobs' cgroups are under jwd.service's"
 svc=/sys/fs/cgroup/system.slice/jwd.service
 [[ -d $svc/jw && -d $svc/jw.server ]] || fail "no jw/ and jw.server/ under $svc: $(ls "$svc" 2>&1 | tr '\n' ' ')"
