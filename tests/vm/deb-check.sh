@@ -107,7 +107,8 @@ grep -qx "$main_pid" "$svc/jw.server/cgroup.procs" 2>/dev/null || fail "jwd ($ma
 
 say "systemctl reload jwd"
 systemctl reload jwd || fail "systemctl reload jwd exited $?"
-sleep 2
+# A new connection after the reload is served by the same jwd.
+jw_as_tester run -- true || fail "jw run -- true after the reload exited $?"
 if ! systemctl is-active --quiet jwd || [[ $(systemctl show -p MainPID --value jwd) != "$main_pid" ]]; then
     fail "jwd did not survive its reload (active: $(systemctl is-active jwd), main pid $(systemctl show -p MainPID --value jwd), was $main_pid)"
     jwd_journal
@@ -117,7 +118,6 @@ if ! systemctl is-active --quiet jwd || [[ $(systemctl show -p MainPID --value j
     wait_for 120 systemctl is-active --quiet jwd || fail "jwd.service did not start again"
     wait_for 90 jw_as_tester list || fail "jwd did not serve again within 90 s of its start"
 fi
-jw_as_tester run -- true || fail "jw run -- true after the reload exited $?"
 
 say "a job left running for the removal to stop"
 jw_as_tester start --name lingering -- sleep 3600 || fail "jw start -- sleep 3600 exited $?"
