@@ -186,4 +186,3 @@ pub(crate) fn default_threads() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
-
