@@ -40,7 +40,7 @@ use crate::protocol::{
     ServerMessage, Welcome, MAX_CHUNK, MAX_CREDIT, MAX_FRAME, MAX_STREAMS, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };
-use timers::{revoked, watch_timers, REVOKED};
+use timers::{revoked, revoked_text, watch_timers};
 
 /// Socket read size: one TLS record and a bit.
 const READ_BUF: usize = 17 * 1024;
@@ -365,7 +365,10 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
         };
         // Lists loaded while this connection was in its handshake.
         if revoked(conn, &conn.out.shared.tls.borrow()) {
-            conn.out.fatal(ErrorCode::UNAUTHENTICATED, REVOKED);
+            conn.out.fatal(
+                ErrorCode::UNAUTHENTICATED,
+                revoked_text(Some(&identity.user)),
+            );
             return;
         }
         if hello.version < MIN_PROTOCOL_VERSION {

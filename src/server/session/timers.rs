@@ -111,11 +111,19 @@ pub(super) fn revoked(conn: &Session, current: &CurrentTls) -> bool {
 /// Tells the client its certificate was revoked and closes the connection
 /// (what is queued before the error still goes out).
 fn close_revoked(conn: &Session) {
-    conn.out.fatal(ErrorCode::UNAUTHENTICATED, REVOKED);
+    let user = conn.out.identity.borrow().as_ref().map(|i| i.user.clone());
+    conn.out
+        .fatal(ErrorCode::UNAUTHENTICATED, revoked_text(user.as_deref()));
     // Ends the reader's pending read; the writer sends the error and
     // close_notify, then ends.
     let _ = conn.tcp.shutdown(std::net::Shutdown::Read);
 }
 
-/// What a client whose certificate was revoked is told.
-pub(super) const REVOKED: &str = "the client certificate was revoked (jwd reloaded its revocation lists); ask the operator for a new one (jw certs renew NAME)";
+/// What a client whose certificate was revoked is told (`user`: whom it
+/// names, once known).
+pub(super) fn revoked_text(user: Option<&str>) -> String {
+    format!(
+        "the client certificate was revoked (jwd reloaded its revocation lists); ask the operator for a new one (jw certs renew {})",
+        user.unwrap_or("NAME")
+    )
+}
