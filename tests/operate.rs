@@ -348,3 +348,24 @@ fn revocation_lists_jwd_cannot_use_are_refused_at_start() {
     );
     assert!(!data.exists(), "a jwd that failed made its data directory");
 }
+
+#[test]
+fn a_refused_certificate_is_named_with_the_reason_and_the_fix() {
+    let Some(jwd) = Jwd::start("operate_refused", &[]) else {
+        return;
+    };
+    let dev = common::certs();
+    for (user, why) in [
+        ("expired", "it has expired or is not valid yet"),
+        ("rogue", "it is not signed by a client CA this jwd trusts"),
+    ] {
+        let out = jw(&jwd.addr, &dev, user, &["list"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{err}");
+        let named = format!(
+            "jwd rejected the client certificate {}: {why}",
+            dev.join(format!("{user}.crt")).display()
+        );
+        assert!(err.contains(&named), "{user}: {err}");
+    }
+}
