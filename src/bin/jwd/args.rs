@@ -186,3 +186,4 @@ pub(crate) fn default_threads() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
