@@ -22,7 +22,7 @@ pub struct EngineConfig {
     /// Output cap per job, and the default.
     pub max_output_bytes: u64,
     /// Output kept per user over all their jobs (`jwd
-    /// --max-output-per-user`); `None`: no cap.
+    /// --max-output-total`); `None`: no cap.
     pub max_output_per_user: Option<u64>,
     /// Limits for jobs that give none (`jwd --default-memory`,
     /// `--default-pids`).
@@ -75,7 +75,7 @@ impl Default for EngineConfig {
                 .expect("the default range parses"),
             allow_host_network: false,
             max_output_bytes: 1 << 30,
-            max_output_per_user: None,
+            max_output_per_user: Some(DEFAULT_MAX_OUTPUT_TOTAL),
             keep_jobs_on_exit: false,
             default_memory_bytes: Some(DEFAULT_MEMORY),
             default_pids: Some(DEFAULT_PIDS),
@@ -88,11 +88,17 @@ impl Default for EngineConfig {
             // As jwd: as many starts under way at once per owner as CPUs.
             max_starts_per_user: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace: Duration::from_secs(10),
-            retain: None,
+            retain: Some(DEFAULT_RETAIN),
             max_timeout: None,
         }
     }
 }
+
+/// How long ended jobs are kept with their output (`jwd --retain`).
+pub const DEFAULT_RETAIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Output one user may keep over all their jobs (`jwd --max-output-total`).
+pub const DEFAULT_MAX_OUTPUT_TOTAL: u64 = 10 << 30;
 
 /// The memory limit of a job that gives none.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;

@@ -87,6 +87,49 @@ impl InstanceLock {
     }
 }
 
+/// Who holds the data directory `dir`'s lock ("jwd pid N"), if anyone;
+/// `None` also when it cannot be told. Takes nothing: a shared lock taken
+/// and let go at once.
+pub(super) fn data_dir_holder(dir: &Path) -> Option<String> {
+    let path = dir.join(LOCK_FILE);
+    let file = rustix::fs::open(
+        &path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    if !held(&file) {
+        return None;
+    }
+    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+    Some(match pid.trim() {
+        "" => "another jwd".into(),
+        pid => format!("jwd pid {pid}"),
+    })
+}
+
+/// Whether a jwd holds the cgroup subtree directory `dir`.
+pub(super) fn subtree_held(dir: &Path) -> bool {
+    rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .is_ok_and(|fd| held(&fd))
+}
+
+/// Whether another holds an exclusive lock on `fd` (a shared lock cannot
+/// be had); the shared lock, if had, goes with the descriptor.
+fn held(fd: &OwnedFd) -> bool {
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return false,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return e == rustix::io::Errno::WOULDBLOCK,
+        }
+    }
+}
+
 /// Takes an exclusive lock without waiting: `false` if another holds it.
 fn lock(fd: &OwnedFd, path: &Path) -> Result<bool, JobError> {
     loop {
@@ -115,6 +158,24 @@ mod tests {
         assert!(err.contains("in use") && err.contains(&pid), "{err}");
         drop(first);
         second.data_dir(&data).unwrap();
+    }
+
+    #[test]
+    fn a_holder_is_seen_without_taking_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        assert_eq!(data_dir_holder(&data), None);
+        let mut first = InstanceLock::default();
+        first.data_dir(&data).unwrap();
+        first.cgroup_subtree(dir.path(), "jw").unwrap();
+        let pid = std::process::id().to_string();
+        assert_eq!(data_dir_holder(&data), Some(format!("jwd pid {pid}")));
+        assert!(subtree_held(dir.path()));
+        drop(first);
+        assert_eq!(data_dir_holder(&data), None);
+        assert!(!subtree_held(dir.path()));
+        // Looking took nothing.
+        InstanceLock::default().data_dir(&data).unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod channel;
+pub mod check;
 mod config;
 mod engine;
 mod error;
@@ -29,7 +30,9 @@ mod supervise;
 pub mod tree;
 pub mod uids;
 
-pub use config::{EngineConfig, DEFAULT_MEMORY, DEFAULT_PIDS};
+pub use config::{
+    EngineConfig, DEFAULT_MAX_OUTPUT_TOTAL, DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_RETAIN,
+};
 pub use engine::Manager;
 pub use error::JobError;
 pub use input::Attachment;

@@ -13,7 +13,7 @@ mod signed;
 
 pub use crl::Revoked;
 pub use describe::{CertSummary, CrlSummary, TlsDescription};
-pub use server::{LoadedTls, ServerTls};
+pub use server::{server_config, LoadedTls, ServerTls};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -91,6 +91,22 @@ impl ServerTls {
     }
 }
 
+/// The server's rustls configuration from a certificate, its key and the
+/// client CAs, without revocation lists (see [`ServerTls`]).
+pub fn server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: &std::path::Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    ServerTls {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        client_ca: client_ca.to_path_buf(),
+        crls: Vec::new(),
+    }
+    .load()
+}
+
 fn paths_text(paths: &[PathBuf]) -> String {
     paths
         .iter()

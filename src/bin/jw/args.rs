@@ -261,10 +261,14 @@ pub(crate) enum Command {
 
 #[derive(Subcommand)]
 pub(crate) enum CertsCommand {
-    /// Make a server CA, a client CA, a server certificate and user certificates.
+    /// Make a server CA, a client CA, a server certificate, user certificates and an empty CRL.
+    ///
+    /// Also writes crl.pem (the client CA's revocation list: jwd --crl) and
+    /// issued.txt (the record of the client certificates issued: SERIAL
+    /// USER NOT-AFTER, one a line). Keys are written 0600.
     Init {
         /// Directory to write into (created; existing files are never overwritten).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// DNS name or IP address of the server (repeatable).
         #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
@@ -276,12 +280,71 @@ pub(crate) enum CertsCommand {
         #[arg(long = "admin")]
         admins: Vec<String>,
         /// Validity in days.
-        #[arg(long, default_value_t = 3650)]
+        #[arg(long, default_value_t = 3650, value_parser = days())]
         days: i64,
         /// Also write rogue.crt (untrusted CA) and expired.crt, for tests.
         #[arg(long, hide = true)]
         test_extras: bool,
     },
+    /// Issue a certificate for a new user: DIR/NAME.crt and DIR/NAME.key.
+    ///
+    /// Signed by DIR/client-ca.crt and .key; subject CN = NAME, one O a
+    /// group. Recorded in DIR/issued.txt. A user who has a certificate is
+    /// refused: renew it instead.
+    AddUser {
+        /// The user name (1-64 of A-Z a-z 0-9 . _ @ -).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Also the admin role: O=admin (jwd --admin-group).
+        #[arg(long)]
+        admin: bool,
+        /// A group of the user (repeatable): one subject O each.
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = jw::pki::USER_DAYS, value_parser = days())]
+        days: i64,
+        /// The PKI directory (made by jw certs init).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Replace a user's (or, as NAME server, jwd's) key and certificate.
+    ///
+    /// A new key and a new certificate with the same subject (and for the
+    /// server the same DNS names and IP addresses), replacing both files
+    /// at once. The old certificate stays valid until it expires or is
+    /// revoked: to replace a leaked key, revoke NAME, then renew it. jwd
+    /// uses a renewed server certificate after SIGHUP (systemctl reload jwd).
+    Renew {
+        /// The user name, or server.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = jw::pki::USER_DAYS, value_parser = days())]
+        days: i64,
+        /// The PKI directory (made by jw certs init).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Revoke every unexpired certificate of a user: add them to DIR/crl.pem.
+    ///
+    /// The certificates DIR/issued.txt lists for NAME and DIR/NAME.crt;
+    /// the CRL keeps its entries, its number grows by one. jwd refuses
+    /// them after SIGHUP (systemctl reload jwd) when started with --crl
+    /// DIR/crl.pem. Revoking twice changes nothing.
+    Revoke {
+        /// The user name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The PKI directory (made by jw certs init).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// A certificate's validity in days: 1 to `jw::pki::MAX_DAYS`.
+fn days() -> clap::builder::RangedI64ValueParser<i64> {
+    clap::value_parser!(i64).range(1..=jw::pki::MAX_DAYS)
 }
 
 #[cfg(test)]

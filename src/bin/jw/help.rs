@@ -75,8 +75,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     (
         "certs",
-        "  jw certs init --out ./pki --user alice --admin root\n  \
-         jw certs init --out ./pki --server-name jw.example.com --user bob",
+        "  jw certs init --out ./pki --server-name jw.example.com --user alice --admin root\n  \
+         jw certs add-user bob --group dev --out ./pki\n  \
+         jw certs renew server --out ./pki         # then: systemctl reload jwd\n  \
+         jw certs revoke bob --out ./pki           # then: systemctl reload jwd",
     ),
     (
         "completions",
@@ -88,6 +90,30 @@ const EXAMPLES: &[(&str, &str)] = &[
         "man",
         "  jw man | man -l -\n  \
          jw man run > jw-run.1",
+    ),
+];
+
+/// Each `jw certs` command's examples.
+const CERTS_EXAMPLES: &[(&str, &str)] = &[
+    (
+        "init",
+        "  jw certs init --out ./pki --user alice --admin root\n  \
+         jw certs init --out /etc/jw/pki --server-name jw.example.com --server-name 10.0.0.5",
+    ),
+    (
+        "add-user",
+        "  jw certs add-user bob --out /etc/jw/pki\n  \
+         jw certs add-user carol --admin --group ops --days 90 --out /etc/jw/pki",
+    ),
+    (
+        "renew",
+        "  jw certs renew bob --out /etc/jw/pki            # a new key, same subject\n  \
+         jw certs renew server --days 730 --out /etc/jw/pki && systemctl reload jwd",
+    ),
+    (
+        "revoke",
+        "  jw certs revoke bob --out /etc/jw/pki && systemctl reload jwd\n  \
+         jw certs revoke bob --out /etc/jw/pki && jw certs renew bob --out /etc/jw/pki  # a leaked key",
     ),
 ];
 
@@ -103,7 +129,13 @@ pub(crate) fn command() -> clap::Command {
         let text = format!("Examples:\n{examples}");
         cli = cli.mut_subcommand(name, |c| c.after_help(text));
     }
-    cli
+    cli.mut_subcommand("certs", |mut certs| {
+        for (name, examples) in CERTS_EXAMPLES {
+            let text = format!("Examples:\n{examples}");
+            certs = certs.mut_subcommand(name, |c| c.after_help(text));
+        }
+        certs
+    })
 }
 
 /// The command line parsed; help, version and usage errors end jw here
@@ -134,6 +166,21 @@ mod tests {
         let documented: Vec<_> = EXAMPLES.iter().map(|(name, _)| *name).collect();
         for name in documented {
             assert!(cli.find_subcommand(name).is_some(), "{name}");
+        }
+        let certs = cli.find_subcommand("certs").expect("jw certs");
+        for sub in certs.get_subcommands().filter(|s| s.get_name() != "help") {
+            let after = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                after.contains("Examples:\n  jw certs "),
+                "certs {}: {after}",
+                sub.get_name()
+            );
+        }
+        for (name, _) in CERTS_EXAMPLES {
+            assert!(certs.find_subcommand(name).is_some(), "certs {name}");
         }
     }
 }

@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueHint};
+use jw::job::cgroup::CgroupConfig;
 use jw::job::uids::UidRange;
+use jw::job::EngineConfig;
 use jw::units::{parse_bytes, parse_duration};
 
 /// jwd runs Linux jobs for remote users, each in its own cgroup and
@@ -14,24 +16,35 @@ use jw::units::{parse_bytes, parse_duration};
 #[derive(Parser, Debug)]
 #[command(name = "jwd", version = env!("JW_VERSION"), about)]
 pub(crate) struct Args {
+    /// Read settings from this TOML file: each key is one of these flags'
+    /// long name without the dashes (`data-dir = "/var/lib/jw"`, `crl =
+    /// ["/etc/jw/pki/crl.pem"]`, `keep-jobs-on-exit = true`); a flag given
+    /// on the command line overrides the file's value.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub(crate) config: Option<PathBuf>,
+    /// Check the settings, certificates, key modes, data directory and
+    /// cgroup layout, print what was found, and exit: 0 when jwd could
+    /// start with them, 1 when not (like `sshd -t`). Starts nothing.
+    #[arg(long)]
+    pub(crate) check_config: bool,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7443")]
     pub(crate) listen: SocketAddr,
     /// The server's certificate chain (PEM).
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::FilePath)]
     pub(crate) cert: PathBuf,
-    /// The server's private key (PEM).
-    #[arg(long)]
+    /// The server's private key (PEM; owner-only).
+    #[arg(long, value_hint = ValueHint::FilePath)]
     pub(crate) key: PathBuf,
     /// The CA that signs client certificates (PEM).
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::FilePath)]
     pub(crate) client_ca: PathBuf,
     /// A certificate revocation list of the client CA (PEM; `jw certs
     /// revoke` writes one); repeatable. Reloaded on SIGHUP.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub(crate) crl: Vec<PathBuf>,
     /// Where job output and status records are kept.
-    #[arg(long, default_value = "/var/lib/jw")]
+    #[arg(long, default_value = "/var/lib/jw", value_hint = ValueHint::DirPath)]
     pub(crate) data_dir: PathBuf,
     /// Run every job as this one account instead of a uid of its own
     /// (`root` only when given explicitly; jobs never keep a capability).
@@ -85,15 +98,21 @@ pub(crate) struct Args {
     /// Output one user may keep over all their jobs (running and ended);
     /// past it their jobs' output is dropped and counted and new starts
     /// are refused until they remove jobs (`none`: no cap).
-    #[arg(long, default_value = "10G", value_parser = parse_optional_bytes)]
-    pub(crate) max_output_per_user: OrNone<u64>,
+    #[arg(
+        long,
+        alias = "max-output-per-user",
+        default_value = "10G",
+        value_parser = parse_optional_bytes
+    )]
+    pub(crate) max_output_total: OrNone<u64>,
     /// The longest timeout a job may ask for (e.g. 12h), and the timeout
     /// of a job that asks for none; default: no ceiling.
     #[arg(long, value_parser = parse_positive_duration)]
     pub(crate) max_timeout: Option<Duration>,
-    /// Remove ended jobs this long after they ended (e.g. 7d); default: keep.
-    #[arg(long, value_parser = parse_duration)]
-    pub(crate) retain: Option<Duration>,
+    /// Remove ended jobs, their output with them, this long after they
+    /// ended (e.g. 30d, 12h; `none`: keep them until removed).
+    #[arg(long, default_value = "7d", value_parser = parse_optional_duration)]
+    pub(crate) retain: OrNone<Duration>,
     /// Name of jw's cgroup subtree under jwd's own cgroups. One per server
     /// instance on a host; a restarted jwd cleans up what the last one with
     /// the same name left.
@@ -115,7 +134,7 @@ pub(crate) struct Args {
     pub(crate) handshake_timeout: Duration,
     /// The job init program, executed as each job's PID 1 (default:
     /// jw-init beside jwd).
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::FilePath)]
     pub(crate) init: Option<PathBuf>,
     /// Close connections without open streams after this time.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
@@ -139,6 +158,39 @@ pub(crate) struct Args {
     pub(crate) blocking_threads: u16,
 }
 
+impl Args {
+    /// The engine's part of the settings.
+    pub(crate) fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            data_dir: self.data_dir.clone(),
+            cgroup: CgroupConfig {
+                name: self.cgroup_name.clone(),
+                ..CgroupConfig::default()
+            },
+            job_user: self.job_user.clone(),
+            job_uids: self.job_uids,
+            allow_host_network: self.allow_host_network,
+            max_output_bytes: self.max_output,
+            max_output_per_user: self.max_output_total.0,
+            default_memory_bytes: self.default_memory.0,
+            default_pids: self.default_pids.0,
+            seccomp: !self.no_seccomp,
+            max_jobs_per_user: self.max_jobs_per_user.0,
+            // The key is the secret (the certificates are public); each
+            // hidden path costs every job start a mount.
+            hidden: vec![self.key.clone()],
+            init_program: self.init.clone(),
+            kill_timeout: self.kill_timeout,
+            blocking_threads: usize::from(self.blocking_threads),
+            max_starts_per_user: self.max_starts_per_user as usize,
+            shutdown_grace: self.shutdown_grace,
+            retain: self.retain.0,
+            keep_jobs_on_exit: self.keep_jobs_on_exit,
+            max_timeout: self.max_timeout,
+        }
+    }
+}
+
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err(format!("{s:?}: give a duration above zero, e.g. 60s")),
@@ -155,6 +207,13 @@ fn parse_optional_bytes(s: &str) -> Result<OrNone<u64>, String> {
         return Ok(OrNone(None));
     }
     parse_bytes(s).map(|n| OrNone(Some(n)))
+}
+
+fn parse_optional_duration(s: &str) -> Result<OrNone<Duration>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    parse_positive_duration(s).map(|d| OrNone(Some(d)))
 }
 
 fn parse_optional_count(s: &str) -> Result<OrNone<u32>, String> {
@@ -186,4 +245,3 @@ pub(crate) fn default_threads() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
-

@@ -1,13 +1,13 @@
 //! `jwd`: the jw server. See README.md.
 
 mod args;
+mod check;
+mod file;
 
 use std::process::ExitCode;
 
 use args::Args;
-use clap::Parser;
-use jw::job::cgroup::CgroupConfig;
-use jw::job::{EngineConfig, Manager};
+use jw::job::Manager;
 use jw::server::{Listener, Server, ServerConfig, UserLimits};
 use jw::tls::{LoadedTls, ServerTls};
 use nix::sys::signal::{SigSet, Signal};
@@ -67,7 +67,14 @@ fn log_tls(what: &str, tls: &LoadedTls) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match file::settings(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(file::SettingsError::Usage(e)) => e.exit(),
+        Err(file::SettingsError::File(e)) => {
+            eprintln!("jwd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -76,6 +83,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if args.check_config {
+        return if check::check(&args) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -114,34 +128,7 @@ fn run(args: Args) -> Result<(), String> {
     // Bound before the engine starts: a jwd whose address another holds
     // stops here, before it touches a data directory or cgroup.
     let listener = Listener::bind(args.listen).map_err(|e| e.to_string())?;
-    let manager = Manager::new(EngineConfig {
-        data_dir: args.data_dir.clone(),
-        cgroup: CgroupConfig {
-            name: args.cgroup_name.clone(),
-            ..CgroupConfig::default()
-        },
-        job_user: args.job_user.clone(),
-        job_uids: args.job_uids,
-        allow_host_network: args.allow_host_network,
-        max_output_bytes: args.max_output,
-        max_output_per_user: args.max_output_per_user.0,
-        default_memory_bytes: args.default_memory.0,
-        default_pids: args.default_pids.0,
-        seccomp: !args.no_seccomp,
-        max_jobs_per_user: args.max_jobs_per_user.0,
-        // The key is the secret (the certificates are public); each
-        // hidden path costs every job start a mount.
-        hidden: vec![args.key.clone()],
-        init_program: args.init.clone(),
-        kill_timeout: args.kill_timeout,
-        blocking_threads: usize::from(args.blocking_threads),
-        max_starts_per_user: args.max_starts_per_user as usize,
-        shutdown_grace: args.shutdown_grace,
-        retain: args.retain,
-        keep_jobs_on_exit: args.keep_jobs_on_exit,
-        max_timeout: args.max_timeout,
-    })
-    .map_err(|e| e.to_string())?;
+    let manager = Manager::new(args.engine_config()).map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");
     std::fs::write(&probe, b"").map_err(|e| {
         format!(
@@ -188,7 +175,7 @@ fn run(args: Args) -> Result<(), String> {
         max_connections_per_user = args.max_connections_per_user,
         max_streams_per_user = args.max_streams_per_user,
         max_jobs_per_user = ?args.max_jobs_per_user.0,
-        max_output_per_user = ?args.max_output_per_user.0,
+        max_output_total = ?args.max_output_total.0,
         max_starts_per_user = args.max_starts_per_user,
         max_timeout = ?args.max_timeout,
         "jwd ready"

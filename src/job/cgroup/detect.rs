@@ -9,7 +9,7 @@ use super::hybrid::HybridLayout;
 use super::layout::Layout;
 use super::parse::{self, under};
 use super::v2::V2Layout;
-use super::{block_devices, controller, fs, CgroupConfig, CgroupError};
+use super::{block_devices, controller, fs, CgroupConfig, CgroupError, LayoutKind};
 
 /// Where each hierarchy jw uses is mounted.
 #[derive(Debug, Default)]
@@ -84,20 +84,58 @@ impl OwnCgroups {
     }
 }
 
-/// Detects the layout from a mountinfo text and the server's
-/// /proc/self/cgroup text, and prepares jw's subtrees in it: v2 when
-/// cgroup2 is mounted at `config.mount_root` (it must then offer every
-/// limit controller), hybrid when cgroup2 is mounted elsewhere beside the
-/// v1 limit controllers.
-pub fn layout(
+/// Where jw's cgroups go on a host, decided from the mount table and the
+/// server's own cgroups without creating or moving anything (`jwd
+/// --check-config` shows it; [`layout`] then prepares it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Pure cgroup2: jw's subtree `<parent>/<name>`, beside the server's
+    /// own cgroup `own` (its path in the hierarchy).
+    V2 { parent: PathBuf, own: String },
+    /// cgroup2 leaves at `subtree`, limits in the four v1 `v1_subtrees`.
+    Hybrid {
+        subtree: PathBuf,
+        v1_subtrees: [PathBuf; 4],
+    },
+}
+
+impl Plan {
+    /// The kind of layout.
+    pub fn kind(&self) -> LayoutKind {
+        match self {
+            Plan::V2 { .. } => LayoutKind::V2,
+            Plan::Hybrid { .. } => LayoutKind::Hybrid,
+        }
+    }
+
+    /// The directories jw's subtrees are made in (each must exist and be
+    /// writable by jwd).
+    pub fn parents(&self) -> Vec<PathBuf> {
+        match self {
+            Plan::V2 { parent, .. } => vec![parent.clone()],
+            Plan::Hybrid {
+                subtree,
+                v1_subtrees,
+            } => std::iter::once(subtree)
+                .chain(v1_subtrees)
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect(),
+        }
+    }
+}
+
+/// Decides the layout from a mountinfo text and the server's
+/// /proc/self/cgroup text: v2 when cgroup2 is mounted at
+/// `config.mount_root` (it must then offer every limit controller), hybrid
+/// when cgroup2 is mounted elsewhere beside the v1 limit controllers.
+pub fn plan(
     config: &CgroupConfig,
     mountinfo: &str,
     self_cgroup: &str,
-) -> Result<Box<dyn Layout>, CgroupError> {
+) -> Result<Plan, CgroupError> {
     let mounts = Mounts::parse(mountinfo);
     let own = OwnCgroups::parse(self_cgroup);
     let root_v2 = config.mount_root.as_path();
-    let devices = block_devices(&config.sys_block);
     if mounts.cgroup2.as_deref() == Some(root_v2) {
         let controllers =
             fs::read_optional(&root_v2.join("cgroup.controllers")).unwrap_or_default();
@@ -113,13 +151,10 @@ pub fn layout(
                 missing.join(", ")
             )));
         }
-        let parent = under(root_v2, &own.v2);
-        return Ok(Box::new(V2Layout::new(
-            parent,
-            &own.v2,
-            &config.name,
-            devices,
-        )?));
+        return Ok(Plan::V2 {
+            parent: under(root_v2, &own.v2),
+            own: own.v2,
+        });
     }
     let Some(unified) = &mounts.cgroup2 else {
         return Err(CgroupError::Unsupported(
@@ -139,7 +174,26 @@ pub fn layout(
         v1_subtrees.push(under(mount, own.v1(controller)).join(&config.name));
     }
     let v1_subtrees: [PathBuf; 4] = v1_subtrees.try_into().expect("one per controller");
-    Ok(Box::new(HybridLayout::new(subtree, v1_subtrees, devices)?))
+    Ok(Plan::Hybrid {
+        subtree,
+        v1_subtrees,
+    })
+}
+
+/// Detects the layout ([`plan`]) and prepares jw's subtrees in it.
+pub fn layout(
+    config: &CgroupConfig,
+    mountinfo: &str,
+    self_cgroup: &str,
+) -> Result<Box<dyn Layout>, CgroupError> {
+    let devices = block_devices(&config.sys_block);
+    Ok(match plan(config, mountinfo, self_cgroup)? {
+        Plan::V2 { parent, own } => Box::new(V2Layout::new(parent, &own, &config.name, devices)?),
+        Plan::Hybrid {
+            subtree,
+            v1_subtrees,
+        } => Box::new(HybridLayout::new(subtree, v1_subtrees, devices)?),
+    })
 }
 
 /// The directory of each cgroup the process `pid` is in, one per mounted

@@ -33,7 +33,8 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use detect::pid_cgroup_dirs;
+pub use controller::V2 as V2_CONTROLLERS;
+pub use detect::{pid_cgroup_dirs, Plan};
 pub use devices::{block_devices, BlockDevice};
 pub use error::CgroupError;
 pub use job::JobCgroup;
@@ -106,6 +107,15 @@ impl Cgroups {
         Ok(Cgroups {
             layout: detect::layout(config, mountinfo, self_cgroup)?,
         })
+    }
+
+    /// Where jw's cgroups would go on this host, found from this
+    /// process's /proc/self/mountinfo and /proc/self/cgroup without
+    /// creating or moving anything.
+    pub fn plan(config: &CgroupConfig) -> Result<Plan, CgroupError> {
+        let mountinfo = fs::read(Path::new("/proc/self/mountinfo"))?;
+        let self_cgroup = fs::read(Path::new("/proc/self/cgroup"))?;
+        detect::plan(config, &mountinfo, &self_cgroup)
     }
 
     pub fn kind(&self) -> LayoutKind {
