@@ -94,8 +94,9 @@ fn a_revoked_user_is_refused_after_sighup_and_others_keep_working() {
     }
     let pki_dir = tempfile::tempdir().unwrap();
     let dir = pki_dir.path();
-    pki::init(dir, &["carol", "dave"], &["boss"]);
-    let crl = pki::crl(dir, "crl.pem", "client-ca", &[]);
+    pki::init(dir, &["dave"], &["boss"]);
+    pki::certs(dir, "add-user", "carol");
+    let crl = dir.join("crl.pem");
     let crl_arg = crl.to_str().unwrap();
     let jwd = Jwd::start_pki("operate_revoke", dir, &["--crl", crl_arg]).unwrap();
     assert!(jwd.log().contains("(0 revoked)"), "{}", jwd.log());
@@ -106,7 +107,7 @@ fn a_revoked_user_is_refused_after_sighup_and_others_keep_working() {
     let carol_waits = waiting(&jwd, dir, "carol", &carols);
     let dave_waits = waiting(&jwd, dir, "dave", &daves);
 
-    pki::crl(dir, "crl.pem", "client-ca", &["carol"]);
+    pki::certs(dir, "revoke", "carol");
     jwd.hup();
     jwd.wait_for_log(&[RELOADED, "(1 revoked)"], 1);
 
@@ -185,7 +186,7 @@ async fn a_renewed_server_certificate_is_served_after_sighup_without_dropping_co
     .unwrap();
     open.list(false).await.unwrap();
 
-    pki::renew_server(dir);
+    pki::certs(dir, "renew", "server");
     let new = pki::cert_der(&dir.join("server.crt"));
     assert_ne!(new, old);
     jwd.hup();

@@ -1,16 +1,15 @@
-//! A deployment's PKI for the operate tests: made by the real `jw certs
-//! init` in a scratch directory, with what a test needs beyond it made
-//! here from the CA keys (a revocation list signed by any of the CAs, a
-//! new server certificate), and a look at the certificate jwd presents.
+//! A deployment's PKI for the operate tests: made and changed by the real
+//! `jw certs` in a scratch directory, with what `jw certs` does not make
+//! made here from the CA keys (a revocation list signed by any CA), and a
+//! look at the certificate jwd presents.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
 use rcgen::{
-    CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SerialNumber,
+    CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType, Issuer,
+    KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -96,30 +95,18 @@ pub fn crl(dir: &Path, file: &str, ca: &str, revoked: &[&str]) -> PathBuf {
     path
 }
 
-/// A new key and certificate for the server (same names as `jw certs
-/// init` gives it), signed by `DIR/server-ca`, replacing `DIR/server.crt`
-/// and `DIR/server.key`.
-pub fn renew_server(dir: &Path) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ])
-    .unwrap();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, "jwd");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let now = OffsetDateTime::now_utc();
-    (params.not_before, params.not_after) = (now - Duration::days(1), now + Duration::days(90));
-    let cert = params.signed_by(&key, &issuer(dir, "server-ca")).unwrap();
-    replace(
-        &dir.join("server.key"),
-        key.serialize_pem().as_bytes(),
-        0o600,
+/// `jw certs COMMAND NAME --out DIR` (add-user, renew, revoke).
+pub fn certs(dir: &Path, command: &str, name: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jw"))
+        .args(["certs", command, name, "--out"])
+        .arg(dir)
+        .output()
+        .expect("jw certs runs");
+    assert!(
+        out.status.success(),
+        "jw certs {command} {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    replace(&dir.join("server.crt"), cert.pem().as_bytes(), 0o644);
 }
 
 /// Replaces a file at once (a new file renamed over it), with `mode`.
