@@ -159,6 +159,7 @@ fn run(args: Args) -> Result<(), String> {
         manager.clone(),
     )
     .map_err(|e| e.to_string())?;
+    log_tls("TLS material loaded", &tls);
     tracing::info!(
         listen = %server.local_addr(),
         layout = %manager.layout(),
@@ -180,7 +181,6 @@ fn run(args: Args) -> Result<(), String> {
         max_timeout = ?args.max_timeout,
         "jwd ready"
     );
-    log_tls("TLS material loaded", &tls);
 
     let signal = loop {
         let signal = signals
