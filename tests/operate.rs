@@ -348,6 +348,40 @@ fn revocation_lists_jwd_cannot_use_are_refused_at_start() {
         "{err}"
     );
     assert!(!data.exists(), "a jwd that failed made its data directory");
+
+    // `jwd --check-config` loads them the same way, and says what it found.
+    let check = |crl: &Path| {
+        let child = jwd_command_pki(&data, &name, "127.0.0.1:0", dir)
+            .arg("--crl")
+            .arg(crl)
+            .arg("--check-config")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jwd runs");
+        finish(child, Duration::from_secs(60), "jwd --check-config")
+    };
+    let out = check(&good);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "revocation list {}: issued by CN=jw client CA",
+            good.display()
+        )) && said.contains("0 revoked"),
+        "{said}"
+    );
+    let out = check(&wrong);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the revocation list {} is issued by",
+            wrong.display()
+        )),
+        "{said}"
+    );
 }
 
 #[test]
