@@ -8,11 +8,10 @@
 //! answers the Hello) fails in the second, so the message can say which.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::path::Path;
 
 use rustls::pki_types::ServerName;
 use rustls::AlertDescription;
@@ -115,7 +114,11 @@ fn naming_certificate(e: ClientError, cert: &Path) -> ClientError {
         .map(|i| i.user)
         .unwrap_or_else(|| "NAME".to_string());
     ClientError::Rejected {
-        reason: refusal(alert, &format!("{alert:?}"), Some((cert, &user))),
+        reason: refusal(
+            alert,
+            &format!("received fatal alert: {alert:?}"),
+            Some((cert, &user)),
+        ),
         closed,
         alert: Some(alert),
     }
