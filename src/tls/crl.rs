@@ -188,3 +188,105 @@ impl Revoked {
             .is_some_and(|serials| serials.contains(parsed.raw_serial()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, Issuer,
+        KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
+    };
+    use time::{Duration, OffsetDateTime};
+
+    fn ca(name: &str) -> (Issuer<'static, KeyPair>, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let cert = params.self_signed(&key).unwrap();
+        (Issuer::new(params, key), cert.der().clone())
+    }
+
+    fn leaf(issuer: &Issuer<'static, KeyPair>, serial: u64) -> CertificateDer<'static> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "alice");
+        params.serial_number = Some(SerialNumber::from(serial));
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, issuer).unwrap().der().clone()
+    }
+
+    fn crl_file(
+        dir: &Path,
+        name: &str,
+        issuer: &Issuer<'static, KeyPair>,
+        serials: &[u64],
+    ) -> PathBuf {
+        let now = OffsetDateTime::now_utc();
+        let crl = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: now,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(issuer)
+        .unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, crl.pem().unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn lists_are_checked_against_the_cas_and_revoke_by_issuer_and_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca.crt");
+        let (issuer, ca_der) = ca("client CA");
+        let one = cas(&ca_path, &[ca_der.clone()]).unwrap();
+
+        let good = crl_file(dir.path(), "good.pem", &issuer, &[7]);
+        let crls = load(&[good], &ca_path, &one).unwrap();
+        assert_eq!(crls[0].entries(), 1);
+        let revoked = Revoked::new(&crls);
+        assert!(revoked.contains(&leaf(&issuer, 7)));
+        assert!(!revoked.contains(&leaf(&issuer, 8)));
+        // The same serial from another CA is another certificate.
+        let (other, _) = ca("other CA");
+        assert!(!revoked.contains(&leaf(&other, 7)));
+
+        let foreign = crl_file(dir.path(), "foreign.pem", &other, &[]);
+        assert!(matches!(
+            load(&[foreign], &ca_path, &one),
+            Err(TlsError::CrlIssuer { .. })
+        ));
+        let (same_name, _) = ca("client CA");
+        let forged = crl_file(dir.path(), "forged.pem", &same_name, &[]);
+        assert!(matches!(
+            load(&[forged], &ca_path, &one),
+            Err(TlsError::CrlSignature { .. })
+        ));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        assert!(matches!(
+            load(&[empty], &ca_path, &one),
+            Err(TlsError::NoCrl { .. })
+        ));
+
+        let (_, second_der) = ca("second CA");
+        let two = cas(&ca_path, &[ca_der, second_der]).unwrap();
+        let good = crl_file(dir.path(), "good.pem", &issuer, &[]);
+        match load(&[good], &ca_path, &two) {
+            Err(TlsError::CaWithoutCrl { ca, .. }) => assert_eq!(ca, "CN=second CA"),
+            other => panic!("expected CaWithoutCrl, got {:?}", other.map(|_| ())),
+        }
+        assert!(load(&[], &ca_path, &two).unwrap().is_empty());
+    }
+}
