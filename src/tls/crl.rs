@@ -250,7 +250,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca_path = dir.path().join("ca.crt");
         let (issuer, ca_der) = ca("client CA");
-        let one = cas(&ca_path, &[ca_der.clone()]).unwrap();
+        let one = cas(&ca_path, std::slice::from_ref(&ca_der)).unwrap();
 
         let good = crl_file(dir.path(), "good.pem", &issuer, &[7]);
         let crls = load(&[good], &ca_path, &one).unwrap();
