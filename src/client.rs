@@ -67,12 +67,18 @@ pub enum ClientError {
         /// TLS failure such as a certificate that does not verify.
         lost: bool,
     },
-    #[error("the server rejected the connection: {reason} (is your certificate signed by the CA jwd trusts, and still valid?)")]
+    /// The server refused the connection: `reason` says why and what to
+    /// do (see `connect::refusal`).
+    #[error("{reason}")]
     Rejected {
         reason: String,
         /// The server closed the connection without an alert: a refusal
         /// for now (too many connections, shutting down) or a crash.
         closed: bool,
+        /// The TLS alert the server sent, if it sent one (in TLS 1.3 a
+        /// refused client certificate is learnt on the first read after
+        /// the handshake).
+        alert: Option<rustls::AlertDescription>,
     },
     #[error("{} ({})", .0.message, .0.code)]
     Server(ErrorInfo),
@@ -442,10 +448,17 @@ async fn read_message(
         let n = read
             .read_buf(decoder.append_buffer(64 * 1024))
             .await
-            .map_err(|e| ClientError::Handshake {
-                addr: String::new(),
-                reason: e.to_string(),
-                lost: transport_broke(e.kind()),
+            .map_err(|e| match connect::alert_of(&e) {
+                Some(alert) => ClientError::Rejected {
+                    reason: connect::refusal(alert, &e.to_string(), None),
+                    closed: false,
+                    alert: Some(alert),
+                },
+                None => ClientError::Handshake {
+                    addr: String::new(),
+                    reason: e.to_string(),
+                    lost: transport_broke(e.kind()),
+                },
             })?;
         if n == 0 {
             return Err(ClientError::Closed);
@@ -466,12 +479,7 @@ async fn route(
         let msg = match read_message(&mut read, &mut decoder, version).await {
             Ok(m) => m,
             Err(ClientError::Closed) => break ClientError::Closed,
-            Err(ClientError::Handshake { reason, .. }) if reason.contains("alert") => {
-                break ClientError::Rejected {
-                    reason,
-                    closed: false,
-                }
-            }
+            Err(e @ ClientError::Rejected { .. }) => break e,
             Err(_) => break ClientError::Closed,
         };
         let Some(inner) = inner.upgrade() else { return };
@@ -499,9 +507,14 @@ async fn route(
         for (_, tx) in streams {
             let e = match &end {
                 ClientError::Fatal(info) => ClientError::Fatal(info.clone()),
-                ClientError::Rejected { reason, closed } => ClientError::Rejected {
+                ClientError::Rejected {
+                    reason,
+                    closed,
+                    alert,
+                } => ClientError::Rejected {
                     reason: reason.clone(),
                     closed: *closed,
+                    alert: *alert,
                 },
                 ClientError::Unexpected(s) => ClientError::Unexpected(s.clone()),
                 _ => ClientError::Closed,

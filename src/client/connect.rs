@@ -8,11 +8,13 @@
 //! answers the Hello) fails in the second, so the message can say which.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use rustls::AlertDescription;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -50,17 +52,97 @@ fn server_name(addr: &str) -> Result<ServerName<'static>, ClientError> {
     })
 }
 
+/// The alert the server sent, if `e` is rustls reporting one.
+pub(super) fn alert_of(e: &std::io::Error) -> Option<AlertDescription> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
+/// What a refusal by `alert` tells the user; `raw` is rustls's text, and
+/// `cert` the certificate file presented and the user it names, when
+/// known.
+pub(super) fn refusal(alert: AlertDescription, raw: &str, cert: Option<(&Path, &str)>) -> String {
+    let (certificate, user) = match cert {
+        Some((path, user)) => (
+            format!("jwd rejected the client certificate {}", path.display()),
+            user,
+        ),
+        None => ("jwd rejected the client certificate".to_string(), "NAME"),
+    };
+    match alert {
+        AlertDescription::CertificateRevoked => format!(
+            "{certificate}: it has been revoked; ask the operator for a new one (jw certs renew {user})"
+        ),
+        AlertDescription::CertificateExpired => format!(
+            "{certificate}: it has expired or is not valid yet (is this host's clock right?); ask the operator for a new one (jw certs renew {user})"
+        ),
+        AlertDescription::UnknownCA => format!(
+            "{certificate}: it is not signed by a client CA this jwd trusts (jwd --client-ca); use a certificate from this jwd's operator (jw certs add-user {user})"
+        ),
+        AlertDescription::BadCertificate | AlertDescription::UnsupportedCertificate => format!(
+            "{certificate}: it is malformed or not made for a TLS client; ask the operator for a new one (jw certs renew {user})"
+        ),
+        AlertDescription::DecryptError => format!(
+            "{certificate}: its signature does not verify (a certificate altered, or signed by another key of the same CA name); ask the operator for a new one (jw certs renew {user})"
+        ),
+        AlertDescription::CertificateRequired => {
+            "jwd requires a client certificate; give one (--cert and --key, or JW_CERT and JW_KEY)".to_string()
+        }
+        _ => format!(
+            "the server rejected the connection: {raw} (is your certificate signed by the CA jwd trusts, and still valid?)"
+        ),
+    }
+}
+
+/// A refusal's message with the certificate file named (`cert`), and the
+/// user it is for read from it.
+fn naming_certificate(e: ClientError, cert: &Path) -> ClientError {
+    let ClientError::Rejected {
+        closed,
+        alert: Some(alert),
+        ..
+    } = e
+    else {
+        return e;
+    };
+    let user = tls::load_certs(cert)
+        .ok()
+        .and_then(|certs| certs.into_iter().next())
+        .and_then(|c| tls::identity(&c, "").ok())
+        .map(|i| i.user)
+        .unwrap_or_else(|| "NAME".to_string());
+    ClientError::Rejected {
+        reason: refusal(
+            alert,
+            &format!("received fatal alert: {alert:?}"),
+            Some((cert, &user)),
+        ),
+        closed,
+        alert: Some(alert),
+    }
+}
+
 fn rejected_or(addr: &str, e: std::io::Error) -> ClientError {
-    let text = e.to_string();
-    if text.contains("alert") {
+    if let Some(alert) = alert_of(&e) {
         ClientError::Rejected {
-            reason: text,
+            reason: refusal(alert, &e.to_string(), None),
             closed: false,
+            alert: Some(alert),
+        }
+    } else if e.to_string().contains("alert") {
+        ClientError::Rejected {
+            reason: format!(
+                "the server rejected the connection: {e} (is your certificate signed by the CA jwd trusts, and still valid?)"
+            ),
+            closed: false,
+            alert: None,
         }
     } else {
         ClientError::Handshake {
             addr: addr.to_string(),
-            reason: text,
+            reason: e.to_string(),
             lost: transport_broke(e.kind()),
         }
     }
@@ -79,7 +161,9 @@ impl Client {
         bound: Duration,
     ) -> Result<Client, ClientError> {
         let config = tls::client_config(&opts.ca, &opts.cert, &opts.key)?;
-        Self::connect_with_within(&opts.addr, config, bound).await
+        Self::connect_with_within(&opts.addr, config, bound)
+            .await
+            .map_err(|e| naming_certificate(e, &opts.cert))
     }
 
     /// Connects with a ready rustls configuration, each phase within
@@ -147,8 +231,9 @@ impl Client {
             .await
             .map_err(|e| match e {
                 ClientError::Closed => ClientError::Rejected {
-                    reason: "the server closed the connection during the handshake".into(),
+                    reason: "the server rejected the connection: it closed it during the handshake (too many connections, or shutting down?)".into(),
                     closed: true,
+                    alert: None,
                 },
                 ClientError::Handshake { reason, lost, .. } => {
                     let kind = if lost {

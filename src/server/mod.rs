@@ -1,5 +1,8 @@
-//! jwd: the io_uring server. N single-threaded tokio-uring runtimes, each
-//! with its own SO_REUSEPORT listener, share one job engine.
+//! jwd: the io_uring server. N single-threaded tokio-uring runtimes accept
+//! on one listening socket (each holds a duplicate of it) and share one
+//! job engine. One socket, not one SO_REUSEPORT socket per runtime: a
+//! second jwd on the same address fails to bind instead of taking half
+//! the connections.
 //!
 //! `session` turns TLS bytes into frames and streams (`stream`), each
 //! request runs in `request/` (one file per request: authorise with
@@ -17,7 +20,7 @@ mod stream;
 
 pub use quota::UserLimits;
 pub use shared::ServerConfig;
-use shared::Shared;
+use shared::{CurrentTls, Shared};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,11 +30,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::job::Manager;
+use crate::tls::LoadedTls;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source} (is another jwd running there?)")]
+    #[error("cannot listen on {addr}: address in use: another jwd (or another program) listens there; stop it, or give this jwd another --listen")]
+    InUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -40,11 +46,45 @@ pub enum ServerError {
     Thread(String),
 }
 
-/// A running server: its address, and how to stop it.
+/// A running server: its address, and how to reload its TLS material and
+/// stop it.
 pub struct Server {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    tls: watch::Sender<Arc<CurrentTls>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// The listening socket, bound before anything else starts (so a jwd
+/// whose address is taken fails before it touches the data directory or
+/// the cgroups).
+pub struct Listener {
+    addr: SocketAddr,
+    socket: std::net::TcpListener,
+}
+
+impl Listener {
+    /// Binds `addr` (SO_REUSEADDR, for a restart while old connections
+    /// linger in TIME_WAIT; no SO_REUSEPORT: the address is this jwd's).
+    pub fn bind(addr: SocketAddr) -> Result<Listener, ServerError> {
+        let socket = listener(addr).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                ServerError::InUse { addr }
+            } else {
+                ServerError::Listen { addr, source }
+            }
+        })?;
+        // With port 0 the bind picks the port.
+        let addr = socket
+            .local_addr()
+            .map_err(|source| ServerError::Listen { addr, source })?;
+        Ok(Listener { addr, socket })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
 }
 
 fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -55,7 +95,6 @@ fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     };
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     socket.set_cloexec(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -63,24 +102,33 @@ fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 impl Server {
-    /// Binds the listeners and starts the runtimes.
-    pub fn start(config: ServerConfig, manager: Manager) -> Result<Server, ServerError> {
-        let first = listener(config.listen).map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-        // With port 0 the first bind picks the port; the others share it.
-        let addr = first.local_addr().map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-        let mut listeners = vec![first];
+    /// Starts the runtimes on `listener`, each accepting on its own
+    /// duplicate of the socket, new handshakes with `tls`.
+    pub fn start(
+        listener: Listener,
+        config: ServerConfig,
+        tls: LoadedTls,
+        manager: Manager,
+    ) -> Result<Server, ServerError> {
+        let addr = listener.addr;
+        let mut listeners = Vec::new();
         for _ in 1..config.threads.max(1) {
-            listeners.push(listener(addr).map_err(|source| ServerError::Listen { addr, source })?);
+            listeners.push(
+                listener
+                    .socket
+                    .try_clone()
+                    .map_err(|source| ServerError::Listen { addr, source })?,
+            );
         }
+        listeners.push(listener.socket);
+        let (tls_tx, tls_rx) = watch::channel(Arc::new(CurrentTls {
+            config: tls.config,
+            revoked: tls.revoked,
+        }));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             quotas: quota::Quotas::new(config.user_limits),
+            tls: tls_rx,
             handshaking: AtomicUsize::new(0),
             config,
             manager,
@@ -118,8 +166,19 @@ impl Server {
         Ok(Server {
             addr,
             shutdown: shutdown_tx,
+            tls: tls_tx,
             threads,
         })
+    }
+
+    /// New handshakes use `tls` from now on; open connections keep the
+    /// material they were made with, except that one whose client
+    /// certificate `tls`'s lists revoke is closed.
+    pub fn reload_tls(&self, tls: LoadedTls) {
+        self.tls.send_replace(Arc::new(CurrentTls {
+            config: tls.config,
+            revoked: tls.revoked,
+        }));
     }
 
     /// The address the server listens on.

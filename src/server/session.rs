@@ -32,12 +32,15 @@ use rustls::ServerConnection;
 use super::outbox::Outbox;
 use super::quota::Place;
 use super::stream::{InputRefused, StreamInput, StreamState};
-use super::{request, Shared};
+mod timers;
+
+use super::{request, CurrentTls, Shared};
 use crate::protocol::{
     self, ClientMessage, ConnectionLimits, ErrorCode, ErrorInfo, Event, FrameDecoder, Identity,
     ServerMessage, Welcome, MAX_CHUNK, MAX_CREDIT, MAX_FRAME, MAX_STREAMS, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };
+use timers::{revoked, revoked_text, watch_timers};
 
 /// Socket read size: one TLS record and a bit.
 const READ_BUF: usize = 17 * 1024;
@@ -92,7 +95,10 @@ impl Session {
 /// Serves one connection until it closes.
 pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
-    let tls = match ServerConnection::new(shared.config.tls.clone()) {
+    // The material current now; a reload is seen by `watch_timers`.
+    let mut tls_watch = shared.tls.clone();
+    let config = tls_watch.borrow_and_update().config.clone();
+    let tls = match ServerConnection::new(config) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(%peer, error = %e, "cannot set up TLS for a connection");
@@ -112,77 +118,12 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         write_began: Cell::new(None),
     });
     let writer = uring::spawn(write_loop(conn.clone()));
-    let timers = uring::spawn(watch_timers(conn.clone()));
+    let timers = uring::spawn(watch_timers(conn.clone(), tls_watch));
     read_loop(&conn).await;
     conn.handshake_over();
     conn.out.close();
     let _ = writer.await;
     timers.abort();
-}
-
-/// How long a connection may go on sending once shutdown began.
-const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Handshake and idle timeouts, and the server's shutdown. Ends the
-/// connection by shutting the socket down, which ends the reader's
-/// pending read (no io_uring op is dropped).
-async fn watch_timers(conn: Rc<Session>) {
-    let config = &conn.out.shared.config;
-    let mut shutdown = conn.out.shared.shutdown.clone();
-    let handshake_deadline = tokio::time::Instant::now() + config.handshake_timeout;
-    loop {
-        let deadline = if conn.welcomed.get() {
-            tokio::time::Instant::from_std(conn.out.last_activity.get() + config.idle_timeout)
-        } else {
-            handshake_deadline
-        };
-        // A write in flight is looked at at least every half write timeout:
-        // a client that stops reading is cut off between one and one and a
-        // half timeouts after its write began, with no cost per write.
-        let wake = deadline.min(tokio::time::Instant::now() + config.write_timeout / 2);
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => {
-                conn.out.close();
-                let _ = conn.tcp.shutdown(std::net::Shutdown::Read);
-                // What is queued may still go out; a client that does not
-                // read is cut off, which ends the writer's pending send.
-                tokio::time::sleep(SHUTDOWN_FLUSH).await;
-                let _ = conn.tcp.shutdown(std::net::Shutdown::Both);
-                return;
-            }
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-        if conn
-            .write_began
-            .get()
-            .is_some_and(|began| began.elapsed() >= config.write_timeout)
-        {
-            tracing::info!(peer = %conn.out.peer, "write timeout: the client took nothing for {:?}; closing", config.write_timeout);
-            conn.out.close();
-            // Ends the pending send (and read): the writer and reader finish.
-            let _ = conn.tcp.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-        if tokio::time::Instant::now() < deadline {
-            continue;
-        }
-        if !conn.welcomed.get() {
-            tracing::info!(peer = %conn.out.peer, "handshake timeout: no TLS handshake and Hello within {:?}", config.handshake_timeout);
-            let _ = conn.tcp.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-        let idle = conn.out.last_activity.get().elapsed() >= config.idle_timeout;
-        if idle && conn.out.streams.borrow().is_empty() {
-            tracing::info!(peer = %conn.out.peer, "idle timeout: no open stream for {:?}", config.idle_timeout);
-            conn.out.close();
-            let _ = conn.tcp.shutdown(std::net::Shutdown::Read);
-            return;
-        }
-        if idle {
-            // Streams are open: the connection is busy, not idle.
-            conn.out.last_activity.set(Instant::now());
-        }
-    }
 }
 
 /// Writes all of `out`, one io_uring write at a time, marking when each
@@ -422,6 +363,14 @@ fn on_message(conn: &Rc<Session>, msg: ClientMessage) {
                 return;
             }
         };
+        // Lists loaded while this connection was in its handshake.
+        if revoked(conn, &conn.out.shared.tls.borrow()) {
+            conn.out.fatal(
+                ErrorCode::UNAUTHENTICATED,
+                revoked_text(Some(&identity.user)),
+            );
+            return;
+        }
         if hello.version < MIN_PROTOCOL_VERSION {
             conn.out.fatal(
                 ErrorCode::UNSUPPORTED,

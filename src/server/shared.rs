@@ -1,8 +1,7 @@
-//! What every runtime of the server shares: its configuration, the engine,
-//! the counters of connections and handshakes, the per-user quotas and the
-//! shutdown signal.
+//! What every runtime of the server shares: its configuration, the current
+//! TLS material, the engine, the counters of connections and handshakes,
+//! the per-user quotas and the shutdown signal.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +14,6 @@ use crate::job::Manager;
 /// How the server runs.
 #[derive(Clone)]
 pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub tls: Arc<rustls::ServerConfig>,
     /// The group (certificate subject O) that makes a user admin.
     pub admin_group: String,
     /// Connections past this are closed at once.
@@ -34,8 +31,15 @@ pub struct ServerConfig {
     /// A connection whose client takes none of a write for this long is
     /// closed (its queued output and streams freed).
     pub write_timeout: Duration,
-    /// Runtimes (threads), each with its own listener.
+    /// Runtimes (threads), each accepting on the one listening socket.
     pub threads: usize,
+}
+
+/// The TLS material new handshakes use, and what its lists revoke (for
+/// the connections opened before it was loaded).
+pub(crate) struct CurrentTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub revoked: crate::tls::Revoked,
 }
 
 /// State shared by every runtime.
@@ -46,6 +50,9 @@ pub(crate) struct Shared {
     /// Connections that have not finished TLS and Hello.
     pub handshaking: AtomicUsize,
     pub quotas: Arc<quota::Quotas>,
+    /// Replaced on reload (SIGHUP); each accepted connection reads it once,
+    /// and each open one is told of a change.
+    pub tls: watch::Receiver<Arc<CurrentTls>>,
     pub shutdown: watch::Receiver<bool>,
     /// Set by the first runtime that starts stopping jobs at shutdown.
     pub stopping: AtomicBool,

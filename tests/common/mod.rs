@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod pty;
 pub mod raw;
 
@@ -162,7 +163,12 @@ pub fn jwd_command(data_dir: &Path, cgroup_name: &str) -> Command {
 /// `jwd_command` listening on `listen` (a restart on the port clients know).
 pub fn jwd_command_on(data_dir: &Path, cgroup_name: &str, listen: &str) -> Command {
     protect_dev_keys();
-    let certs = certs();
+    jwd_command_pki(data_dir, cgroup_name, listen, &certs())
+}
+
+/// `jwd_command_on` with the PKI in `certs` (server.crt, server.key,
+/// client-ca.crt, as `jw certs init` writes them).
+pub fn jwd_command_pki(data_dir: &Path, cgroup_name: &str, listen: &str, certs: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_jwd"));
     command
         .args(["--listen", listen, "--threads", "2"])
@@ -236,7 +242,37 @@ impl Jwd {
 
     /// `start_with` on a given address (a restart on the same port).
     pub fn start_on(data_dir: &Path, cgroup_name: &str, listen: &str, extra: &[&str]) -> Jwd {
-        let mut child = jwd_command_on(data_dir, cgroup_name, listen)
+        Self::spawn(
+            jwd_command_on(data_dir, cgroup_name, listen),
+            data_dir,
+            cgroup_name,
+            extra,
+        )
+    }
+
+    /// Starts jwd (root only) with the PKI in `pki` (see
+    /// `jwd_command_pki`) and extra flags, on a free loopback port.
+    pub fn start_pki(test: &str, pki: &Path, extra: &[&str]) -> Option<Jwd> {
+        if !require_root(test) {
+            return None;
+        }
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().to_path_buf();
+        let name = format!(
+            "jwtest-srv-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let command = jwd_command_pki(&dir, &name, "127.0.0.1:0", pki);
+        let mut jwd = Self::spawn(command, &dir, &name, extra);
+        jwd._data = Some(data);
+        Some(jwd)
+    }
+
+    /// Runs `command` (a jwd command line) with `extra` flags and waits
+    /// for it to be ready.
+    fn spawn(mut command: Command, data_dir: &Path, cgroup_name: &str, extra: &[&str]) -> Jwd {
+        let mut child = command
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -294,6 +330,39 @@ impl Jwd {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// How many lines of jwd's log hold every one of `needles`.
+    pub fn log_lines(&self, needles: &[&str]) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
+    /// Waits (at most a minute) until `count` lines of jwd's log hold
+    /// every one of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str], count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.log_lines(needles) < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "jwd did not log {count} lines with {needles:?} within a minute:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGHUP: jwd reloads its TLS material.
+    pub fn hup(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
     }
 
     pub fn options(&self, user: &str) -> ConnectOptions {

@@ -55,7 +55,14 @@ pub(crate) async fn tls_baseline(
     (cert, key, client_ca): (&PathBuf, &PathBuf, &PathBuf),
 ) -> Result<f64, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server_config = jw::tls::server_config(cert, key, client_ca).map_err(|e| e.to_string())?;
+    let server_config = jw::tls::ServerTls {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: client_ca.clone(),
+        crls: Vec::new(),
+    }
+    .load()
+    .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;

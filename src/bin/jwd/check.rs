@@ -59,19 +59,56 @@ fn settings(args: &Args) -> Finding {
 }
 
 fn tls(args: &Args) -> Vec<Finding> {
-    match jw::tls::server_config(&args.cert, &args.key, &args.client_ca) {
-        Ok(_) => vec![finding(
+    let files = jw::tls::ServerTls {
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        client_ca: args.client_ca.clone(),
+        crls: args.crl.clone(),
+    };
+    let d = match files.describe() {
+        Ok(d) => d,
+        Err(e) => return vec![finding(Verdict::Fail, "tls", e.to_string())],
+    };
+    let mut found = vec![finding(
+        Verdict::Ok,
+        "tls",
+        format!(
+            "{} ({}, names {}, valid until {}) and {} (owner-only) belong together",
+            args.cert.display(),
+            d.server.subject,
+            d.server.names.join(", "),
+            d.server.not_after,
+            args.key.display()
+        ),
+    )];
+    for ca in &d.client_cas {
+        found.push(finding(
+            Verdict::Ok,
+            "tls",
+            format!("client CA {ca} ({})", args.client_ca.display()),
+        ));
+    }
+    if d.crls.is_empty() {
+        found.push(finding(
+            Verdict::Warn,
+            "tls",
+            "no --crl: a client certificate stays valid until it expires, even if revoked".into(),
+        ));
+    }
+    for crl in &d.crls {
+        found.push(finding(
             Verdict::Ok,
             "tls",
             format!(
-                "{} and {} (owner-only) belong together; client CA {}",
-                args.cert.display(),
-                args.key.display(),
-                args.client_ca.display()
+                "revocation list {}: issued by {} on {}, {} revoked",
+                crl.path.display(),
+                crl.issuer,
+                crl.this_update,
+                crl.entries
             ),
-        )],
-        Err(e) => vec![finding(Verdict::Fail, "tls", e.to_string())],
+        ));
     }
+    found
 }
 
 fn listen(args: &Args) -> Finding {

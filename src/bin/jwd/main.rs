@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use args::Args;
 use jw::job::Manager;
-use jw::server::{Server, ServerConfig, UserLimits};
+use jw::server::{Listener, Server, ServerConfig, UserLimits};
+use jw::tls::{LoadedTls, ServerTls};
 use nix::sys::signal::{SigSet, Signal};
 
 /// Raises the fd limit as far as this host allows (every connection,
@@ -47,6 +48,24 @@ fn protect_from_oom_killer() {
     }
 }
 
+/// Logs what TLS material is in use: the server certificate's end of
+/// validity and each revocation list's size.
+fn log_tls(what: &str, tls: &LoadedTls) {
+    let d = &tls.description;
+    let crls = d
+        .crls
+        .iter()
+        .map(|c| format!("{} ({} revoked)", c.path.display(), c.entries))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tracing::info!(
+        subject = %d.server.subject,
+        not_after = %d.server.not_after,
+        crls = if crls.is_empty() { "none" } else { crls.as_str() },
+        "{what}"
+    );
+}
+
 fn main() -> ExitCode {
     let args = match file::settings(std::env::args_os().collect()) {
         Ok(args) => args,
@@ -81,12 +100,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    // Block the stop signals before any thread exists, so every thread
-    // inherits the mask and only the main thread's sigwait sees them.
-    let mut stop_signals = SigSet::empty();
-    stop_signals.add(Signal::SIGTERM);
-    stop_signals.add(Signal::SIGINT);
-    stop_signals
+    // Block the stop and reload signals before any thread exists, so every
+    // thread inherits the mask and only the main thread's sigwait sees them.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGHUP);
+    signals
         .thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
     let fd_limit = raise_fd_limit();
@@ -98,8 +118,16 @@ fn run(args: Args) -> Result<(), String> {
         tracing::warn!("--job-user root: jobs hold no capability, but as uid 0 they own, and can read, every root-owned file of the host they can see (/etc/shadow, other services' keys); use it only for tenants you trust with that");
     }
 
-    let tls = jw::tls::server_config(&args.cert, &args.key, &args.client_ca)
-        .map_err(|e| e.to_string())?;
+    let tls_files = ServerTls {
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        client_ca: args.client_ca.clone(),
+        crls: args.crl.clone(),
+    };
+    let tls = tls_files.load_all().map_err(|e| e.to_string())?;
+    // Bound before the engine starts: a jwd whose address another holds
+    // stops here, before it touches a data directory or cgroup.
+    let listener = Listener::bind(args.listen).map_err(|e| e.to_string())?;
     let manager = Manager::new(args.engine_config()).map_err(|e| e.to_string())?;
     let probe = args.data_dir.join("jobs").join(".write-test");
     std::fs::write(&probe, b"").map_err(|e| {
@@ -111,9 +139,8 @@ fn run(args: Args) -> Result<(), String> {
     let _ = std::fs::remove_file(&probe);
 
     let server = Server::start(
+        listener,
         ServerConfig {
-            listen: args.listen,
-            tls,
             admin_group: args.admin_group.clone(),
             max_connections: args
                 .max_connections
@@ -128,9 +155,11 @@ fn run(args: Args) -> Result<(), String> {
             write_timeout: args.write_timeout,
             threads: args.threads.max(1),
         },
+        tls.clone(),
         manager.clone(),
     )
     .map_err(|e| e.to_string())?;
+    log_tls("TLS material loaded", &tls);
     tracing::info!(
         listen = %server.local_addr(),
         layout = %manager.layout(),
@@ -153,9 +182,24 @@ fn run(args: Args) -> Result<(), String> {
         "jwd ready"
     );
 
-    let signal = stop_signals
-        .wait()
-        .map_err(|e| format!("cannot wait for signals: {e}"))?;
+    let signal = loop {
+        let signal = signals
+            .wait()
+            .map_err(|e| format!("cannot wait for signals: {e}"))?;
+        if signal != Signal::SIGHUP {
+            break signal;
+        }
+        match tls_files.load_all() {
+            Ok(tls) => {
+                log_tls("SIGHUP: TLS material reloaded; new connections use it, open ones keep theirs (those whose client certificate is now revoked are closed)", &tls);
+                server.reload_tls(tls);
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "SIGHUP: cannot reload the TLS material; the previous certificates, key and revocation lists stay in use"
+            ),
+        }
+    };
     if args.keep_jobs_on_exit {
         tracing::info!(%signal, "shutting down: closing connections; running jobs stay with their keepers for the next jwd");
     } else {

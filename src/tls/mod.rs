@@ -1,13 +1,26 @@
 //! rustls configurations (TLS 1.3 only, mutual TLS, ALPN `jw/1`) and the
 //! peer identity read from a verified client certificate.
+//!
+//! The server's material (certificate, key, client CAs, revocation lists)
+//! is loaded by [`ServerTls`] (`server.rs`), which checks the revocation
+//! lists against the CAs (`crl.rs`, signatures with `signed.rs`) and
+//! describes what it loaded for `jwd --check-config` (`describe.rs`).
+
+mod crl;
+mod describe;
+mod server;
+mod signed;
+
+pub use crl::Revoked;
+pub use describe::{CertSummary, CrlSummary, TlsDescription};
+pub use server::{server_config, LoadedTls, ServerTls};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore};
 
 use crate::protocol::Identity;
 
@@ -40,9 +53,31 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("cannot use the CA certificates in {path}: {reason}")]
     Roots { path: PathBuf, reason: String },
+    #[error("the certificate in {path} cannot be parsed: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+    #[error("{path} holds no PEM revocation list (-----BEGIN X509 CRL-----); give the CRL file the client CA signed (crl.pem in the PKI directory)")]
+    NoCrl { path: PathBuf },
+    #[error("{path} holds a revocation list that cannot be read: {reason}")]
+    BadCrl { path: PathBuf, reason: String },
+    #[error("the revocation list {path} is issued by {issuer}, which is not a CA in {client_ca} (--client-ca); give the lists of the client CA jwd trusts (crl.pem in its PKI directory)")]
+    CrlIssuer {
+        path: PathBuf,
+        issuer: String,
+        client_ca: PathBuf,
+    },
+    #[error("the revocation list {path} names {issuer} as its issuer but is not signed by that CA's key in {client_ca}: it belongs to another PKI with the same CA name, or was altered")]
+    CrlSignature {
+        path: PathBuf,
+        issuer: String,
+        client_ca: PathBuf,
+    },
+    #[error("the client CA {ca} in {client_ca} has no revocation list among the --crl files: every client certificate it signed would be refused (unknown revocation status); add its CRL with --crl, or give no --crl at all")]
+    CaWithoutCrl { ca: String, client_ca: PathBuf },
+    #[error("cannot use the revocation lists {paths}: {reason}")]
+    Crls { paths: String, reason: String },
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_path_buf(),
         source,
@@ -80,11 +115,11 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+pub(crate) fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
         roots.add(cert).map_err(|e| TlsError::Roots {
@@ -98,7 +133,7 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
 /// Loads a certificate chain and its key, and checks that the key belongs
 /// to the leaf certificate, so a mismatch is a clear start-up error rather
 /// than failed handshakes later.
-fn load_pair(
+pub(crate) fn load_pair(
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
@@ -144,31 +179,6 @@ pub fn check_key_mode(path: &Path) -> Result<(), TlsError> {
         who,
         mode,
     })
-}
-
-/// The server side: TLS 1.3 only, a client certificate signed by
-/// `client_ca` required, ALPN `jw/1`. The key must be owner-only
-/// ([`check_key_mode`]).
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    client_ca: &Path,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    check_key_mode(key)?;
-    let (certs, private) = load_pair(cert, key)?;
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider())
-            .build()
-            .map_err(|e| TlsError::Roots {
-                path: client_ca.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, private)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// The client side: trusts `server_ca`, presents `cert`/`key`.
