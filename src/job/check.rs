@@ -75,7 +75,10 @@ pub fn check(config: &EngineConfig) -> Vec<Finding> {
         Ok(_) => Finding::new(
             Verdict::Ok,
             "init",
-            "the job init program is an executable file",
+            match &config.init_program {
+                Some(path) => format!("{} is an executable file", path.display()),
+                None => "jw-init beside jwd is an executable file".into(),
+            },
         ),
         Err(e) => Finding::new(Verdict::Fail, "init", e.to_string()),
     });

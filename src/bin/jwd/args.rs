@@ -118,7 +118,8 @@ pub(crate) struct Args {
     /// the same name left.
     #[arg(long, default_value = "jw")]
     pub(crate) cgroup_name: String,
-    /// io_uring runtimes (threads), each with its own listener.
+    /// io_uring runtimes (threads), each accepting on the one listening
+    /// socket.
     #[arg(long, default_value_t = default_threads())]
     pub(crate) threads: usize,
     /// Grace period for running jobs when jwd is asked to stop.
