@@ -26,6 +26,15 @@ fi
 
 command -v mmdebstrap >/dev/null || { echo "systemd-rootfs: mmdebstrap is missing (scripts/setup --deb installs it)" >&2; exit 1; }
 mkdir -p "$CACHE"
+# One builder at a time (scripts/test starts one early, in the
+# background; scripts/test-deb's own call then waits for it): the next
+# finds the cpio made.
+exec 9>"$CACHE/systemd-rootfs.lock"
+flock -w 1200 9 || { echo "systemd-rootfs: another build held the lock for 20 minutes" >&2; exit 1; }
+if [[ -s $out ]]; then
+    echo "$out"
+    exit 0
+fi
 rm -f "$CACHE"/systemd-rootfs-*.cpio # older versions of this script's
 tmp=$(mktemp -d "$CACHE/systemd-rootfs.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
