@@ -188,6 +188,32 @@ pub fn jwd_command_pki(data_dir: &Path, cgroup_name: &str, listen: &str, certs: 
     command
 }
 
+/// A free loopback address below the kernel's ephemeral ports, for a jwd
+/// that a test restarts on the same address: a port 0 jwd gets an
+/// ephemeral port, which, once that jwd is killed, any other test's
+/// client or port 0 jwd may take before the restart binds it (jwd binds
+/// without SO_REUSEPORT, so that is "address in use"). No one is handed
+/// these ports; tests running at once start their search at different
+/// places and skip ports in use.
+pub fn restartable_addr() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1000);
+    let first = low - span;
+    let start = std::process::id() as usize * 131;
+    for _ in 0..span {
+        let port = first + (start + NEXT.fetch_add(7, Ordering::Relaxed)) % span;
+        let addr = format!("127.0.0.1:{port}");
+        if std::net::TcpListener::bind(&addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port between {first} and {low}");
+}
+
 /// A jwd process on a free loopback port, with its own data directory and
 /// cgroup subtree. Killed (SIGKILL) when dropped, unless stopped first.
 pub struct Jwd {
@@ -228,10 +254,19 @@ impl Jwd {
     }
 
     /// `start`, with the data directory handed to the caller so that it
-    /// outlives this jwd (for tests that restart it).
+    /// outlives this jwd (for tests that restart it), on a port a restart
+    /// can bind again ([`restartable_addr`]).
     pub fn start_kept(test: &str, extra: &[&str]) -> Option<(Jwd, tempfile::TempDir)> {
-        let mut jwd = Self::start(test, extra)?;
-        let data = jwd.keep_data()?;
+        if !require_root(test) {
+            return None;
+        }
+        let data = tempfile::tempdir().unwrap();
+        let name = format!(
+            "jwtest-srv-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let jwd = Self::start_on(data.path(), &name, &restartable_addr(), extra);
         Some((jwd, data))
     }
 
