@@ -282,6 +282,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_name_is_one_directory_name_not_a_path() {
+        for bad in ["/", ".", "..", "../../../../tmp/x", "a/b", ".hidden", ""] {
+            let argv = ["jwd", "--cert", "c", "--key", "k", "--client-ca", "ca"];
+            let mut argv = argv.map(OsString::from).to_vec();
+            argv.extend([OsString::from("--cgroup-name"), bad.into()]);
+            match settings(argv) {
+                Err(SettingsError::Usage(e)) => {
+                    assert!(e.to_string().contains("not a cgroup name"), "{bad}: {e}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let err = with_file(&format!("{TLS}cgroup-name = \"..\"\n"), &[]).unwrap_err();
+        assert!(err.contains("not a cgroup name"), "{err}");
+        let args = with_file(&format!("{TLS}cgroup-name = \"jw-2.test_x\"\n"), &[]).unwrap();
+        assert_eq!(args.cgroup_name, "jw-2.test_x");
+    }
+
+    #[test]
     fn a_fifo_or_a_device_is_refused_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("jwd.toml");
