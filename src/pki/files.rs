@@ -120,14 +120,26 @@ pub(super) fn write_atomic(
 
 /// Appends `line` (and a newline) to `dir/name`, made 0644 if new.
 pub(super) fn append_line(dir: &Path, name: &str, line: &str) -> Result<PathBuf, PkiError> {
+    use std::os::unix::fs::FileExt;
     let path = dir.join(name);
     let mut file = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o644)
         .open(&path)
         .map_err(write_error(&path))?;
-    file.write_all(format!("{line}\n").as_bytes())
+    // A file whose last line has no newline (edited by hand, or an append
+    // cut short) would get this line glued to it: both unreadable, and
+    // every later revocation refused.
+    let len = file.metadata().map_err(write_error(&path))?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1)
+            .map_err(write_error(&path))?;
+    }
+    let start = if last[0] == b'\n' { "" } else { "\n" };
+    file.write_all(format!("{start}{line}\n").as_bytes())
         .and_then(|()| file.sync_data())
         .map_err(write_error(&path))?;
     Ok(path)
