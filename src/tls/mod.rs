@@ -73,6 +73,12 @@ pub enum TlsError {
     },
     #[error("the client CA {ca} in {client_ca} has no revocation list among the --crl files: every client certificate it signed would be refused (unknown revocation status); add its CRL with --crl, or give no --crl at all")]
     CaWithoutCrl { ca: String, client_ca: PathBuf },
+    #[error("{first} and {second} are both revocation lists of {issuer}: jwd would check only the first; give one --crl per CA, its newest list (crl.pem in its PKI directory)")]
+    CrlTwice {
+        issuer: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("cannot use the revocation lists {paths}: {reason}")]
     Crls { paths: String, reason: String },
 }
