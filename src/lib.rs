@@ -8,6 +8,7 @@ pub mod job;
 pub mod pki;
 pub mod protocol;
 pub mod server;
+pub mod settings_file;
 pub mod text;
 pub mod tls;
 pub mod units;

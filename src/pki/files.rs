@@ -33,23 +33,23 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 
 /// Reads a PKI file as text (at most 16 MiB).
 pub(super) fn read_text(path: &Path) -> Result<String, PkiError> {
-    let read_error = |source| PkiError::Read {
+    let bytes = crate::settings_file::read_regular(path, MAX_FILE).map_err(|source| {
+        if source.kind() == ErrorKind::InvalidData {
+            PkiError::Invalid {
+                path: path.to_path_buf(),
+                reason: format!("larger than {} MiB", MAX_FILE >> 20),
+            }
+        } else {
+            PkiError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|_| PkiError::Invalid {
         path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(read_error)?;
-    let mut text = String::new();
-    use std::io::Read;
-    file.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(read_error)?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(PkiError::Invalid {
-            path: path.to_path_buf(),
-            reason: format!("larger than {} MiB", MAX_FILE >> 20),
-        });
-    }
-    Ok(text)
+        reason: "not UTF-8 text".into(),
+    })
 }
 
 /// Writes a new file `dir/name`; keys get mode 0600. An existing file is
@@ -120,14 +120,26 @@ pub(super) fn write_atomic(
 
 /// Appends `line` (and a newline) to `dir/name`, made 0644 if new.
 pub(super) fn append_line(dir: &Path, name: &str, line: &str) -> Result<PathBuf, PkiError> {
+    use std::os::unix::fs::FileExt;
     let path = dir.join(name);
     let mut file = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o644)
         .open(&path)
         .map_err(write_error(&path))?;
-    file.write_all(format!("{line}\n").as_bytes())
+    // A file whose last line has no newline (edited by hand, or an append
+    // cut short) would get this line glued to it: both unreadable, and
+    // every later revocation refused.
+    let len = file.metadata().map_err(write_error(&path))?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1)
+            .map_err(write_error(&path))?;
+    }
+    let start = if last[0] == b'\n' { "" } else { "\n" };
+    file.write_all(format!("{start}{line}\n").as_bytes())
         .and_then(|()| file.sync_data())
         .map_err(write_error(&path))?;
     Ok(path)

@@ -86,6 +86,30 @@ fn init_writes_an_empty_crl_and_records_its_users() {
 }
 
 #[test]
+fn a_record_without_its_last_newline_stays_readable() {
+    let dir = pki();
+    let record = record_path(dir.path());
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.trim_end()).unwrap();
+    add_user(dir.path(), &UserOptions::new("dave")).unwrap();
+    assert_eq!(users_in_record(dir.path()), ["alice", "root", "dave"]);
+    revoke(dir.path(), "dave").unwrap();
+}
+
+#[test]
+fn a_fifo_in_the_directory_is_refused_not_waited_on() {
+    let dir = pki();
+    std::fs::remove_file(crl_path(dir.path())).unwrap();
+    nix::unistd::mkfifo(
+        &crl_path(dir.path()),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let err = revoke(dir.path(), "alice").unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
 fn add_user_issues_records_and_protects_the_key() {
     let dir = pki();
     let opts = UserOptions {

@@ -139,6 +139,17 @@ pub(crate) fn load(paths: &[PathBuf], client_ca: &Path, cas: &[Ca]) -> Result<Ve
             });
         }
     }
+    // rustls consults only the first list of an issuer: a second one
+    // (a newer list given after an older) would be ignored in the handshake.
+    for (n, crl) in crls.iter().enumerate() {
+        if let Some(first) = crls[..n].iter().find(|c| c.issuer_raw == crl.issuer_raw) {
+            return Err(TlsError::CrlTwice {
+                issuer: crl.issuer.clone(),
+                first: first.path.clone(),
+                second: crl.path.clone(),
+            });
+        }
+    }
     if !paths.is_empty() {
         if let Some(ca) = cas
             .iter()
@@ -279,6 +290,15 @@ mod tests {
             load(&[empty], &ca_path, &one),
             Err(TlsError::NoCrl { .. })
         ));
+
+        let older = crl_file(dir.path(), "older.pem", &issuer, &[]);
+        let newer = crl_file(dir.path(), "newer.pem", &issuer, &[7]);
+        match load(&[older.clone(), newer.clone()], &ca_path, &one) {
+            Err(TlsError::CrlTwice { first, second, .. }) => {
+                assert_eq!((first, second), (older, newer))
+            }
+            other => panic!("expected CrlTwice, got {:?}", other.map(|_| ())),
+        }
 
         let (_, second_der) = ca("second CA");
         let two = cas(&ca_path, &[ca_der, second_der]).unwrap();

@@ -73,12 +73,25 @@ pub enum TlsError {
     },
     #[error("the client CA {ca} in {client_ca} has no revocation list among the --crl files: every client certificate it signed would be refused (unknown revocation status); add its CRL with --crl, or give no --crl at all")]
     CaWithoutCrl { ca: String, client_ca: PathBuf },
+    #[error("{first} and {second} are both revocation lists of {issuer}: jwd would check only the first; give one --crl per CA, its newest list (crl.pem in its PKI directory)")]
+    CrlTwice {
+        issuer: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("cannot use the revocation lists {paths}: {reason}")]
     Crls { paths: String, reason: String },
 }
 
+/// The most a certificate, key or revocation list file may hold (a large
+/// organisation's CRL is a few MiB).
+const MAX_FILE: u64 = 64 << 20;
+
+/// A TLS file's bytes: a regular file only, so that a FIFO or a device
+/// named by mistake cannot block jwd's reload on SIGHUP (and with it
+/// SIGTERM) or fill its memory.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    crate::settings_file::read_regular(path, MAX_FILE).map_err(|source| TlsError::Read {
         path: path.to_path_buf(),
         source,
     })
@@ -246,6 +259,19 @@ pub fn identity(cert: &CertificateDer<'_>, admin_group: &str) -> Result<Identity
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_named_as_a_certificate_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crl.pem");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        match load_certs(&path) {
+            Err(TlsError::Read { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn user_names() {

@@ -116,7 +116,7 @@ pub(crate) struct Args {
     /// Name of jw's cgroup subtree under jwd's own cgroups. One per server
     /// instance on a host; a restarted jwd cleans up what the last one with
     /// the same name left.
-    #[arg(long, default_value = "jw")]
+    #[arg(long, default_value = "jw", value_parser = parse_cgroup_name)]
     pub(crate) cgroup_name: String,
     /// io_uring runtimes (threads), each accepting on the one listening
     /// socket.
@@ -239,6 +239,23 @@ fn parse_optional_jobs(s: &str) -> Result<OrNone<usize>, String> {
             "{s:?} is not a number of jobs: give a number of at least 1, or none"
         )),
     }
+}
+
+/// A cgroup name: one directory name, never a path (`/`, `..` or `a/b`
+/// would put jw's subtree, and the job cgroups jwd makes and removes, in
+/// a directory of someone else's or outside the cgroup filesystem).
+fn parse_cgroup_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid {
+        return Err(format!(
+            "{s:?} is not a cgroup name: give 1-64 of A-Z a-z 0-9 . _ - not starting with a dot (one directory name, not a path)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 pub(crate) fn default_threads() -> usize {

@@ -24,6 +24,10 @@ use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser, Valu
 
 use crate::args::Args;
 
+/// The most a config file may hold: a few hundred bytes of settings in
+/// practice; a FIFO or /dev/zero given by mistake is refused, not read.
+const MAX_CONFIG: u64 = 1 << 20;
+
 /// Flags that are not settings: they say what to do with the settings.
 const NOT_SETTINGS: &[&str] = &["config", "check-config", "help", "version"];
 
@@ -55,9 +59,15 @@ pub(crate) fn settings(argv: Vec<OsString>) -> Result<Args, SettingsError> {
         .map(|a| a.get_id().to_string())
         .filter(|id| first.value_source(id) == Some(ValueSource::CommandLine))
         .collect();
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let bytes = jw::settings_file::read_regular(&path, MAX_CONFIG).map_err(|e| {
         SettingsError::File(format!(
             "cannot read the config file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        SettingsError::File(format!(
+            "the config file {} is not UTF-8 text",
             path.display()
         ))
     })?;
@@ -269,6 +279,47 @@ mod tests {
             args.max_output_total.0,
             Some(jw::job::DEFAULT_MAX_OUTPUT_TOTAL)
         );
+    }
+
+    #[test]
+    fn a_cgroup_name_is_one_directory_name_not_a_path() {
+        for bad in ["/", ".", "..", "../../../../tmp/x", "a/b", ".hidden", ""] {
+            let argv = ["jwd", "--cert", "c", "--key", "k", "--client-ca", "ca"];
+            let mut argv = argv.map(OsString::from).to_vec();
+            argv.extend([OsString::from("--cgroup-name"), bad.into()]);
+            match settings(argv) {
+                Err(SettingsError::Usage(e)) => {
+                    assert!(e.to_string().contains("not a cgroup name"), "{bad}: {e}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let err = with_file(&format!("{TLS}cgroup-name = \"..\"\n"), &[]).unwrap_err();
+        assert!(err.contains("not a cgroup name"), "{err}");
+        let args = with_file(&format!("{TLS}cgroup-name = \"jw-2.test_x\"\n"), &[]).unwrap();
+        assert_eq!(args.cgroup_name, "jw-2.test_x");
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("jwd.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let zero = dir.path().join("zero.toml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        for path in [fifo, zero] {
+            let argv = vec![
+                "jwd".into(),
+                "--config".into(),
+                path.clone().into_os_string(),
+            ];
+            match settings(argv) {
+                Err(SettingsError::File(e)) => {
+                    assert!(e.contains("not a regular file"), "{e}")
+                }
+                other => panic!("{}: {other:?}", path.display()),
+            }
+        }
     }
 
     #[test]
