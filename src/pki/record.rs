@@ -39,40 +39,80 @@ pub(super) fn append(dir: &Path, entry: &Entry) -> Result<(), PkiError> {
 
 /// Every certificate the record in `dir` lists (none if there is none).
 pub fn entries(dir: &Path) -> Result<Vec<Entry>, PkiError> {
+    let (entries, bad) = scan(dir)?;
+    match bad.into_iter().next() {
+        None => Ok(entries),
+        Some(reason) => Err(PkiError::Invalid {
+            path: record_path(dir),
+            reason,
+        }),
+    }
+}
+
+/// What a revoke of `user` can take from the record even when some lines
+/// are damaged (it must not fail in an incident): the readable entries,
+/// plus the serial of each damaged line that still reads as `SERIAL USER
+/// ...` (its end of validity taken as unknown: far ahead); and what was
+/// skipped, in words.
+pub fn entries_of(dir: &Path, user: &str) -> Result<(Vec<Entry>, Vec<String>), PkiError> {
+    let (mut entries, bad) = scan(dir)?;
+    entries.retain(|e| e.user == user);
+    let mut skipped = Vec::new();
+    for reason in bad {
+        let line = reason
+            .split_once(": ")
+            .map_or("", |(_, l)| l)
+            .trim_matches('"');
+        let mut fields = line.split_whitespace();
+        match (fields.next(), fields.next()) {
+            (Some(serial), Some(u)) if u == user && valid_serial(serial) => entries.push(Entry {
+                serial: serial.to_string(),
+                user: user.to_string(),
+                not_after: OffsetDateTime::now_utc() + time::Duration::days(365 * 200),
+            }),
+            _ => skipped.push(reason),
+        }
+    }
+    Ok((entries, skipped))
+}
+
+/// The readable entries, and a description of each damaged line.
+fn scan(dir: &Path) -> Result<(Vec<Entry>, Vec<String>), PkiError> {
     let path = record_path(dir);
     if !path.exists() {
-        return Ok(vec![]);
+        return Ok((vec![], vec![]));
     }
     let text = read_text(&path)?;
     let mut entries = Vec::new();
+    let mut bad = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let entry = parse_line(line).ok_or_else(|| PkiError::Invalid {
-            path: path.clone(),
-            reason: format!(
+        match parse_line(line) {
+            Some(entry) => entries.push(entry),
+            None => bad.push(format!(
                 "line {} is not SERIAL USER NOT-AFTER (hex, a user name, 2027-12-02T06:00:00Z): {line:?}",
                 n + 1
-            ),
-        })?;
-        entries.push(entry);
+            )),
+        }
     }
-    Ok(entries)
+    Ok((entries, bad))
+}
+
+fn valid_serial(serial: &str) -> bool {
+    !serial.is_empty()
+        && serial.len() <= 40
+        && serial
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn parse_line(line: &str) -> Option<Entry> {
     let mut fields = line.split_whitespace();
     let (serial, user, not_after) = (fields.next()?, fields.next()?, fields.next()?);
-    if fields.next().is_some()
-        || serial.is_empty()
-        || serial.len() > 40
-        || !serial
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        || !crate::tls::valid_user_name(user)
-    {
+    if fields.next().is_some() || !valid_serial(serial) || !crate::tls::valid_user_name(user) {
         return None;
     }
     Some(Entry {

@@ -306,6 +306,30 @@ fn revoke_covers_every_renewal_and_keeps_earlier_entries() {
 }
 
 #[test]
+fn a_damaged_record_does_not_stop_a_revoke() {
+    let dir = pki();
+    let alice = details(&dir.path().join("alice.crt")).0;
+    let record = record_path(dir.path());
+    let mut text = std::fs::read_to_string(&record).unwrap();
+    // A line of garbage, and one of alice's whose date was mangled.
+    text.push_str("garbage here\nabc123 alice yesterday\n");
+    std::fs::write(&record, text).unwrap();
+    let done = revoke(dir.path(), "alice").unwrap();
+    let mut revoked = done.revoked.clone();
+    revoked.sort();
+    let mut want = vec![alice, "abc123".to_string()];
+    want.sort();
+    assert_eq!(revoked, want);
+    assert_eq!(done.skipped.len(), 1, "{:?}", done.skipped);
+    assert!(
+        done.skipped[0].contains("garbage here"),
+        "{:?}",
+        done.skipped
+    );
+    assert_eq!(parsed_crl(dir.path()).1.len(), 2);
+}
+
+#[test]
 fn a_pki_without_a_crl_gets_one_at_its_first_revocation() {
     let dir = pki();
     std::fs::remove_file(crl_path(dir.path())).unwrap();

@@ -31,6 +31,9 @@ pub struct Revoked {
     pub already: Vec<String>,
     /// Serials of certificates that have expired (left out: nobody can use them).
     pub expired: Vec<String>,
+    /// Damaged lines of the record that name no serial of this user, in
+    /// words: the revoke went on without them.
+    pub skipped: Vec<String>,
 }
 
 /// Issues a certificate for a new user: `dir/NAME.crt` (0644) and
@@ -138,9 +141,9 @@ pub fn revoke(dir: &Path, name: &str) -> Result<Revoked, PkiError> {
     check_user(name)?;
     let client_ca = ca::load(dir, "client-ca")?;
     let _lock = lock(dir)?;
-    let mut certs: Vec<(String, OffsetDateTime)> = record::entries(dir)?
+    let (entries, skipped) = record::entries_of(dir, name)?;
+    let mut certs: Vec<(String, OffsetDateTime)> = entries
         .into_iter()
-        .filter(|e| e.user == name)
         .map(|e| (e.serial, e.not_after))
         .collect();
     let path = dir.join(format!("{name}.crt"));
@@ -166,6 +169,7 @@ pub fn revoke(dir: &Path, name: &str) -> Result<Revoked, PkiError> {
         revoked: vec![],
         already: vec![],
         expired: vec![],
+        skipped,
     };
     for (serial, not_after) in certs {
         if crl.revoked.iter().any(|r| r.serial == serial) {

@@ -39,7 +39,7 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key (PKCS#8, SEC1 or PKCS#1)")]
     NoKey { path: PathBuf },
-    #[error("{path} is not valid PEM: {source}")]
+    #[error("{path} is not valid PEM: {}", pem_reason(source))]
     Pem { path: PathBuf, source: pem::Error },
     #[error("the private key {path} can be read by {who} (mode {mode:04o}); make it owner-only: chmod 600 {path}")]
     KeyExposed {
@@ -261,6 +261,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pem_file_cut_short_is_named_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("half.crt");
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        let err = load_certs(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("no \"-----END CERTIFICATE-----\" line"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_fifo_named_as_a_certificate_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("crl.pem");
@@ -281,5 +293,21 @@ mod tests {
         for bad in ["", ".hidden", "-x", "a b", "a/b", &"x".repeat(65), "é"] {
             assert!(!valid_user_name(bad), "{bad}");
         }
+    }
+}
+/// A PEM error in words (rustls's own prints the markers as byte lists).
+fn pem_reason(e: &pem::Error) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no \"-----END {}-----\" line (a file cut short, or still being written?)",
+            text(end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("a malformed BEGIN line: {:?}", text(line))
+        }
+        pem::Error::Base64Decode(why) => format!("a section is not valid base64: {why}"),
+        pem::Error::NoItemsFound => "no PEM section of the expected kind".into(),
+        other => other.to_string(),
     }
 }

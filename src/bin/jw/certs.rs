@@ -74,6 +74,12 @@ pub(crate) fn certs(command: &CertsCommand) -> Result<u8, Failure> {
 /// What `revoke` did, one serial a line, then the CRL.
 fn print_revoked(done: &jw::pki::Revoked) {
     let user = &done.user;
+    for reason in &done.skipped {
+        eprintln!(
+            "jw: warning: {} {reason}: skipped (if it was one of {user}'s certificates, it is not revoked)",
+            jw::pki::record_path(done.crl.parent().unwrap_or(std::path::Path::new("."))).display()
+        );
+    }
     for serial in &done.revoked {
         println!("{user}: revoked serial {serial}");
     }
