@@ -256,6 +256,23 @@ pub fn identity(cert: &CertificateDer<'_>, admin_group: &str) -> Result<Identity
     })
 }
 
+/// A PEM error in words (rustls's own prints the markers as byte lists).
+fn pem_reason(e: &pem::Error) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no \"-----END {}-----\" line (a file cut short, or still being written?)",
+            text(end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("a malformed BEGIN line: {:?}", text(line))
+        }
+        pem::Error::Base64Decode(why) => format!("a section is not valid base64: {why}"),
+        pem::Error::NoItemsFound => "no PEM section of the expected kind".into(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,21 +310,5 @@ mod tests {
         for bad in ["", ".hidden", "-x", "a b", "a/b", &"x".repeat(65), "é"] {
             assert!(!valid_user_name(bad), "{bad}");
         }
-    }
-}
-/// A PEM error in words (rustls's own prints the markers as byte lists).
-fn pem_reason(e: &pem::Error) -> String {
-    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-    match e {
-        pem::Error::MissingSectionEnd { end_marker } => format!(
-            "a section has no \"-----END {}-----\" line (a file cut short, or still being written?)",
-            text(end_marker)
-        ),
-        pem::Error::IllegalSectionStart { line } => {
-            format!("a malformed BEGIN line: {:?}", text(line))
-        }
-        pem::Error::Base64Decode(why) => format!("a section is not valid base64: {why}"),
-        pem::Error::NoItemsFound => "no PEM section of the expected kind".into(),
-        other => other.to_string(),
     }
 }
