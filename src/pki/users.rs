@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::ca;
 use super::crl::{self, Revocation};
 use super::files::{lock, write_atomic, write_new};
-use super::issue::{self, issue, validity, Subject};
+use super::issue::{self, issue, validity, Issued, Subject};
 use super::record::{self, Entry};
 use super::{check_days, check_user, crl_path, PkiError, UserOptions, SERVER};
 use crate::tls::valid_user_name;
@@ -68,14 +68,7 @@ pub fn add_user(dir: &Path, opts: &UserOptions) -> Result<Vec<PathBuf>, PkiError
     let issued = issue(&client_ca, &subject, false, validity(opts.days))?;
     let key = write_new(dir, &format!("{name}.key"), &issued.key_pem, true)?;
     let cert = write_new(dir, &format!("{name}.crt"), &issued.cert_pem, false)?;
-    record::append(
-        dir,
-        &Entry {
-            serial: issued.serial,
-            user: name.to_string(),
-            not_after: issued.not_after,
-        },
-    )?;
+    record_issued(dir, name, issued)?;
     Ok(vec![cert, key])
 }
 
@@ -119,14 +112,7 @@ pub fn renew(dir: &Path, name: &str, days: i64) -> Result<Vec<PathBuf>, PkiError
     let key = write_atomic(dir, &format!("{name}.key"), &issued.key_pem, true)?;
     let cert = write_atomic(dir, &format!("{name}.crt"), &issued.cert_pem, false)?;
     if !server {
-        record::append(
-            dir,
-            &Entry {
-                serial: issued.serial,
-                user: name.to_string(),
-                not_after: issued.not_after,
-            },
-        )?;
+        record_issued(dir, name, issued)?;
     }
     Ok(vec![cert, key])
 }
@@ -193,4 +179,16 @@ pub fn revoke(dir: &Path, name: &str) -> Result<Revoked, PkiError> {
         done.crl_number = crl.number;
     }
     Ok(done)
+}
+
+/// Adds a client certificate just issued to `name` to the record.
+fn record_issued(dir: &Path, name: &str, issued: Issued) -> Result<(), PkiError> {
+    record::append(
+        dir,
+        &Entry {
+            serial: issued.serial,
+            user: name.to_string(),
+            not_after: issued.not_after,
+        },
+    )
 }

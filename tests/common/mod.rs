@@ -235,6 +235,15 @@ pub fn rss_anon_of(pid: u32) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// A cgroup name of this test process's own for the next jwd.
+fn server_name() -> String {
+    format!(
+        "jwtest-srv-{}-{}",
+        std::process::id(),
+        SERVERS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl Jwd {
     /// Starts jwd (root only) with extra flags.
     pub fn start(test: &str, extra: &[&str]) -> Option<Jwd> {
@@ -243,11 +252,7 @@ impl Jwd {
         }
         let data = tempfile::tempdir().unwrap();
         let dir = data.path().to_path_buf();
-        let name = format!(
-            "jwtest-srv-{}-{}",
-            std::process::id(),
-            SERVERS.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = server_name();
         let mut jwd = Self::start_with(&dir, &name, extra);
         jwd._data = Some(data);
         Some(jwd)
@@ -261,11 +266,7 @@ impl Jwd {
             return None;
         }
         let data = tempfile::tempdir().unwrap();
-        let name = format!(
-            "jwtest-srv-{}-{}",
-            std::process::id(),
-            SERVERS.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = server_name();
         let jwd = Self::start_on(data.path(), &name, &restartable_addr(), extra);
         Some((jwd, data))
     }
@@ -293,11 +294,7 @@ impl Jwd {
         }
         let data = tempfile::tempdir().unwrap();
         let dir = data.path().to_path_buf();
-        let name = format!(
-            "jwtest-srv-{}-{}",
-            std::process::id(),
-            SERVERS.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = server_name();
         let command = jwd_command_pki(&dir, &name, "127.0.0.1:0", pki);
         let mut jwd = Self::spawn(command, &dir, &name, extra);
         jwd._data = Some(data);
