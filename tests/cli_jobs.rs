@@ -189,9 +189,14 @@ fn timeout_of_jw_run_stops_the_job() {
     let Some(jwd) = Jwd::start("cli_run_timeout1", &[]) else {
         return;
     };
+    // --foreground: timeout signals jw alone. Without it, it signals jw
+    // and then its own process group, jw included: a jw that handled the
+    // first SIGTERM before the second came takes the second for "stop it
+    // now" (SIGKILL), as a user pressing Ctrl-C twice means (seen once in
+    // CI, signal 9 instead of 15).
     let mut command = Command::new("timeout");
     command
-        .args(["-s", "TERM", "2", env!("CARGO_BIN_EXE_jw")])
+        .args(["--foreground", "-s", "TERM", "2", env!("CARGO_BIN_EXE_jw")])
         .args(["run", "-v", "--grace", GRACE, "--", "sleep", "1000"])
         .envs(
             jw_command(&jwd, "alice")
