@@ -75,7 +75,9 @@ impl Default for EngineConfig {
                 .expect("the default range parses"),
             allow_host_network: false,
             max_output_bytes: 1 << 30,
-            max_output_per_user: Some(DEFAULT_MAX_OUTPUT_TOTAL),
+            // jwd sets its own (`--max-output-total`, DEFAULT_MAX_OUTPUT_TOTAL);
+            // the library's engine keeps no per-user cap unless given one.
+            max_output_per_user: None,
             keep_jobs_on_exit: false,
             default_memory_bytes: Some(DEFAULT_MEMORY),
             default_pids: Some(DEFAULT_PIDS),
